@@ -1,0 +1,2 @@
+//! `satchel-bundle`: the offline admin CLI for satchel bundles.
+fn main() {}

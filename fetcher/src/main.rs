@@ -1,0 +1,2 @@
+//! `satchel-fetch`: the initrd fetcher.
+fn main() {}

@@ -1,0 +1,21 @@
+//! `satchel_pki`: satchel's private CA and the identities it hands out.
+//!
+//! The library side is shared: the server and the fetcher use [`scope`] (what
+//! a certificate may do), [`node_config`] (the file a boot image carries) and
+//! the rustls configurations. The issuing side (CA, profiles, revocation,
+//! ledger, audit, enrollment) sits behind the `issuing` feature so the
+//! fetcher does not carry it.
+//!
+//! It does not serve anything and never holds a bundle-signing key.
+//!
+//! Modules:
+//! - [`scope`]: scope SAN URIs (`satchel://host/<mac>`, `…/site/<name>`, `…/admin/<name>`).
+//! - [`node_config`]: the node config file type (`satchel.toml`).
+
+#![forbid(unsafe_code)]
+
+pub mod node_config;
+pub mod scope;
+
+pub use node_config::{NodeConfig, NodeConfigError, NODE_CONFIG_FILE};
+pub use scope::{AdminName, Scope, ScopeError};

@@ -1,0 +1,2 @@
+//! `satchel-pki`: the CA command line.
+fn main() {}

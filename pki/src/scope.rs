@@ -1,0 +1,237 @@
+//! Certificate scopes: what a client certificate may do, carried as SAN URIs.
+//!
+//! Invariant: a certificate has exactly one scope. A host URI makes it
+//! host-scoped (an accompanying site URI only names the site bundle it may
+//! also fetch); a site URI alone makes it site-scoped; an admin URI alone
+//! makes it admin-scoped. Any other combination, an unknown `satchel://` URI
+//! or a second URI of the same kind is refused, never guessed at.
+
+use std::fmt;
+
+use satchel_bundle::{Mac, SiteName};
+
+/// URI scheme of every scope URI.
+pub const SCHEME: &str = "satchel://";
+
+/// Errors from reading a scope out of SAN URIs.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScopeError {
+    /// No `satchel://` URI at all.
+    #[error("certificate carries no satchel:// scope URI in its subjectAltName")]
+    Missing,
+    /// A `satchel://` URI that is not one of host/site/admin or whose name is invalid.
+    #[error("invalid scope URI {0:?}")]
+    Invalid(String),
+    /// Two URIs of one kind, or an admin URI beside a node URI.
+    #[error("conflicting scope URIs: {0}")]
+    Conflict(String),
+}
+
+/// What a certificate is allowed to act as.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// One node; `site` is the site it belongs to, if any.
+    Host {
+        /// The node's MAC.
+        mac: Mac,
+        /// The site whose bundle the node also applies.
+        site: Option<SiteName>,
+    },
+    /// Every node of one site.
+    Site(SiteName),
+    /// An administrator.
+    Admin(AdminName),
+}
+
+/// An administrator's name: `[a-z0-9][a-z0-9._-]{0,62}`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AdminName(String);
+
+impl AdminName {
+    /// Validates an admin name.
+    pub fn parse(s: &str) -> Result<Self, ScopeError> {
+        let b = s.as_bytes();
+        let ok = !b.is_empty()
+            && b.len() <= 63
+            && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+            && b.iter().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-')
+            });
+        if ok {
+            Ok(AdminName(s.to_string()))
+        } else {
+            Err(ScopeError::Invalid(format!("{SCHEME}admin/{s}")))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AdminName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One parsed `satchel://` URI.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Host(Mac),
+    Site(SiteName),
+    Admin(AdminName),
+}
+
+fn parse_uri(uri: &str) -> Result<Option<Part>, ScopeError> {
+    let Some(rest) = uri.strip_prefix(SCHEME) else {
+        return Ok(None);
+    };
+    let invalid = || ScopeError::Invalid(uri.chars().take(128).collect());
+    let (kind, name) = rest.split_once('/').ok_or_else(invalid)?;
+    match kind {
+        // Strict: the canonical MAC only, so one node has one URI spelling.
+        "host" => {
+            let mac = Mac::parse(name).map_err(|_| invalid())?;
+            if mac.to_string() != name {
+                return Err(invalid());
+            }
+            Ok(Some(Part::Host(mac)))
+        }
+        "site" => Ok(Some(Part::Site(
+            SiteName::parse(name).map_err(|_| invalid())?,
+        ))),
+        "admin" => Ok(Some(Part::Admin(AdminName::parse(name)?))),
+        _ => Err(invalid()),
+    }
+}
+
+impl Scope {
+    /// Reads the scope from a certificate's SAN URIs. URIs of other schemes
+    /// are ignored.
+    pub fn from_uris<'a, I: IntoIterator<Item = &'a str>>(uris: I) -> Result<Scope, ScopeError> {
+        let mut host = None;
+        let mut site = None;
+        let mut admin = None;
+        fn set_once<T>(slot: &mut Option<T>, v: T, kind: &str) -> Result<(), ScopeError> {
+            if slot.replace(v).is_some() {
+                return Err(ScopeError::Conflict(format!("more than one {kind} URI")));
+            }
+            Ok(())
+        }
+        for uri in uris {
+            match parse_uri(uri)? {
+                None => {}
+                Some(Part::Host(m)) => set_once(&mut host, m, "host")?,
+                Some(Part::Site(s)) => set_once(&mut site, s, "site")?,
+                Some(Part::Admin(a)) => set_once(&mut admin, a, "admin")?,
+            }
+        }
+        match (host, site, admin) {
+            (Some(mac), site, None) => Ok(Scope::Host { mac, site }),
+            (None, Some(site), None) => Ok(Scope::Site(site)),
+            (None, None, Some(a)) => Ok(Scope::Admin(a)),
+            (None, None, None) => Err(ScopeError::Missing),
+            _ => Err(ScopeError::Conflict(
+                "an admin URI cannot share a certificate with a host or site URI".into(),
+            )),
+        }
+    }
+
+    /// The SAN URIs that express this scope, in the order certificates carry them.
+    pub fn uris(&self) -> Vec<String> {
+        match self {
+            Scope::Host { mac, site } => {
+                let mut v = vec![format!("{SCHEME}host/{mac}")];
+                if let Some(s) = site {
+                    v.push(format!("{SCHEME}site/{s}"));
+                }
+                v
+            }
+            Scope::Site(s) => vec![format!("{SCHEME}site/{s}")],
+            Scope::Admin(a) => vec![format!("{SCHEME}admin/{a}")],
+        }
+    }
+
+    /// A short label for logs and the audit trail: `host/<mac>`, `site/<name>`, `admin/<name>`.
+    pub fn label(&self) -> String {
+        match self {
+            Scope::Host { mac, .. } => format!("host/{mac}"),
+            Scope::Site(s) => format!("site/{s}"),
+            Scope::Admin(a) => format!("admin/{a}"),
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac() -> Mac {
+        Mac::parse("aa-bb-cc-dd-ee-ff").expect("mac")
+    }
+
+    #[test]
+    fn round_trip() {
+        let site = SiteName::parse("dc1").expect("site");
+        for scope in [
+            Scope::Host {
+                mac: mac(),
+                site: None,
+            },
+            Scope::Host {
+                mac: mac(),
+                site: Some(site.clone()),
+            },
+            Scope::Site(site),
+            Scope::Admin(AdminName::parse("alice").expect("admin")),
+        ] {
+            let uris = scope.uris();
+            let back = Scope::from_uris(uris.iter().map(String::as_str)).expect("parse");
+            assert_eq!(back, scope);
+        }
+    }
+
+    #[test]
+    fn other_schemes_are_ignored() {
+        let s = Scope::from_uris(["https://example.test/", "satchel://site/dc1"]).expect("ok");
+        assert_eq!(s, Scope::Site(SiteName::parse("dc1").expect("site")));
+    }
+
+    #[test]
+    fn hostile_uris_are_refused() {
+        let cases: &[&[&str]] = &[
+            &[],
+            &["https://example.test/"],
+            &["satchel://host/AA-BB-CC-DD-EE-FF"],
+            &["satchel://host/aa:bb:cc:dd:ee:ff"],
+            &["satchel://host/aa-bb-cc-dd-ee-ff/extra"],
+            &["satchel://host/"],
+            &["satchel://site/DC1"],
+            &["satchel://site/../dc1"],
+            &["satchel://admin/"],
+            &["satchel://admin/Alice"],
+            &["satchel://root/alice"],
+            &["satchel://host"],
+            &[
+                "satchel://host/aa-bb-cc-dd-ee-ff",
+                "satchel://host/aa-bb-cc-dd-ee-00",
+            ],
+            &["satchel://site/dc1", "satchel://site/dc2"],
+            &["satchel://admin/alice", "satchel://host/aa-bb-cc-dd-ee-ff"],
+            &["satchel://admin/alice", "satchel://site/dc1"],
+            &["satchel://admin/alice", "satchel://admin/bob"],
+        ];
+        for c in cases {
+            assert!(Scope::from_uris(c.iter().copied()).is_err(), "{c:?}");
+        }
+    }
+}

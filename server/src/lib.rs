@@ -1,0 +1,2 @@
+//! `satchel_server`: the mutual-TLS bundle server.
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! `satchel-server`: runs the bundle server.
+fn main() {}

@@ -1,0 +1,1 @@
+//! `satchel-tests`: end-to-end tests that start satchel's real binaries.
