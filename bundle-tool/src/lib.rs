@@ -10,10 +10,12 @@
 //! clock.
 //!
 //! Modules:
+//! - [`extract`]: the safe overlay (plan, stage, commit).
 //! - [`mac`]: MAC addresses, site names and bundle targets (canonical forms).
 
 #![forbid(unsafe_code)]
 
+pub mod extract;
 pub mod mac;
 
 pub use mac::{Mac, NameError, SiteName, Target};

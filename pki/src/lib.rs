@@ -14,6 +14,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "issuing")]
+pub mod audit;
 pub mod node_config;
 pub mod scope;
 

@@ -1,0 +1,1 @@
+//! The safe overlay: lays a payload tar over a root directory, all or nothing.

@@ -1,0 +1,1 @@
+//! The certificate audit report for security reviewers.
