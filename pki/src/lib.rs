@@ -16,8 +16,13 @@
 
 #[cfg(feature = "issuing")]
 pub mod audit;
+pub mod crl;
+pub mod identity;
 pub mod node_config;
 pub mod scope;
+pub mod serial;
+pub mod tls;
 
+pub use identity::{AuthError, PeerIdentity};
 pub use node_config::{NodeConfig, NodeConfigError, NODE_CONFIG_FILE};
 pub use scope::{AdminName, Scope, ScopeError};
