@@ -7,15 +7,37 @@
 //!
 //! It does not talk to the network, read configuration files or know about
 //! certificates: callers pass in trusted keys, identities, floors and the
-//! clock.
+//! clock. It pulls in no CLI crates: the `cli` feature adds only the
+//! `satchel-bundle` binary.
 //!
 //! Modules:
+//! - [`keys`]: ed25519 signing keys (PEM), key ids, age identities and recipients.
+//! - [`manifest`]: `manifest.json` — parse (bounded, strict) and write.
+//! - [`container`]: the outer tar of three members — streaming reader, writer.
+//! - [`verify`]: signature → target → expiry → serial, then payload size and hash.
+//! - [`seal`]: create a bundle (`tar | zstd -3 | age`, streamed, then signed).
+//! - [`pack`]: the deterministic directory packer behind `create --from-dir`.
+//! - [`open`]: the full verified open, down to the payload tar stream.
+//! - [`pipe`]: bounded pipes that run the stages on threads.
 //! - [`extract`]: the safe overlay (plan, stage, commit).
 //! - [`mac`]: MAC addresses, site names and bundle targets (canonical forms).
+//! - [`error`]: one error enum per stage.
 
 #![forbid(unsafe_code)]
 
+pub mod container;
+pub mod error;
 pub mod extract;
+pub mod keys;
 pub mod mac;
+pub mod manifest;
+pub mod open;
+pub mod pack;
+pub mod pipe;
+pub mod seal;
+pub mod verify;
 
+pub use error::{ContainerError, KeyError, ManifestError, OpenError, SealError, VerifyError};
+pub use keys::{Identities, KeyId, Recipient, SigningKey, VerifyingKey};
 pub use mac::{Mac, NameError, SiteName, Target};
+pub use manifest::{Manifest, FORMAT_VERSION, MAX_MANIFEST_BYTES};

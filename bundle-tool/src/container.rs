@@ -1,0 +1,822 @@
+//! The outer container: a tar holding exactly `manifest.json`,
+//! `manifest.sig` and `payload.age`, in that order, then zero blocks only.
+//!
+//! Reading is streaming and bounded: [`read_header`] reads the first two
+//! members (the manifest at most [`MAX_MANIFEST_BYTES`], the signature exactly
+//! 64 bytes), parses the manifest, and hands back [`Payload`], a reader over
+//! the third member; [`Payload::finish`] then checks that nothing but zero
+//! blocks follows. Only regular-file members are accepted; PAX (`x`, `g`) and
+//! GNU long-name (`L`, `K`) extension headers are understood on read, and only
+//! their `path` and `size` keys change anything. The writer emits plain ustar.
+//!
+//! The tar header code is a pure parser over 512-byte blocks
+//! ([`parse_block`]) with a thin `Read` loop around it.
+//!
+//! This module does not check signatures, hashes or targets: that is
+//! [`crate::verify`].
+
+use std::io::{self, Read, Write};
+
+use crate::error::ContainerError;
+use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
+
+/// Name of the first member.
+pub const MANIFEST_NAME: &str = "manifest.json";
+/// Name of the second member.
+pub const SIGNATURE_NAME: &str = "manifest.sig";
+/// Name of the third member.
+pub const PAYLOAD_NAME: &str = "payload.age";
+
+/// Tar block size.
+pub const BLOCK: usize = 512;
+
+/// Largest PAX or GNU extension header read (member names are short; this
+/// only bounds what a hostile container can make the reader buffer).
+pub const MAX_EXTENSION_BYTES: u64 = 64 * 1024;
+
+/// Most zero bytes accepted after the last member. Tools pad archives to
+/// their record size (GNU tar and Python: 10 KiB by default; `tar -b` up to
+/// a few hundred KiB).
+pub const MAX_TRAILING_ZERO_BYTES: u64 = 1024 * 1024;
+
+/// The first two members, parsed and checked for shape (not yet verified).
+#[derive(Clone, Debug)]
+pub struct Header {
+    /// The parsed manifest.
+    pub manifest: Manifest,
+    /// The manifest's exact bytes, as signed.
+    pub manifest_bytes: Vec<u8>,
+    /// The ed25519 signature over `manifest_bytes`.
+    pub signature: [u8; 64],
+    /// Size of the `payload.age` member, from its tar header.
+    pub payload_size: u64,
+    /// Offset of the first byte of `payload.age` in the container.
+    pub payload_offset: u64,
+}
+
+/// What one tar header block says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// Name (ustar prefix joined), raw bytes.
+    pub name: Vec<u8>,
+    /// Size field.
+    pub size: u64,
+    /// Type flag (`b'\0'` is taken as `b'0'`).
+    pub typeflag: u8,
+}
+
+/// Parses one 512-byte tar header block. `Ok(None)` for an all-zero block.
+pub fn parse_block(block: &[u8; BLOCK], offset: u64) -> Result<Option<BlockInfo>, ContainerError> {
+    if block.iter().all(|b| *b == 0) {
+        return Ok(None);
+    }
+    let bad = |reason: &str| ContainerError::BadHeader {
+        offset,
+        reason: reason.into(),
+    };
+    let stored = parse_number(&block[148..156]).ok_or_else(|| bad("checksum field"))?;
+    let unsigned: u64 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u64::from(*b)
+            }
+        })
+        .sum();
+    let signed: i64 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                i64::from(*b as i8)
+            }
+        })
+        .sum();
+    if stored != unsigned && i64::try_from(stored).ok() != Some(signed) {
+        return Err(ContainerError::BadChecksum { offset });
+    }
+    let size = parse_number(&block[124..136]).ok_or_else(|| bad("size field"))?;
+    let typeflag = match block[156] {
+        0 => b'0',
+        t => t,
+    };
+    let mut name = cstr(&block[0..100]).to_vec();
+    // POSIX ustar ("ustar\0" "00") joins the prefix; GNU ("ustar  \0") keeps
+    // other fields there.
+    if &block[257..263] == b"ustar\0" {
+        let prefix = cstr(&block[345..500]);
+        if !prefix.is_empty() {
+            let mut joined = prefix.to_vec();
+            joined.push(b'/');
+            joined.extend_from_slice(&name);
+            name = joined;
+        }
+    }
+    Ok(Some(BlockInfo {
+        name,
+        size,
+        typeflag,
+    }))
+}
+
+fn cstr(field: &[u8]) -> &[u8] {
+    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
+    &field[..end]
+}
+
+/// Parses a tar number: octal text (spaces/NULs around it) or GNU base-256.
+fn parse_number(field: &[u8]) -> Option<u64> {
+    if field.first().is_some_and(|b| b & 0x80 != 0) {
+        // Base-256: the rest of the first byte (must be a positive number)
+        // then big-endian bytes.
+        if field[0] & 0x40 != 0 {
+            return None;
+        }
+        let mut v: u64 = u64::from(field[0] & 0x3f);
+        for b in &field[1..] {
+            v = v.checked_mul(256)?.checked_add(u64::from(*b))?;
+        }
+        return Some(v);
+    }
+    let text = field
+        .iter()
+        .copied()
+        .skip_while(|b| *b == b' ')
+        .take_while(|b| *b != 0 && *b != b' ')
+        .collect::<Vec<u8>>();
+    if text.is_empty() {
+        return Some(0);
+    }
+    let mut v: u64 = 0;
+    for c in text {
+        if !(b'0'..=b'7').contains(&c) {
+            return None;
+        }
+        v = v.checked_mul(8)?.checked_add(u64::from(c - b'0'))?;
+    }
+    Some(v)
+}
+
+/// Parses PAX records (`LEN key=value\n`…). Returns `(path, size)` overrides.
+fn parse_pax(data: &[u8], offset: u64) -> Result<(Option<Vec<u8>>, Option<u64>), ContainerError> {
+    let bad = |reason: String| ContainerError::BadExtension { offset, reason };
+    let (mut path, mut size) = (None, None);
+    let mut rest = data;
+    while !rest.is_empty() {
+        let sp = rest
+            .iter()
+            .position(|b| *b == b' ')
+            .ok_or_else(|| bad("PAX record without a length".into()))?;
+        let len: usize = std::str::from_utf8(&rest[..sp])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("PAX record length is not a number".into()))?;
+        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
+            return Err(bad("PAX record length does not match its text".into()));
+        }
+        let record = &rest[sp + 1..len - 1];
+        let eq = record
+            .iter()
+            .position(|b| *b == b'=')
+            .ok_or_else(|| bad("PAX record without '='".into()))?;
+        let (key, value) = (&record[..eq], &record[eq + 1..]);
+        match key {
+            b"path" => {
+                if path.is_some() {
+                    return Err(bad("PAX path given twice".into()));
+                }
+                path = Some(value.to_vec());
+            }
+            b"size" => {
+                let v = std::str::from_utf8(value)
+                    .ok()
+                    .filter(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| bad("PAX size is not a number".into()))?;
+                if size.replace(v).is_some() {
+                    return Err(bad("PAX size given twice".into()));
+                }
+            }
+            _ => {}
+        }
+        rest = &rest[len..];
+    }
+    Ok((path, size))
+}
+
+/// A reader that counts the bytes it has read.
+#[derive(Debug)]
+struct Counting<R> {
+    inner: R,
+    pos: u64,
+}
+
+impl<R: Read> Counting<R> {
+    fn read_block(&mut self, what: &'static str) -> Result<[u8; BLOCK], ContainerError> {
+        let mut block = [0u8; BLOCK];
+        self.read_exact_or(&mut block, what)?;
+        Ok(block)
+    }
+
+    fn read_exact_or(&mut self, buf: &mut [u8], what: &'static str) -> Result<(), ContainerError> {
+        match self.inner.read_exact(buf) {
+            Ok(()) => {
+                self.pos += buf.len() as u64;
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                Err(ContainerError::Truncated(what))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads a member's data of `size` bytes plus padding.
+    fn read_data(&mut self, size: u64, what: &'static str) -> Result<Vec<u8>, ContainerError> {
+        let len = usize::try_from(size).map_err(|_| ContainerError::Truncated(what))?;
+        let mut data = vec![0u8; len];
+        self.read_exact_or(&mut data, what)?;
+        self.skip_padding(size, what)?;
+        Ok(data)
+    }
+
+    fn skip_padding(&mut self, size: u64, what: &'static str) -> Result<(), ContainerError> {
+        let pad = padding(size);
+        let mut buf = [0u8; BLOCK];
+        self.read_exact_or(&mut buf[..pad], what)
+    }
+}
+
+fn padding(size: u64) -> usize {
+    ((BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64) as usize
+}
+
+/// One regular-file member's header, extensions applied.
+struct Member {
+    name: Vec<u8>,
+    size: u64,
+}
+
+/// Reads headers (extensions included) up to the next regular member.
+/// `Ok(None)` at the end-of-archive zero block.
+fn next_member<R: Read>(
+    r: &mut Counting<R>,
+    what: &'static str,
+) -> Result<Option<Member>, ContainerError> {
+    let (mut path, mut size_override) = (None::<Vec<u8>>, None::<u64>);
+    loop {
+        let offset = r.pos;
+        let block = r.read_block(what)?;
+        let Some(info) = parse_block(&block, offset)? else {
+            if path.is_some() || size_override.is_some() {
+                return Err(ContainerError::BadExtension {
+                    offset,
+                    reason: "extension header not followed by a member".into(),
+                });
+            }
+            return Ok(None);
+        };
+        let ext_too_big = || ContainerError::BadExtension {
+            offset,
+            reason: format!("extension header larger than {MAX_EXTENSION_BYTES} bytes"),
+        };
+        match info.typeflag {
+            b'x' | b'g' => {
+                if info.size > MAX_EXTENSION_BYTES {
+                    return Err(ext_too_big());
+                }
+                let data = r.read_data(info.size, what)?;
+                let (p, s) = parse_pax(&data, offset)?;
+                if info.typeflag == b'g' {
+                    if p.is_some() || s.is_some() {
+                        return Err(ContainerError::BadExtension {
+                            offset,
+                            reason: "global PAX header sets path or size".into(),
+                        });
+                    }
+                    continue;
+                }
+                if (p.is_some() && path.is_some()) || (s.is_some() && size_override.is_some()) {
+                    return Err(ContainerError::BadExtension {
+                        offset,
+                        reason: "two extension headers for one member".into(),
+                    });
+                }
+                path = path.or(p);
+                size_override = size_override.or(s);
+            }
+            b'L' | b'K' => {
+                if info.size > MAX_EXTENSION_BYTES {
+                    return Err(ext_too_big());
+                }
+                let data = r.read_data(info.size, what)?;
+                if info.typeflag == b'L' {
+                    if path.is_some() {
+                        return Err(ContainerError::BadExtension {
+                            offset,
+                            reason: "two long names for one member".into(),
+                        });
+                    }
+                    path = Some(cstr(&data).to_vec());
+                }
+            }
+            b'0' | b'7' => {
+                return Ok(Some(Member {
+                    name: path.unwrap_or(info.name),
+                    size: size_override.unwrap_or(info.size),
+                }));
+            }
+            t => {
+                return Err(ContainerError::NotARegularFile {
+                    name: String::from_utf8_lossy(&path.unwrap_or(info.name))
+                        .chars()
+                        .take(100)
+                        .collect(),
+                    typeflag: char::from(t),
+                })
+            }
+        }
+    }
+}
+
+fn expect_member<R: Read>(
+    r: &mut Counting<R>,
+    index: usize,
+    expected: &'static str,
+) -> Result<u64, ContainerError> {
+    match next_member(r, expected)? {
+        None => Err(ContainerError::Truncated(expected)),
+        Some(m) if m.name == expected.as_bytes() => Ok(m.size),
+        Some(m) => Err(ContainerError::UnexpectedMember {
+            index,
+            expected,
+            found: String::from_utf8_lossy(&m.name).chars().take(100).collect(),
+        }),
+    }
+}
+
+/// Reads `manifest.json` and `manifest.sig` from `input`, parses the
+/// manifest (bounded), and returns the header and a reader over
+/// `payload.age`. Reads nothing past the payload's tar header.
+pub fn read_header<R: Read>(input: R) -> Result<(Header, Payload<R>), ContainerError> {
+    let mut r = Counting {
+        inner: input,
+        pos: 0,
+    };
+
+    let size = expect_member(&mut r, 0, MANIFEST_NAME)?;
+    if size > MAX_MANIFEST_BYTES as u64 {
+        return Err(ContainerError::MemberTooLarge {
+            name: MANIFEST_NAME,
+            size,
+            max: MAX_MANIFEST_BYTES as u64,
+        });
+    }
+    let manifest_bytes = r.read_data(size, MANIFEST_NAME)?;
+
+    let size = expect_member(&mut r, 1, SIGNATURE_NAME)?;
+    if size != 64 {
+        return Err(ContainerError::BadSignatureLength { len: size });
+    }
+    let sig = r.read_data(size, SIGNATURE_NAME)?;
+    let mut signature = [0u8; 64];
+    signature.copy_from_slice(&sig);
+
+    let payload_size = expect_member(&mut r, 2, PAYLOAD_NAME)?;
+    let manifest = Manifest::parse(&manifest_bytes)?;
+    let header = Header {
+        manifest,
+        manifest_bytes,
+        signature,
+        payload_size,
+        payload_offset: r.pos,
+    };
+    Ok((
+        header,
+        Payload {
+            inner: r,
+            size: payload_size,
+            remaining: payload_size,
+        },
+    ))
+}
+
+/// A reader over the `payload.age` member. Call [`Payload::finish`] after
+/// reading it to check the container's end.
+#[derive(Debug)]
+pub struct Payload<R> {
+    inner: Counting<R>,
+    size: u64,
+    remaining: u64,
+}
+
+impl<R: Read> Payload<R> {
+    /// The member's size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Skips whatever of the payload was not read, then checks that the
+    /// container ends with zero blocks only (at least the two of the
+    /// end-of-archive marker, at most
+    /// [`MAX_TRAILING_ZERO_BYTES`]). Returns the underlying reader.
+    pub fn finish(mut self) -> Result<R, ContainerError> {
+        io::copy(&mut self, &mut io::sink())?;
+        let mut r = self.inner;
+        r.skip_padding(self.size, PAYLOAD_NAME)?;
+        let end = r.pos;
+        for _ in 0..2 {
+            let at = r.pos;
+            let block = r.read_block("the end-of-archive blocks")?;
+            if block.iter().any(|b| *b != 0) {
+                return Err(ContainerError::TrailingGarbage { offset: at });
+            }
+        }
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = match r.inner.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(i) = buf[..n].iter().position(|b| *b != 0) {
+                return Err(ContainerError::TrailingGarbage {
+                    offset: r.pos + i as u64,
+                });
+            }
+            r.pos += n as u64;
+            if r.pos - end > MAX_TRAILING_ZERO_BYTES {
+                return Err(ContainerError::TrailingGarbage { offset: r.pos });
+            }
+        }
+        Ok(r.inner)
+    }
+}
+
+impl<R: Read> Read for Payload<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let n = self.inner.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "bundle is truncated: it ends inside payload.age",
+            ));
+        }
+        self.remaining -= n as u64;
+        self.inner.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// A ustar header block for a regular file (mode 0644, owner 0:0).
+pub fn ustar_header(name: &str, size: u64, mtime: u64) -> [u8; BLOCK] {
+    let mut h = [0u8; BLOCK];
+    h[..name.len().min(100)].copy_from_slice(&name.as_bytes()[..name.len().min(100)]);
+    put_octal(&mut h[100..108], 0o644);
+    put_octal(&mut h[108..116], 0);
+    put_octal(&mut h[116..124], 0);
+    put_octal(&mut h[124..136], size);
+    put_octal(&mut h[136..148], mtime);
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u64 = h.iter().map(|b| u64::from(*b)).sum();
+    put_octal(&mut h[148..155], sum);
+    h[155] = b' ';
+    h
+}
+
+/// Writes `value` as zero-padded octal filling the field but its last byte
+/// (a NUL). Values too large for the field use GNU base-256.
+fn put_octal(field: &mut [u8], value: u64) {
+    let digits = field.len() - 1;
+    let text = format!("{value:0digits$o}");
+    if text.len() > digits {
+        // GNU base-256: 0x80 then the value big-endian in the remaining bytes.
+        field.fill(0);
+        field[0] = 0x80;
+        let len = field.len();
+        for (i, b) in value.to_be_bytes().iter().rev().enumerate().take(len - 1) {
+            field[len - 1 - i] = *b;
+        }
+        return;
+    }
+    field[..digits].copy_from_slice(text.as_bytes());
+    field[digits] = 0;
+}
+
+/// Writes a whole container: the three members (ustar, mode 0644, owner 0:0,
+/// mtime `mtime`) then two zero blocks. `payload` must yield exactly
+/// `payload_size` bytes.
+pub fn write_container<W: Write, P: Read>(
+    mut out: W,
+    manifest_bytes: &[u8],
+    signature: &[u8; 64],
+    payload: P,
+    payload_size: u64,
+    mtime: u64,
+) -> Result<W, ContainerError> {
+    let zeros = [0u8; BLOCK];
+    for (name, data) in [
+        (MANIFEST_NAME, manifest_bytes),
+        (SIGNATURE_NAME, &signature[..]),
+    ] {
+        out.write_all(&ustar_header(name, data.len() as u64, mtime))?;
+        out.write_all(data)?;
+        out.write_all(&zeros[..padding(data.len() as u64)])?;
+    }
+    out.write_all(&ustar_header(PAYLOAD_NAME, payload_size, mtime))?;
+    let copied = io::copy(&mut payload.take(payload_size), &mut out)?;
+    if copied != payload_size {
+        return Err(ContainerError::Truncated(PAYLOAD_NAME));
+    }
+    out.write_all(&zeros[..padding(payload_size)])?;
+    out.write_all(&zeros)?;
+    out.write_all(&zeros)?;
+    out.flush()?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_bytes() -> Vec<u8> {
+        crate::manifest::sample().to_bytes().unwrap()
+    }
+
+    fn good(payload: &[u8]) -> Vec<u8> {
+        write_container(
+            Vec::new(),
+            &manifest_bytes(),
+            &[9u8; 64],
+            payload,
+            payload.len() as u64,
+            0,
+        )
+        .unwrap()
+    }
+
+    /// Builds a tar with the tar crate from (name, type, data) triples.
+    fn custom(members: &[(&str, tar::EntryType, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, data) in members {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(*kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn read_all(bytes: &[u8]) -> Result<(Header, Vec<u8>), ContainerError> {
+        let (h, mut p) = read_header(bytes)?;
+        let mut data = Vec::new();
+        p.read_to_end(&mut data)?;
+        p.finish()?;
+        Ok((h, data))
+    }
+
+    #[test]
+    fn round_trip() {
+        for len in [0usize, 1, 511, 512, 513, 70_000] {
+            let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let (h, data) = read_all(&good(&payload)).unwrap();
+            assert_eq!(data, payload);
+            assert_eq!(h.payload_size, len as u64);
+            assert_eq!(
+                h.payload_offset,
+                512 + h.manifest_bytes.len().div_ceil(512) as u64 * 512 + 1024 + 512
+            );
+            assert_eq!(h.signature, [9u8; 64]);
+            assert_eq!(h.manifest_bytes, manifest_bytes());
+        }
+    }
+
+    #[test]
+    fn tar_crate_reads_what_we_write() {
+        let bytes = good(b"hello");
+        let mut a = tar::Archive::new(&bytes[..]);
+        let names: Vec<String> = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, [MANIFEST_NAME, SIGNATURE_NAME, PAYLOAD_NAME]);
+    }
+
+    #[test]
+    fn tar_crate_containers_with_gnu_and_pax_headers_are_read() {
+        let m = manifest_bytes();
+        let sig = [1u8; 64];
+        // GNU headers and record padding, as `tar` writes them.
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in [
+            (MANIFEST_NAME, &m[..]),
+            (SIGNATURE_NAME, &sig[..]),
+            (PAYLOAD_NAME, b"p"),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o600);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        let mut bytes = b.into_inner().unwrap();
+        bytes.resize(bytes.len().div_ceil(10240) * 10240, 0);
+        assert_eq!(read_all(&bytes).unwrap().1, b"p");
+
+        // A PAX header giving the path.
+        let mut pax = Vec::new();
+        let rec = format!("path={PAYLOAD_NAME}\n");
+        let rec = format!("{} {rec}", rec.len() + 3);
+        let mut h = ustar_header("PaxHeaders/x", rec.len() as u64, 0);
+        h[156] = b'x';
+        fix_checksum(&mut h);
+        pax.extend_from_slice(&h);
+        pax.extend_from_slice(rec.as_bytes());
+        pax.resize(pax.len().div_ceil(512) * 512, 0);
+        let bytes = good(b"data");
+        let at = bytes.len() - 512 * 4;
+        let mut renamed = bytes[..at].to_vec();
+        renamed.extend_from_slice(&pax);
+        let mut h = ustar_header("other-name", 4, 0);
+        fix_checksum(&mut h);
+        renamed.extend_from_slice(&h);
+        renamed.extend_from_slice(&bytes[at + 512..]);
+        assert_eq!(read_all(&renamed).unwrap().1, b"data");
+    }
+
+    fn fix_checksum(h: &mut [u8; BLOCK]) {
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u64 = h.iter().map(|b| u64::from(*b)).sum();
+        put_octal(&mut h[148..155], sum);
+        h[155] = b' ';
+    }
+
+    #[test]
+    fn hostile_containers_are_refused() {
+        let m = manifest_bytes();
+        let sig = [1u8; 64];
+        use tar::EntryType as T;
+        let reg = T::Regular;
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("empty", Vec::new()),
+            ("only zero blocks", vec![0u8; 1024]),
+            (
+                "wrong order",
+                custom(&[
+                    (SIGNATURE_NAME, reg, &sig),
+                    (MANIFEST_NAME, reg, &m),
+                    (PAYLOAD_NAME, reg, b"p"),
+                ]),
+            ),
+            (
+                "missing payload",
+                custom(&[(MANIFEST_NAME, reg, &m), (SIGNATURE_NAME, reg, &sig)]),
+            ),
+            (
+                "extra member",
+                custom(&[
+                    (MANIFEST_NAME, reg, &m),
+                    (SIGNATURE_NAME, reg, &sig),
+                    (PAYLOAD_NAME, reg, b"p"),
+                    ("x", reg, b"x"),
+                ]),
+            ),
+            (
+                "other name",
+                custom(&[
+                    ("manifest.jsn", reg, &m),
+                    (SIGNATURE_NAME, reg, &sig),
+                    (PAYLOAD_NAME, reg, b"p"),
+                ]),
+            ),
+            (
+                "short signature",
+                custom(&[
+                    (MANIFEST_NAME, reg, &m),
+                    (SIGNATURE_NAME, reg, &sig[..63]),
+                    (PAYLOAD_NAME, reg, b"p"),
+                ]),
+            ),
+            (
+                "symlink member",
+                custom(&[
+                    (MANIFEST_NAME, T::Symlink, b""),
+                    (SIGNATURE_NAME, reg, &sig),
+                    (PAYLOAD_NAME, reg, b"p"),
+                ]),
+            ),
+            (
+                "directory member",
+                custom(&[
+                    (MANIFEST_NAME, T::Directory, b""),
+                    (SIGNATURE_NAME, reg, &sig),
+                    (PAYLOAD_NAME, reg, b"p"),
+                ]),
+            ),
+            (
+                "huge manifest",
+                custom(&[
+                    (MANIFEST_NAME, reg, &vec![b' '; MAX_MANIFEST_BYTES + 1]),
+                    (SIGNATURE_NAME, reg, &sig),
+                    (PAYLOAD_NAME, reg, b"p"),
+                ]),
+            ),
+        ];
+        for (what, bytes) in cases {
+            assert!(read_all(&bytes).is_err(), "{what} was accepted");
+        }
+        let bytes = good(b"payload");
+        // Bad checksum, truncations, trailing garbage.
+        let mut bad = bytes.clone();
+        bad[0] ^= 1;
+        assert!(matches!(
+            read_all(&bad),
+            Err(ContainerError::BadChecksum { .. })
+        ));
+        for cut in [
+            100,
+            600,
+            bytes.len() - 1025,
+            bytes.len() - 1024,
+            bytes.len() - 512,
+            bytes.len() - 1,
+        ] {
+            assert!(read_all(&bytes[..cut]).is_err(), "cut at {cut} accepted");
+        }
+        let mut extra = bytes.clone();
+        extra.extend_from_slice(b"x");
+        assert!(matches!(
+            read_all(&extra),
+            Err(ContainerError::TrailingGarbage { .. })
+        ));
+        let mut extra = bytes.clone();
+        extra.extend_from_slice(&vec![0u8; MAX_TRAILING_ZERO_BYTES as usize + 4096]);
+        assert!(matches!(
+            read_all(&extra),
+            Err(ContainerError::TrailingGarbage { .. })
+        ));
+        // Payload size in the header larger than the data.
+        let (h, _) = read_header(&bytes[..]).unwrap();
+        let at = (h.payload_offset - 512) as usize;
+        let mut grown = bytes.clone();
+        let mut block: [u8; 512] = grown[at..at + 512].try_into().unwrap();
+        put_octal(&mut block[124..136], 1 << 20);
+        fix_checksum(&mut block);
+        grown[at..at + 512].copy_from_slice(&block);
+        assert!(read_all(&grown).is_err());
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(parse_number(b"0000644\0"), Some(0o644));
+        assert_eq!(parse_number(b"  644 \0"), Some(0o644));
+        assert_eq!(parse_number(b"\0\0\0\0"), Some(0));
+        assert_eq!(parse_number(b"0009\0"), None);
+        assert_eq!(
+            parse_number(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+            Some(256)
+        );
+        assert_eq!(
+            parse_number(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            None
+        );
+        let mut f = [0u8; 12];
+        put_octal(&mut f, 1 << 40);
+        assert_eq!(parse_number(&f), Some(1 << 40));
+    }
+
+    #[test]
+    fn pax_records() {
+        assert_eq!(parse_pax(b"13 size=1234\n", 0).unwrap(), (None, Some(1234)));
+        for bad in [
+            &b"13 size=12x4\n"[..],
+            b"99 size=1\n",
+            b"size=1\n",
+            b"8 size=1\n",
+            b"9 size=1\n9 size=2\n",
+            b"7 size\n",
+        ] {
+            assert!(
+                parse_pax(bad, 0).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

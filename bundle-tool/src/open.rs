@@ -1,0 +1,256 @@
+//! The full verified open of a bundle.
+//!
+//! Order, fixed: read the container's header (bounded manifest parse) →
+//! [`verify_header`] (signature, target, expiry, serial) → the payload's
+//! size and sha256 over the whole `payload.age` member, and the container's
+//! end → only then decrypt (X25519 identities only; passphrase files are
+//! refused) and decompress (zstd window at most 2^[`MAX_ZSTD_WINDOW_LOG`]),
+//! handing out a [`PayloadTar`] reader that fails as soon as the tar grows
+//! past the manifest's uncompressed size, and at its end if the size differs
+//! or if the `payload.age` bytes read this second time do not hash to the
+//! manifest's value (so a file swapped between the passes is caught).
+//!
+//! The input must be seekable (a file): the payload is read twice, once to
+//! hash it and once to decrypt it, so that nothing is decrypted before its
+//! hash is known good, in bounded memory.
+//!
+//! This module does not write anything; [`crate::extract`] lays the tar
+//! over a root and must read the tar to its end before committing.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::container::{read_header, Header};
+use crate::error::OpenError;
+use crate::keys::{Identities, KeyId};
+use crate::manifest::Manifest;
+use crate::verify::{check_payload_size, verify_header, Checks, PayloadCheck};
+
+/// Largest zstd window accepted when decompressing (2^23 = 8 MiB, what
+/// `zstd -19` uses; `--long` and `--ultra` payloads are refused).
+pub const MAX_ZSTD_WINDOW_LOG: u32 = 23;
+
+/// Read buffer for the bundle file.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// What [`open_reader`] returns: the verified header and the payload tar.
+pub type Opened<R> = (Verified, PayloadTar<BufReader<io::Take<R>>>);
+
+/// A bundle whose header and payload hash checked out.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    /// The container header (manifest, its bytes, signature, payload position).
+    pub header: Header,
+    /// The trusted key that signed it.
+    pub signer: KeyId,
+}
+
+impl Verified {
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.header.manifest
+    }
+}
+
+/// Verifies a whole bundle from `input`: header checks, then payload size
+/// and sha256, then the container's end. Reads `input` once, to its end.
+pub fn verify_reader<R: Read>(input: R, checks: &Checks) -> Result<Verified, OpenError> {
+    let (header, mut payload) = read_header(input)?;
+    let signer = verify_header(&header, checks)?.key_id();
+    check_payload_size(&header.manifest, payload.size())?;
+    let mut check = PayloadCheck::new();
+    let mut buf = vec![0u8; READ_BUFFER];
+    loop {
+        let n = match payload.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        check.update(&buf[..n]);
+    }
+    check.finish(&header.manifest)?;
+    payload.finish()?;
+    Ok(Verified { header, signer })
+}
+
+/// Verifies the bundle file at `path` (see [`verify_reader`]).
+pub fn verify_file(path: &Path, checks: &Checks) -> Result<Verified, OpenError> {
+    let f = File::open(path)?;
+    verify_reader(BufReader::with_capacity(READ_BUFFER, f), checks)
+}
+
+/// Verifies a seekable bundle, then returns a reader over its payload tar.
+pub fn open_reader<R: Read + Seek + Send>(
+    mut input: R,
+    checks: &Checks,
+    identities: &Identities,
+) -> Result<Opened<R>, OpenError> {
+    let start = input.stream_position()?;
+    let verified = verify_reader(BufReader::with_capacity(READ_BUFFER, &mut input), checks)?;
+    input.seek(SeekFrom::Start(start + verified.header.payload_offset))?;
+    let payload = BufReader::with_capacity(READ_BUFFER, input.take(verified.header.payload_size));
+    let tar = decrypt_payload(&verified.header.manifest, payload, identities)?;
+    Ok((verified, tar))
+}
+
+/// Verifies the bundle file at `path`, then returns a reader over its payload tar.
+pub fn open_file(
+    path: &Path,
+    checks: &Checks,
+    identities: &Identities,
+) -> Result<Opened<File>, OpenError> {
+    open_reader(File::open(path)?, checks, identities)
+}
+
+/// Hashes what is read through it (the second pass over `payload.age`).
+struct Rehash<R> {
+    inner: R,
+    check: Arc<Mutex<PayloadCheck>>,
+}
+
+impl<R: Read> Read for Rehash<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Ok(mut c) = self.check.lock() {
+            c.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+}
+
+type Decoder<R> =
+    zstd::stream::read::Decoder<'static, BufReader<age::stream::StreamReader<Rehash<R>>>>;
+
+/// The decrypted, decompressed payload tar, capped at the manifest's
+/// uncompressed size. See the module doc for the checks at its end.
+pub struct PayloadTar<R: Read> {
+    inner: Decoder<R>,
+    rehash: Arc<Mutex<PayloadCheck>>,
+    manifest: Manifest,
+    seen: u64,
+    failure: Option<OpenError>,
+}
+
+impl<R: Read> std::fmt::Debug for PayloadTar<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PayloadTar")
+            .field("seen", &self.seen)
+            .field("expected", &self.manifest.payload.uncompressed_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> PayloadTar<R> {
+    /// The typed error behind the last `io::Error` this reader returned, if
+    /// it was one of its own checks (size or second-pass hash) rather than a
+    /// decryption or decompression failure.
+    pub fn take_failure(&mut self) -> Option<OpenError> {
+        self.failure.take()
+    }
+
+    /// Bytes of tar produced so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.seen
+    }
+
+    /// The manifest this payload is checked against.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    fn fail(&mut self, e: OpenError) -> io::Error {
+        let err = io::Error::new(io::ErrorKind::InvalidData, e.to_string());
+        self.failure = Some(e);
+        err
+    }
+
+    fn at_end(&mut self) -> io::Result<()> {
+        let expected = self.manifest.payload.uncompressed_size;
+        if self.seen != expected {
+            return Err(self.fail(OpenError::UncompressedSizeMismatch {
+                expected,
+                found: self.seen,
+            }));
+        }
+        let check = match self.rehash.lock() {
+            Ok(mut c) => std::mem::take(&mut *c),
+            Err(_) => return Err(io::Error::other("hash state poisoned")),
+        };
+        if let Err(e) = check.finish(&self.manifest) {
+            return Err(self.fail(OpenError::Verify(e)));
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for PayloadTar<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let expected = self.manifest.payload.uncompressed_size;
+        // Ask for one byte more than allowed so growth past the cap is seen.
+        let room = expected.saturating_sub(self.seen).saturating_add(1);
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            self.at_end()?;
+            return Ok(0);
+        }
+        self.seen += n as u64;
+        if self.seen > expected {
+            return Err(self.fail(OpenError::UncompressedTooLarge { expected }));
+        }
+        Ok(n)
+    }
+}
+
+/// Decrypts and decompresses `payload` (the `payload.age` bytes, already
+/// verified against `manifest`). Refuses passphrase-encrypted files.
+pub fn decrypt_payload<R: Read>(
+    manifest: &Manifest,
+    payload: R,
+    identities: &Identities,
+) -> Result<PayloadTar<R>, OpenError> {
+    let rehash = Arc::new(Mutex::new(PayloadCheck::new()));
+    let reader = Rehash {
+        inner: payload,
+        check: Arc::clone(&rehash),
+    };
+    let decryptor =
+        age::Decryptor::new(reader).map_err(|e| OpenError::InvalidAge(e.to_string()))?;
+    if decryptor.is_scrypt() {
+        return Err(OpenError::PassphraseRefused);
+    }
+    let ids = identities.as_age().iter().map(|i| i as &dyn age::Identity);
+    let stream = decryptor.decrypt(ids).map_err(|e| match e {
+        age::DecryptError::NoMatchingKeys => OpenError::NoMatchingIdentity,
+        e => OpenError::InvalidAge(e.to_string()),
+    })?;
+    let mut decoder = zstd::stream::read::Decoder::new(stream)
+        .map_err(|e| OpenError::Payload(format!("zstd: {e}")))?;
+    decoder
+        .window_log_max(MAX_ZSTD_WINDOW_LOG)
+        .map_err(|e| OpenError::Payload(format!("zstd: {e}")))?;
+    Ok(PayloadTar {
+        inner: decoder,
+        rehash,
+        manifest: manifest.clone(),
+        seen: 0,
+        failure: None,
+    })
+}
+
+/// Reads a whole payload tar to its end, discarding it: for tests and for
+/// `verify`-style callers that want the size and hash checks of the end.
+pub fn drain<R: Read>(tar: &mut PayloadTar<R>) -> Result<u64, OpenError> {
+    match io::copy(tar, &mut io::sink()) {
+        Ok(n) => Ok(n),
+        Err(e) => Err(tar
+            .take_failure()
+            .unwrap_or_else(|| OpenError::Payload(e.to_string()))),
+    }
+}

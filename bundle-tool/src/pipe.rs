@@ -1,0 +1,164 @@
+//! A bounded in-process pipe between threads, so that the stages of
+//! `tar | zstd | age` (and back) run side by side as a shell pipeline would,
+//! with a fixed amount of memory in flight.
+//!
+//! [`pipe`] returns a [`PipeWriter`] and a [`PipeReader`]. The reader sees
+//! end-of-file only after [`PipeWriter::finish`]; a writer dropped without it
+//! (its stage failed) makes the reader fail, so a consumer never mistakes a
+//! truncated stream for a complete one.
+
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+/// Size of one chunk passed between stages.
+pub const CHUNK_BYTES: usize = 256 * 1024;
+
+/// Chunks in flight per pipe (memory per pipe ≈ `(CHUNKS_IN_FLIGHT + 2) × CHUNK_BYTES`).
+pub const CHUNKS_IN_FLIGHT: usize = 4;
+
+enum Msg {
+    Data(Vec<u8>),
+    End,
+}
+
+/// A bounded pipe; see the module doc.
+pub fn pipe() -> (PipeWriter, PipeReader) {
+    let (tx, rx) = sync_channel(CHUNKS_IN_FLIGHT);
+    (
+        PipeWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK_BYTES),
+        },
+        PipeReader {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            done: false,
+        },
+    )
+}
+
+/// The writing end of a [`pipe`].
+pub struct PipeWriter {
+    /// Bounded: a stage that runs ahead blocks instead of buffering.
+    tx: SyncSender<Msg>,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for PipeWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipeWriter").finish_non_exhaustive()
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "the next stage stopped reading")
+}
+
+impl PipeWriter {
+    fn send_buf(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
+        self.tx.send(Msg::Data(chunk)).map_err(|_| closed())
+    }
+
+    /// Flushes and marks the stream complete.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.send_buf()?;
+        self.tx.send(Msg::End).map_err(|_| closed())
+    }
+}
+
+impl Write for PipeWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = CHUNK_BYTES - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK_BYTES {
+            self.send_buf()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The reading end of a [`pipe`].
+pub struct PipeReader {
+    rx: Receiver<Msg>,
+    cur: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl std::fmt::Debug for PipeReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipeReader").finish_non_exhaustive()
+    }
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Msg::Data(chunk)) => {
+                    self.cur = chunk;
+                    self.pos = 0;
+                }
+                Ok(Msg::End) => self.done = true,
+                Err(_) => {
+                    return Err(io::Error::other(
+                        "the previous stage failed before finishing its stream",
+                    ))
+                }
+            }
+        }
+        let n = out.len().min(self.cur.len() - self.pos);
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_through_a_thread() {
+        let (mut w, mut r) = pipe();
+        let data: Vec<u8> = (0..3 * CHUNK_BYTES + 17).map(|i| (i % 251) as u8).collect();
+        let want = data.clone();
+        let t = std::thread::spawn(move || {
+            w.write_all(&data).unwrap();
+            w.finish().unwrap();
+        });
+        let mut got = Vec::new();
+        r.read_to_end(&mut got).unwrap();
+        t.join().unwrap();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn writer_dropped_without_finish_is_an_error() {
+        let (mut w, mut r) = pipe();
+        w.write_all(b"partial").unwrap();
+        drop(w);
+        let mut got = Vec::new();
+        assert!(r.read_to_end(&mut got).is_err());
+    }
+
+    #[test]
+    fn reader_gone_is_an_error_for_the_writer() {
+        let (mut w, r) = pipe();
+        drop(r);
+        assert!(w.write_all(&vec![0u8; 2 * CHUNK_BYTES]).is_err());
+    }
+}
