@@ -21,5 +21,10 @@
 
 pub mod cmdline;
 pub mod discover;
+pub mod http;
+pub mod index;
+pub mod log;
 pub mod netif;
 pub mod retry;
+pub mod session;
+pub mod settings;
