@@ -16,9 +16,17 @@
 
 #[cfg(feature = "issuing")]
 pub mod audit;
+#[cfg(feature = "issuing")]
+pub mod ca;
 pub mod crl;
+#[cfg(feature = "issuing")]
+pub mod enroll;
 pub mod identity;
+pub mod layout;
+pub mod ledger;
 pub mod node_config;
+#[cfg(feature = "issuing")]
+pub mod profile;
 pub mod scope;
 pub mod serial;
 pub mod tls;
