@@ -1,2 +1,181 @@
 //! `satchel-server`: runs the bundle server.
-fn main() {}
+//!
+//! Parses the command line (`--config FILE`, one `--<setting> VALUE` flag
+//! per setting, `--ready-file FILE`), sets up logging and calls
+//! [`satchel_server::run`]. `satchel-server example-config` prints every
+//! setting with its default.
+//!
+//! Exit codes: 0 after a clean shutdown, 1 when the server could not start
+//! or failed, 2 for a usage error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use satchel_server::config::{Config, SETTINGS};
+use satchel_server::shutdown::{handle_signals, Trigger};
+use satchel_server::{Metrics, Options, ReloadableTls, Signers, SledStore, Store, TlsFiles};
+
+fn dashed(name: &str) -> &'static str {
+    Box::leak(name.replace('_', "-").into_boxed_str())
+}
+
+fn cli() -> Command {
+    let mut cmd = Command::new("satchel-server")
+        .about("satchel's mutual-TLS bundle server")
+        .version(env!("CARGO_PKG_VERSION"))
+        .arg(
+            Arg::new("config")
+                .long("config")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("TOML configuration file (flags override it)"),
+        )
+        .arg(
+            Arg::new("ready-file")
+                .long("ready-file")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("write {\"listen\",\"metrics\"} bound addresses here once listening"),
+        )
+        .subcommand(Command::new("example-config").about("print every setting with its default"));
+    for (name, doc) in SETTINGS {
+        let first = doc.lines().next().unwrap_or("").trim().to_string();
+        cmd = cmd.arg(
+            Arg::new(*name)
+                .long(dashed(name))
+                .value_name("VALUE")
+                .action(ArgAction::Set)
+                .help(first),
+        );
+    }
+    cmd
+}
+
+fn main() -> ExitCode {
+    let matches = match cli().try_get_matches() {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    if matches.subcommand_matches("example-config").is_some() {
+        print!("{}", Config::example_toml());
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match serve(&matches) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("satchel-server: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn write_ready_file(path: &Path, listen: &str, metrics: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let body = serde_json::json!({ "listen": listen, "metrics": metrics }).to_string();
+    std::fs::write(&tmp, body).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+fn serve(matches: &ArgMatches) -> anyhow::Result<()> {
+    let overrides: Vec<(String, String)> = SETTINGS
+        .iter()
+        .filter_map(|(name, _)| {
+            matches
+                .get_one::<String>(name)
+                .map(|v| (name.to_string(), v.clone()))
+        })
+        .collect();
+    let config = Config::load(
+        matches.get_one::<PathBuf>("config").map(PathBuf::as_path),
+        &overrides,
+    )
+    .context("loading the configuration")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let store: Arc<dyn Store> = Arc::new(
+            SledStore::open(&config.data_dir)
+                .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
+        );
+        let tls = Arc::new(
+            ReloadableTls::load(TlsFiles {
+                ca_cert: config.ca_cert.clone(),
+                server_cert: config.server_cert.clone(),
+                server_key: config.server_key.clone(),
+                crl: config.crl.clone(),
+                options: satchel_pki::tls::TlsOptions {
+                    allow_tls12: config.allow_tls12,
+                },
+            })
+            .context("loading TLS material")?,
+        );
+        let signers = Signers::load(&config.trusted_signers).context("loading trusted_signers")?;
+        if signers.is_empty() {
+            tracing::warn!("no trusted_signers configured: publishing is refused");
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
+            .await
+            .with_context(|| format!("binding metrics_listen {}", config.metrics_listen))?;
+        let listen = listener.local_addr()?.to_string();
+        let metrics_addr = metrics_listener.local_addr()?.to_string();
+        tracing::info!(listen = %listen, metrics = %metrics_addr, "listening");
+        if let Some(path) = matches.get_one::<PathBuf>("ready-file") {
+            write_ready_file(path, &listen, &metrics_addr)?;
+        }
+        let metrics = Arc::new(Metrics::default());
+        let trigger = Trigger::new();
+        let metrics_task = tokio::spawn(satchel_server::metrics::serve_metrics(
+            metrics_listener,
+            metrics.clone(),
+            trigger.wait(),
+        ));
+        let signal_trigger = trigger.clone();
+        let (sig_tls, sig_metrics) = (tls.clone(), metrics.clone());
+        tokio::spawn(async move {
+            if let Err(e) = handle_signals(sig_tls, sig_metrics).await {
+                tracing::error!(error = %e, "cannot install signal handlers");
+            }
+            signal_trigger.fire();
+        });
+        satchel_server::run(
+            listener,
+            tls,
+            store,
+            Options {
+                config,
+                signers,
+                metrics,
+            },
+            trigger.wait(),
+        )
+        .await
+        .context("serving")?;
+        trigger.fire();
+        let _ = metrics_task.await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}

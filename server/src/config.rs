@@ -1,0 +1,409 @@
+//! Server configuration: one flat TOML table, every field also a flag.
+//!
+//! Every setting is declared once in [`settings!`]: its name, type, default
+//! and documentation. That one declaration feeds the TOML file (`--config`),
+//! the command-line flags (`--<name-with-dashes> VALUE`, which override the
+//! file), `--help`, and `contrib/server.example.toml`.
+//!
+//! Every limit the server enforces (sizes, counts, rates, timeouts) is a field
+//! here; no other module holds a limit literal.
+//!
+//! It does not open files or sockets: [`Config::load`] only parses and
+//! validates; the caller builds the objects that do the work.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest configuration file accepted, in bytes.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Errors from reading or validating the configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is larger than [`MAX_CONFIG_FILE_BYTES`].
+    #[error("config file {path} is larger than {MAX_CONFIG_FILE_BYTES} bytes")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Not TOML, an unknown field, or a value of the wrong type.
+    #[error("invalid configuration: {0}")]
+    Syntax(String),
+    /// A flag names no setting.
+    #[error("unknown setting {0:?} (see --help for the list)")]
+    UnknownSetting(String),
+    /// Values that parse but do not make sense together.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+macro_rules! settings {
+    ( $( $(#[doc = $doc:literal])+ $name:ident : $ty:ty = $default:expr ; )+ ) => {
+        /// The server's settings. See each field, `contrib/server.example.toml`
+        /// and `satchel-server --help`.
+        #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct Config {
+            $( $(#[doc = $doc])+ pub $name: $ty, )+
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config { $( $name: $default, )+ }
+            }
+        }
+
+        /// Every setting: (name, one-line documentation).
+        pub const SETTINGS: &[(&str, &str)] = &[
+            $( (stringify!($name), concat!($($doc, "\n"),+)), )+
+        ];
+    };
+}
+
+settings! {
+    /// TLS (mutual TLS) listen address and port for the API.
+    listen: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 8443));
+    /// Plain-HTTP listen address for `/metrics` (Prometheus). Keep it on loopback
+    /// or a management network: it is not authenticated.
+    metrics_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9464));
+    /// Directory of the embedded store (created if missing).
+    data_dir: PathBuf = PathBuf::from("/var/lib/satchel-server");
+    /// PEM CA certificate that issued every client certificate (also served at /v1/ca).
+    ca_cert: PathBuf = PathBuf::from("/etc/satchel-server/ca.pem");
+    /// PEM server certificate chain.
+    server_cert: PathBuf = PathBuf::from("/etc/satchel-server/server.pem");
+    /// PEM (PKCS#8) private key of the server certificate.
+    server_key: PathBuf = PathBuf::from("/etc/satchel-server/server.key");
+    /// The CA's CRL (PEM or DER); reloaded when it changes (also served at /v1/crl).
+    crl: PathBuf = PathBuf::from("/etc/satchel-server/crl.pem");
+    /// PEM SPKI ed25519 public keys of the admins whose signed bundles may be published.
+    trusted_signers: Vec<PathBuf> = Vec::new();
+    /// Also accept TLS 1.2 (TLS 1.3 only when false).
+    allow_tls12: bool = false;
+    /// Seconds between checks of the CRL file for changes.
+    crl_poll_secs: u64 = 5;
+    /// Maximum simultaneous client connections; connections over it are closed
+    /// right after accept.
+    max_connections: usize = 4096;
+    /// Seconds a client has to complete the TLS handshake.
+    handshake_timeout_secs: u64 = 10;
+    /// Seconds a client has to send a request's headers; also how long an idle
+    /// keep-alive connection stays open.
+    header_read_timeout_secs: u64 = 10;
+    /// Seconds a client has to send a request's body.
+    body_read_timeout_secs: u64 = 60;
+    /// Largest request head (request line plus headers), in bytes (at least 8192).
+    max_header_bytes: usize = 16 * 1024;
+    /// Seconds SIGTERM waits for in-flight requests before closing them.
+    shutdown_grace_secs: u64 = 30;
+    /// Largest bundle accepted by PUT, in bytes (413 above).
+    max_bundle_bytes: u64 = 32 * 1024 * 1024;
+    /// Largest upload accepted into the quarantine, in bytes (413 above).
+    max_upload_bytes: u64 = 16 * 1024 * 1024;
+    /// Largest report body, in bytes (413 above).
+    max_report_bytes: u64 = 64 * 1024;
+    /// Pending uploads kept per MAC (429 above).
+    max_pending_uploads_per_mac: usize = 4;
+    /// Total bytes the quarantine holds (507 above).
+    max_quarantine_bytes: u64 = 1024 * 1024 * 1024;
+    /// Seconds a pending upload is kept before it expires.
+    upload_expiry_secs: u64 = 24 * 60 * 60;
+    /// Uploads one source address may burst before being rate limited.
+    upload_burst_per_source: u32 = 5;
+    /// Uploads per minute one source address regains after a burst (429 + Retry-After above).
+    upload_per_minute_per_source: u32 = 10;
+    /// Requests without a client certificate one source may burst.
+    anonymous_burst_per_source: u32 = 60;
+    /// Requests per minute without a client certificate one source regains after a burst.
+    anonymous_per_minute_per_source: u32 = 600;
+    /// Audit entries kept; the oldest are dropped beyond it.
+    audit_max_entries: u64 = 100_000;
+    /// Management-engine webhook (http:// or https://) every report is POSTed
+    /// to; empty disables forwarding (reports are still stored).
+    engine_webhook: String = String::new();
+    /// PEM CA bundle that verifies an https:// engine webhook; empty means
+    /// the CA in `ca_cert`.
+    engine_ca: PathBuf = PathBuf::new();
+    /// Seconds one webhook POST may take.
+    forward_timeout_secs: u64 = 10;
+    /// Milliseconds of the first retry delay after a failed forward; doubles up to the maximum.
+    forward_backoff_initial_ms: u64 = 500;
+    /// Maximum seconds between forward retries.
+    forward_backoff_max_secs: u64 = 300;
+}
+
+impl Config {
+    /// Reads `path` (if any), applies `overrides` (`name`, TOML value or bare
+    /// string) and validates the result.
+    pub fn load(
+        path: Option<&std::path::Path>,
+        overrides: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(p) => read_bounded(p)?,
+            None => String::new(),
+        };
+        Config::from_parts(&text, overrides)
+    }
+
+    /// Parses TOML `text`, applies `overrides` and validates.
+    pub fn from_parts(text: &str, overrides: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax(e.to_string()))?;
+        for (name, raw) in overrides {
+            let key = name.replace('-', "_");
+            if !SETTINGS.iter().any(|(n, _)| *n == key) {
+                return Err(ConfigError::UnknownSetting(name.chars().take(64).collect()));
+            }
+            table.insert(key, override_value(raw));
+        }
+        let config: Config = table
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Syntax(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive: &[(&str, u64)] = &[
+            ("crl_poll_secs", self.crl_poll_secs),
+            ("max_connections", self.max_connections as u64),
+            ("handshake_timeout_secs", self.handshake_timeout_secs),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("body_read_timeout_secs", self.body_read_timeout_secs),
+            ("max_header_bytes", self.max_header_bytes as u64),
+            ("max_bundle_bytes", self.max_bundle_bytes),
+            ("max_upload_bytes", self.max_upload_bytes),
+            ("max_report_bytes", self.max_report_bytes),
+            (
+                "max_pending_uploads_per_mac",
+                self.max_pending_uploads_per_mac as u64,
+            ),
+            ("max_quarantine_bytes", self.max_quarantine_bytes),
+            ("upload_expiry_secs", self.upload_expiry_secs),
+            (
+                "upload_burst_per_source",
+                u64::from(self.upload_burst_per_source),
+            ),
+            (
+                "anonymous_burst_per_source",
+                u64::from(self.anonymous_burst_per_source),
+            ),
+            ("audit_max_entries", self.audit_max_entries),
+            ("forward_timeout_secs", self.forward_timeout_secs),
+            (
+                "forward_backoff_initial_ms",
+                self.forward_backoff_initial_ms,
+            ),
+            ("forward_backoff_max_secs", self.forward_backoff_max_secs),
+        ];
+        for (name, v) in positive {
+            if *v == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+            }
+        }
+        if self.max_header_bytes < 8192 {
+            return Err(ConfigError::Invalid(
+                "max_header_bytes must be at least 8192".into(),
+            ));
+        }
+        let scheme_ok = self.engine_webhook.starts_with("http://")
+            || self.engine_webhook.starts_with("https://");
+        if !self.engine_webhook.is_empty() && !scheme_ok {
+            return Err(ConfigError::Invalid(format!(
+                "engine_webhook {:?} must start with http:// or https://",
+                self.engine_webhook.chars().take(128).collect::<String>()
+            )));
+        }
+        if !self.engine_webhook.is_empty()
+            && self
+                .engine_webhook
+                .parse::<http::Uri>()
+                .map(|u| u.host().is_none())
+                .unwrap_or(true)
+        {
+            return Err(ConfigError::Invalid(
+                "engine_webhook is not a valid URL with a host".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Seconds field as a [`Duration`].
+    pub fn secs(v: u64) -> Duration {
+        Duration::from_secs(v)
+    }
+
+    /// The example configuration file: every setting, its default and its doc.
+    pub fn example_toml() -> String {
+        let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+        let mut out = String::from(
+            "# satchel-server configuration. Every setting is shown with its default.\n\
+             # Each one can also be given as a flag: --name-with-dashes VALUE.\n",
+        );
+        for (name, doc) in SETTINGS {
+            out.push('\n');
+            for line in doc.lines() {
+                out.push('#');
+                if !line.starts_with(' ') && !line.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(line.trim_end());
+                out.push('\n');
+            }
+            match defaults.get(*name) {
+                Some(v) => out.push_str(&format!("{name} = {v}\n")),
+                None => out.push_str(&format!("# {name} = (unset)\n")),
+            }
+        }
+        out
+    }
+}
+
+/// A flag's text as a TOML value: TOML syntax if it parses (`10`, `true`,
+/// `["a", "b"]`, `"quoted"`), otherwise the bare text as a string.
+fn override_value(raw: &str) -> toml::Value {
+    let doc = format!("v = {raw}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) if t.len() == 1 => t.remove("v").unwrap_or_else(|| raw.into()),
+        _ => toml::Value::String(raw.to_string()),
+    }
+}
+
+fn read_bounded(path: &std::path::Path) -> Result<String, ConfigError> {
+    use std::io::Read;
+    let io = |source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let f = std::fs::File::open(path).map_err(io)?;
+    let mut buf = Vec::new();
+    f.take(MAX_CONFIG_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(io)?;
+    if buf.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    String::from_utf8(buf).map_err(|_| ConfigError::Syntax("config file is not UTF-8".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_example_round_trips() {
+        let c = Config::from_parts("", &[]).expect("defaults");
+        assert_eq!(c, Config::default());
+        let example = Config::example_toml();
+        let back = Config::from_parts(&example, &[]).expect("example parses");
+        assert_eq!(back, Config::default());
+        for (name, _) in SETTINGS {
+            assert!(example.contains(&format!("{name} =")), "{name} missing");
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let c = Config::from_parts(
+            "listen = \"127.0.0.1:1\"\nmax_connections = 5\n",
+            &[
+                ("listen".into(), "127.0.0.1:2".into()),
+                ("max-connections".into(), "7".into()),
+                ("data_dir".into(), "/srv/x y".into()),
+                ("trusted-signers".into(), "[\"a.pem\", \"b.pem\"]".into()),
+                ("allow_tls12".into(), "true".into()),
+            ],
+        )
+        .expect("ok");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2");
+        assert_eq!(c.max_connections, 7);
+        assert_eq!(c.data_dir, PathBuf::from("/srv/x y"));
+        assert_eq!(c.trusted_signers.len(), 2);
+        assert!(c.allow_tls12);
+    }
+
+    #[test]
+    fn hostile_config_files_are_refused() {
+        let long_key = format!("{} = 1", "a".repeat(100_000));
+        let deep = format!("x = {}1{}", "[".repeat(10_000), "]".repeat(10_000));
+        for text in [
+            "listen = ",
+            "listen = 5",
+            "listen = \"not an address\"",
+            "listen = \"127.0.0.1:99999\"",
+            "unknown_field = 1",
+            "max_connections = -1",
+            "max_connections = 0",
+            "max_connections = 1.5",
+            "max_connections = 99999999999999999999999",
+            "max_bundle_bytes = \"big\"",
+            "trusted_signers = \"one.pem\"",
+            "[listen]\nx = 1",
+            "allow_tls12 = yes",
+            "engine_webhook = \"ftp://engine\"",
+            "engine_webhook = \"http://\"",
+            "max_header_bytes = 10",
+            "\u{0}",
+            "listen = \"127.0.0.1:1\"\nlisten = \"127.0.0.1:2\"",
+            long_key.as_str(),
+            deep.as_str(),
+        ] {
+            assert!(
+                Config::from_parts(text, &[]).is_err(),
+                "{}",
+                text.chars().take(80).collect::<String>()
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_flags_are_refused() {
+        for (k, v) in [
+            ("no_such_setting", "1"),
+            ("", "1"),
+            ("listen", "nowhere"),
+            ("max_connections", "ten"),
+            ("max_connections", "0"),
+            ("upload_expiry_secs", "-5"),
+        ] {
+            assert!(
+                Config::from_parts("", &[(k.into(), v.into())]).is_err(),
+                "{k}={v}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversized_and_missing_files_are_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let big = dir.path().join("big.toml");
+        std::fs::write(&big, vec![b'#'; (MAX_CONFIG_FILE_BYTES + 1) as usize]).expect("write");
+        assert!(matches!(
+            Config::load(Some(&big), &[]),
+            Err(ConfigError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            Config::load(Some(&dir.path().join("none")), &[]),
+            Err(ConfigError::Io { .. })
+        ));
+        let bin = dir.path().join("bin.toml");
+        std::fs::write(&bin, [0xff, 0xfe, 0x00]).expect("write");
+        assert!(Config::load(Some(&bin), &[]).is_err());
+    }
+}

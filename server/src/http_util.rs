@@ -1,0 +1,157 @@
+//! HTTP plumbing shared by the routes: the response body type, a streamed
+//! body over bytes already in memory, JSON responses and bounded body reads.
+//!
+//! Invariant: every request body is read through [`read_body`], which
+//! refuses a declared or actual length above the route's limit (413) and a
+//! body slower than the configured timeout (408).
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+/// The response body of every route.
+pub type RespBody = BoxBody<Bytes, Infallible>;
+/// A response.
+pub type Resp = Response<RespBody>;
+
+/// Size of each frame of a streamed bundle or upload, in bytes.
+pub const STREAM_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A body that hands out `data` in [`STREAM_CHUNK_BYTES`] frames and counts
+/// what it sent in the metrics.
+#[derive(Debug)]
+pub struct Streamed {
+    data: Bytes,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Streamed {
+    /// Streams `data`, counting into `metrics` if given.
+    pub fn new(data: Bytes, metrics: Option<Arc<Metrics>>) -> Self {
+        Streamed { data, metrics }
+    }
+}
+
+impl Body for Streamed {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = self.get_mut();
+        if this.data.is_empty() {
+            return Poll::Ready(None);
+        }
+        let n = this.data.len().min(STREAM_CHUNK_BYTES);
+        let chunk = this.data.split_to(n);
+        if let Some(m) = &this.metrics {
+            m.add_bytes_served(n as u64);
+        }
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.data.len() as u64)
+    }
+}
+
+/// A response with a full in-memory body.
+pub fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()).boxed());
+    *r.status_mut() = status;
+    if let Ok(v) = http::HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Resp {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    full(status, "application/json", body)
+}
+
+/// An empty response.
+pub fn empty(status: StatusCode) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::new()).boxed());
+    *r.status_mut() = status;
+    r
+}
+
+/// Reads a request body of at most `max` bytes within `timeout`.
+pub async fn read_body(
+    req: http::Request<Incoming>,
+    what: &str,
+    max: u64,
+    timeout: Duration,
+) -> Result<Bytes, ApiError> {
+    if let Some(len) = req.headers().get(http::header::CONTENT_LENGTH) {
+        let len: u64 = len
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| ApiError::bad_request("bad_header", "invalid Content-Length"))?;
+        if len > max {
+            return Err(ApiError::too_large(what, max));
+        }
+    }
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    let collected = tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect())
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the request body was not received within {timeout:?}"),
+            )
+        })?;
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(what, max)),
+        Err(_) => Err(ApiError::bad_request(
+            "bad_body",
+            "the request body could not be read",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn streamed_body_yields_everything_in_bounded_frames() {
+        let data = Bytes::from(vec![7u8; STREAM_CHUNK_BYTES * 2 + 5]);
+        let metrics = Arc::new(Metrics::default());
+        let mut body = Streamed::new(data.clone(), Some(metrics.clone()));
+        assert_eq!(body.size_hint().exact(), Some(data.len() as u64));
+        let mut got = Vec::new();
+        while let Some(f) = body.frame().await {
+            let d = f.expect("frame").into_data().expect("data");
+            assert!(d.len() <= STREAM_CHUNK_BYTES);
+            got.extend_from_slice(&d);
+        }
+        assert_eq!(got, data);
+        assert!(body.is_end_stream());
+        assert!(metrics
+            .render()
+            .contains(&format!("satchel_bytes_served_total {}", data.len())));
+    }
+}

@@ -1,0 +1,250 @@
+//! Storage: the [`Store`] trait and the records it keeps.
+//!
+//! The rest of the server touches storage only through [`Store`], so another
+//! backend (a shared etcd for replicas) can be added without touching routes.
+//! [`sled_store`] is the embedded default and the only module that knows sled.
+//!
+//! Invariants every implementation keeps:
+//! - A bundle's bytes and its metadata become visible together or not at all;
+//!   a crash at any instant leaves the previous fully published version.
+//! - A method that writes returns `Ok` only once the write is durable, except
+//!   [`Store::audit_append`], which is durable within the backend's flush
+//!   interval (an audit line per fetch must not cost a sync per fetch).
+//! - The highest serial ever published per target survives `DELETE`.
+//! - Admission checks and the write they guard are atomic (serial check and
+//!   publish; quarantine limits and upload insert).
+//!
+//! Layout: this file (types and trait), [`sled_store`] (implementation).
+
+pub mod sled_store;
+
+use bytes::Bytes;
+use satchel_bundle::{Mac, SiteName, Target};
+use serde::{Deserialize, Serialize};
+
+pub use sled_store::SledStore;
+
+/// Errors from the store. Routes map them to HTTP in `error`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The serial is not above the highest ever published for the target.
+    #[error("serial {serial} is not above {highest}, the highest ever published for {target}")]
+    SerialNotGreater {
+        /// The target.
+        target: String,
+        /// What was offered.
+        serial: u64,
+        /// The highest ever published.
+        highest: u64,
+    },
+    /// The MAC already has its maximum of pending uploads.
+    #[error("{mac} already has {max} pending uploads")]
+    TooManyPending {
+        /// The MAC.
+        mac: Mac,
+        /// The limit.
+        max: usize,
+    },
+    /// The quarantine would exceed its total size.
+    #[error("the quarantine is full ({max} bytes)")]
+    QuarantineFull {
+        /// The limit.
+        max: u64,
+    },
+    /// The backend failed (I/O, corruption). The message is for logs only.
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+/// Metadata of one published bundle, taken from its verified manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleMeta {
+    /// `host/<mac>` or `site/<name>`.
+    pub target: String,
+    /// The manifest's serial.
+    pub serial: u64,
+    /// For a host bundle, the site its signed manifest names.
+    pub site: Option<SiteName>,
+    /// sha256 of the whole bundle file (hex); also the ETag.
+    pub sha256: String,
+    /// Size of the bundle file in bytes.
+    pub size: u64,
+    /// Key id of the signer.
+    pub signer: String,
+    /// Manifest expiry (RFC 3339).
+    pub expires: String,
+    /// When it was published (RFC 3339).
+    pub published: String,
+    /// Who published it (scope label).
+    pub published_by: String,
+}
+
+/// The state of an upload in the quarantine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadState {
+    /// Waiting for an admin.
+    Pending,
+    /// The MAC already had a bundle when the upload arrived.
+    Conflict,
+}
+
+/// Metadata of one quarantined upload.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadMeta {
+    /// Store-assigned id (16 hex digits, increasing).
+    pub id: String,
+    /// The MAC it claims to be for.
+    pub mac: Mac,
+    /// Received (RFC 3339).
+    pub received: String,
+    /// Received, unix seconds (for expiry).
+    pub received_unix: i64,
+    /// Source address of the connection.
+    pub source: String,
+    /// Scope label of the client certificate, if one was presented.
+    pub cert_scope: Option<String>,
+    /// sha256 of the client certificate (hex), if one was presented.
+    pub cert_fingerprint: Option<String>,
+    /// Size in bytes.
+    pub size: u64,
+    /// sha256 of the upload (hex).
+    pub sha256: String,
+    /// Pending or conflict.
+    pub state: UploadState,
+}
+
+/// Limits checked atomically with an upload insert.
+#[derive(Clone, Copy, Debug)]
+pub struct QuarantineLimits {
+    /// Pending uploads per MAC.
+    pub max_pending_per_mac: usize,
+    /// Total bytes.
+    pub max_total_bytes: u64,
+}
+
+/// A node's report, as stored and forwarded.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoredReport {
+    /// Unique report id (from the node, or assigned by the server).
+    pub report_id: String,
+    /// The node.
+    pub mac: Mac,
+    /// Received (RFC 3339).
+    pub received: String,
+    /// Scope label of the reporting certificate.
+    pub reporter: String,
+    /// The report as the node sent it (validated JSON object).
+    pub report: serde_json::Value,
+}
+
+/// Inventory record of one node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// The node.
+    pub mac: Mac,
+    /// Last report received (RFC 3339).
+    pub last_seen: String,
+    /// Status of the last report.
+    pub last_status: String,
+    /// Serials applied per target in the last report.
+    pub serials: serde_json::Value,
+    /// Error of the last failed report, kept until a later one succeeds.
+    pub last_error: Option<String>,
+    /// Fetcher version of the last report.
+    pub fetcher_version: Option<String>,
+    /// Id of the last report.
+    pub last_report_id: String,
+    /// Reports received in total.
+    pub reports: u64,
+}
+
+/// One audit line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Sequence number (assigned by the store).
+    #[serde(default)]
+    pub seq: u64,
+    /// When (RFC 3339).
+    pub time: String,
+    /// Scope label, or `anonymous`.
+    pub who: String,
+    /// sha256 of the client certificate (hex), if any.
+    pub cert_fingerprint: Option<String>,
+    /// Source address.
+    pub source: String,
+    /// The action: `GET /v1/bundles/host/…` etc.
+    pub what: String,
+    /// The HTTP status returned.
+    pub status: u16,
+}
+
+/// A queued report waiting to be forwarded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForwardItem {
+    /// Queue position.
+    pub seq: u64,
+    /// The JSON document to POST.
+    pub body: Bytes,
+}
+
+/// The storage interface. Methods block (call them from a blocking context).
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Metadata of the bundle published for `target`, if any.
+    fn bundle_meta(&self, target: &Target) -> Result<Option<BundleMeta>, StoreError>;
+    /// The bundle published for `target` with its metadata.
+    fn bundle_get(&self, target: &Target) -> Result<Option<(BundleMeta, Bytes)>, StoreError>;
+    /// Publishes atomically if `meta.serial` is above the highest ever
+    /// published for the target; durable on `Ok`.
+    fn bundle_put(
+        &self,
+        target: &Target,
+        meta: &BundleMeta,
+        bytes: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Removes the published bundle (keeps the highest serial). `Ok(false)` if none.
+    fn bundle_delete(&self, target: &Target) -> Result<bool, StoreError>;
+    /// Every published bundle's metadata.
+    fn bundle_list(&self) -> Result<Vec<BundleMeta>, StoreError>;
+    /// Highest serial ever published for `target`.
+    fn highest_serial(&self, target: &Target) -> Result<Option<u64>, StoreError>;
+
+    /// Stores an upload if the limits allow; assigns `meta.id`. Durable on `Ok`.
+    fn upload_put(
+        &self,
+        meta: UploadMeta,
+        bytes: &[u8],
+        limits: QuarantineLimits,
+    ) -> Result<UploadMeta, StoreError>;
+    /// Every quarantined upload's metadata, oldest first.
+    fn upload_list(&self) -> Result<Vec<UploadMeta>, StoreError>;
+    /// One upload.
+    fn upload_get(&self, id: &str) -> Result<Option<(UploadMeta, Bytes)>, StoreError>;
+    /// Deletes one upload. `Ok(false)` if none.
+    fn upload_delete(&self, id: &str) -> Result<bool, StoreError>;
+    /// Deletes uploads received before `cutoff_unix`; returns how many.
+    fn upload_expire(&self, cutoff_unix: i64) -> Result<usize, StoreError>;
+    /// (count, total bytes) of the quarantine.
+    fn quarantine_usage(&self) -> Result<(u64, u64), StoreError>;
+
+    /// Records a report: updates the node's inventory and enqueues it for
+    /// forwarding (if `forward`), atomically; durable on `Ok`.
+    fn report_record(&self, report: &StoredReport, forward: bool) -> Result<(), StoreError>;
+    /// The inventory.
+    fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+    /// Up to `max` queued forwards, oldest first.
+    fn forward_peek(&self, max: usize) -> Result<Vec<ForwardItem>, StoreError>;
+    /// Removes a forwarded item; durable on `Ok`.
+    fn forward_ack(&self, seq: u64) -> Result<(), StoreError>;
+    /// Queued forwards.
+    fn forward_depth(&self) -> Result<u64, StoreError>;
+
+    /// Appends an audit line (assigns `seq`), dropping the oldest beyond `max_entries`.
+    fn audit_append(&self, entry: AuditEntry, max_entries: u64) -> Result<(), StoreError>;
+    /// Up to `limit` audit lines with `seq > after`, oldest first.
+    fn audit_list(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Makes every write so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+}

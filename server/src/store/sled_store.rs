@@ -1,0 +1,592 @@
+//! The embedded [`Store`]: sled in one data directory.
+//!
+//! Trees: `bundle_data` and `bundle_meta` (target → bytes / JSON), `serials`
+//! (target → highest serial, big-endian u64, never removed), `upload_data` and
+//! `upload_meta` (id → bytes / JSON), `nodes` (MAC → JSON), `forward` (seq →
+//! JSON report), `audit` (seq → JSON line).
+//!
+//! Invariants: a publish writes `bundle_data`, `bundle_meta` and `serials` in
+//! one sled transaction (so a crash exposes either the old or the new bundle,
+//! never a mix) and flushes before returning; upload admission (limits) and
+//! insert run under one mutex and one transaction; a report's inventory update
+//! and its forward entry are one transaction. sled is used nowhere else.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use bytes::Bytes;
+use satchel_bundle::Target;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use super::{
+    AuditEntry, BundleMeta, ForwardItem, NodeRecord, QuarantineLimits, Store, StoreError,
+    StoredReport, UploadMeta, UploadState,
+};
+
+/// sled's background flush interval in milliseconds: bounds how long an
+/// audit line (written without an explicit flush) may wait to be durable.
+const FLUSH_EVERY_MS: u64 = 200;
+
+/// sled page cache size in bytes.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The embedded store.
+pub struct SledStore {
+    db: sled::Db,
+    bundle_data: sled::Tree,
+    bundle_meta: sled::Tree,
+    serials: sled::Tree,
+    upload_data: sled::Tree,
+    upload_meta: sled::Tree,
+    nodes: sled::Tree,
+    forward: sled::Tree,
+    audit: sled::Tree,
+    /// Serialises quarantine admission: the limit check and the insert must
+    /// see the same quarantine, and sled transactions alone do not cover a scan.
+    upload_admission: Mutex<()>,
+    /// Next audit sequence number; also serialises audit trimming.
+    audit_next: Mutex<u64>,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore").finish_non_exhaustive()
+    }
+}
+
+fn backend<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(v).map_err(backend)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Backend(format!("corrupt record: {e}")))
+}
+
+fn be_u64(b: &[u8]) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = b
+        .try_into()
+        .map_err(|_| StoreError::Backend("corrupt u64 record".into()))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+fn tx_err(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => backend(e),
+    }
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(backend)?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .flush_every_ms(Some(FLUSH_EVERY_MS))
+            .open()
+            .map_err(backend)?;
+        let t = |n: &str| db.open_tree(n).map_err(backend);
+        let audit = t("audit")?;
+        let audit_next = match audit.last().map_err(backend)? {
+            Some((k, _)) => be_u64(&k)? + 1,
+            None => 1,
+        };
+        Ok(SledStore {
+            bundle_data: t("bundle_data")?,
+            bundle_meta: t("bundle_meta")?,
+            serials: t("serials")?,
+            upload_data: t("upload_data")?,
+            upload_meta: t("upload_meta")?,
+            nodes: t("nodes")?,
+            forward: t("forward")?,
+            audit,
+            db,
+            upload_admission: Mutex::new(()),
+            audit_next: Mutex::new(audit_next),
+        })
+    }
+
+    fn durable(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(backend)
+    }
+
+    fn upload_metas(&self) -> Result<Vec<UploadMeta>, StoreError> {
+        self.upload_meta
+            .iter()
+            .values()
+            .map(|v| from_json(&v.map_err(backend)?))
+            .collect()
+    }
+}
+
+impl Store for SledStore {
+    fn bundle_meta(&self, target: &Target) -> Result<Option<BundleMeta>, StoreError> {
+        let key = target.to_string();
+        match self.bundle_meta.get(key.as_bytes()).map_err(backend)? {
+            Some(v) => Ok(Some(from_json(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn bundle_get(&self, target: &Target) -> Result<Option<(BundleMeta, Bytes)>, StoreError> {
+        let key = target.to_string();
+        // One transaction so metadata and bytes are of the same version.
+        let got = (&self.bundle_meta, &self.bundle_data)
+            .transaction(|(m, d)| Ok((m.get(key.as_bytes())?, d.get(key.as_bytes())?)))
+            .map_err(|e: TransactionError<()>| backend(format!("{e:?}")))?;
+        match got {
+            (Some(m), Some(d)) => Ok(Some((from_json(&m)?, Bytes::copy_from_slice(&d)))),
+            (None, None) => Ok(None),
+            _ => Err(StoreError::Backend(format!(
+                "bundle {target} has metadata or data but not both"
+            ))),
+        }
+    }
+
+    fn bundle_put(
+        &self,
+        target: &Target,
+        meta: &BundleMeta,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let key = target.to_string();
+        let meta_json = to_json(meta)?;
+        (&self.bundle_data, &self.bundle_meta, &self.serials)
+            .transaction(|(d, m, s)| {
+                let highest = match s.get(key.as_bytes())? {
+                    Some(v) => Some(be_u64(&v).map_err(ConflictableTransactionError::Abort)?),
+                    None => None,
+                };
+                if let Some(highest) = highest {
+                    if meta.serial <= highest {
+                        return Err(ConflictableTransactionError::Abort(
+                            StoreError::SerialNotGreater {
+                                target: key.clone(),
+                                serial: meta.serial,
+                                highest,
+                            },
+                        ));
+                    }
+                }
+                d.insert(key.as_bytes(), bytes)?;
+                m.insert(key.as_bytes(), meta_json.as_slice())?;
+                s.insert(key.as_bytes(), &meta.serial.to_be_bytes())?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable()
+    }
+
+    fn bundle_delete(&self, target: &Target) -> Result<bool, StoreError> {
+        let key = target.to_string();
+        let existed = (&self.bundle_data, &self.bundle_meta)
+            .transaction(|(d, m)| {
+                let a = d.remove(key.as_bytes())?;
+                let b = m.remove(key.as_bytes())?;
+                Ok(a.is_some() || b.is_some())
+            })
+            .map_err(tx_err)?;
+        self.durable()?;
+        Ok(existed)
+    }
+
+    fn bundle_list(&self) -> Result<Vec<BundleMeta>, StoreError> {
+        self.bundle_meta
+            .iter()
+            .values()
+            .map(|v| from_json(&v.map_err(backend)?))
+            .collect()
+    }
+
+    fn highest_serial(&self, target: &Target) -> Result<Option<u64>, StoreError> {
+        match self
+            .serials
+            .get(target.to_string().as_bytes())
+            .map_err(backend)?
+        {
+            Some(v) => Ok(Some(be_u64(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn upload_put(
+        &self,
+        mut meta: UploadMeta,
+        bytes: &[u8],
+        limits: QuarantineLimits,
+    ) -> Result<UploadMeta, StoreError> {
+        let _guard = self
+            .upload_admission
+            .lock()
+            .map_err(|_| StoreError::Backend("upload admission lock poisoned".into()))?;
+        let existing = self.upload_metas()?;
+        let pending_for_mac = existing.iter().filter(|u| u.mac == meta.mac).count();
+        if pending_for_mac >= limits.max_pending_per_mac {
+            return Err(StoreError::TooManyPending {
+                mac: meta.mac,
+                max: limits.max_pending_per_mac,
+            });
+        }
+        let total: u64 = existing.iter().map(|u| u.size).sum();
+        if total.saturating_add(bytes.len() as u64) > limits.max_total_bytes {
+            return Err(StoreError::QuarantineFull {
+                max: limits.max_total_bytes,
+            });
+        }
+        if self
+            .bundle_meta
+            .contains_key(Target::Host(meta.mac).to_string().as_bytes())
+            .map_err(backend)?
+        {
+            meta.state = UploadState::Conflict;
+        }
+        let id = self.db.generate_id().map_err(backend)?;
+        meta.id = format!("{id:016x}");
+        let meta_json = to_json(&meta)?;
+        (&self.upload_data, &self.upload_meta)
+            .transaction(|(d, m)| {
+                d.insert(meta.id.as_bytes(), bytes)?;
+                m.insert(meta.id.as_bytes(), meta_json.as_slice())?;
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable()?;
+        Ok(meta)
+    }
+
+    fn upload_list(&self) -> Result<Vec<UploadMeta>, StoreError> {
+        self.upload_metas()
+    }
+
+    fn upload_get(&self, id: &str) -> Result<Option<(UploadMeta, Bytes)>, StoreError> {
+        let got = (&self.upload_meta, &self.upload_data)
+            .transaction(|(m, d)| Ok((m.get(id.as_bytes())?, d.get(id.as_bytes())?)))
+            .map_err(|e: TransactionError<()>| backend(format!("{e:?}")))?;
+        match got {
+            (Some(m), Some(d)) => Ok(Some((from_json(&m)?, Bytes::copy_from_slice(&d)))),
+            (None, None) => Ok(None),
+            _ => Err(StoreError::Backend(format!(
+                "upload {id} has metadata or data but not both"
+            ))),
+        }
+    }
+
+    fn upload_delete(&self, id: &str) -> Result<bool, StoreError> {
+        let existed = (&self.upload_data, &self.upload_meta)
+            .transaction(|(d, m)| {
+                let a = d.remove(id.as_bytes())?;
+                let b = m.remove(id.as_bytes())?;
+                Ok(a.is_some() || b.is_some())
+            })
+            .map_err(tx_err)?;
+        self.durable()?;
+        Ok(existed)
+    }
+
+    fn upload_expire(&self, cutoff_unix: i64) -> Result<usize, StoreError> {
+        let expired: Vec<String> = self
+            .upload_metas()?
+            .into_iter()
+            .filter(|u| u.received_unix < cutoff_unix)
+            .map(|u| u.id)
+            .collect();
+        for id in &expired {
+            self.upload_delete(id)?;
+        }
+        Ok(expired.len())
+    }
+
+    fn quarantine_usage(&self) -> Result<(u64, u64), StoreError> {
+        let metas = self.upload_metas()?;
+        Ok((metas.len() as u64, metas.iter().map(|u| u.size).sum()))
+    }
+
+    fn report_record(&self, report: &StoredReport, forward: bool) -> Result<(), StoreError> {
+        let key = report.mac.to_string();
+        let body = to_json(report)?;
+        let seq = self.db.generate_id().map_err(backend)?;
+        let r = &report.report;
+        let status = r
+            .get("status")
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown")
+            .to_string();
+        let error = r
+            .get("error")
+            .and_then(|v| v.as_str())
+            .map(|s| s.to_string());
+        (&self.nodes, &self.forward)
+            .transaction(|(n, f)| {
+                let old: Option<NodeRecord> = match n.get(key.as_bytes())? {
+                    Some(v) => from_json(&v).ok(),
+                    None => None,
+                };
+                let rec = NodeRecord {
+                    mac: report.mac,
+                    last_seen: report.received.clone(),
+                    last_status: status.clone(),
+                    serials: r.get("serials").cloned().unwrap_or(serde_json::Value::Null),
+                    last_error: match (&error, status.as_str()) {
+                        (Some(e), _) => Some(e.clone()),
+                        (None, "ok") => None,
+                        (None, _) => old.as_ref().and_then(|o| o.last_error.clone()),
+                    },
+                    fetcher_version: r
+                        .get("fetcher_version")
+                        .and_then(|v| v.as_str())
+                        .map(|s| s.to_string()),
+                    last_report_id: report.report_id.clone(),
+                    reports: old.as_ref().map(|o| o.reports).unwrap_or(0) + 1,
+                };
+                let rec_json = to_json(&rec).map_err(ConflictableTransactionError::Abort)?;
+                n.insert(key.as_bytes(), rec_json)?;
+                if forward {
+                    f.insert(&seq.to_be_bytes(), body.as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(tx_err)?;
+        self.durable()
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.nodes
+            .iter()
+            .values()
+            .map(|v| from_json(&v.map_err(backend)?))
+            .collect()
+    }
+
+    fn forward_peek(&self, max: usize) -> Result<Vec<ForwardItem>, StoreError> {
+        self.forward
+            .iter()
+            .take(max)
+            .map(|kv| {
+                let (k, v) = kv.map_err(backend)?;
+                Ok(ForwardItem {
+                    seq: be_u64(&k)?,
+                    body: Bytes::copy_from_slice(&v),
+                })
+            })
+            .collect()
+    }
+
+    fn forward_ack(&self, seq: u64) -> Result<(), StoreError> {
+        self.forward.remove(seq.to_be_bytes()).map_err(backend)?;
+        self.durable()
+    }
+
+    fn forward_depth(&self) -> Result<u64, StoreError> {
+        Ok(self.forward.len() as u64)
+    }
+
+    fn audit_append(&self, mut entry: AuditEntry, max_entries: u64) -> Result<(), StoreError> {
+        let mut next = self
+            .audit_next
+            .lock()
+            .map_err(|_| StoreError::Backend("audit lock poisoned".into()))?;
+        entry.seq = *next;
+        *next += 1;
+        self.audit
+            .insert(entry.seq.to_be_bytes(), to_json(&entry)?)
+            .map_err(backend)?;
+        let keep_from = next.saturating_sub(max_entries);
+        while let Some((k, _)) = self.audit.first().map_err(backend)? {
+            if be_u64(&k)? >= keep_from {
+                break;
+            }
+            self.audit.remove(k).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn audit_list(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let start = after.saturating_add(1).to_be_bytes();
+        self.audit
+            .range(start..)
+            .values()
+            .take(limit)
+            .map(|v| from_json(&v.map_err(backend)?))
+            .collect()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.durable()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use satchel_bundle::Mac;
+
+    fn meta(target: &Target, serial: u64) -> BundleMeta {
+        BundleMeta {
+            target: target.to_string(),
+            serial,
+            site: None,
+            sha256: format!("{serial:064x}"),
+            size: 3,
+            signer: "0011223344556677".into(),
+            expires: "2030-01-01T00:00:00Z".into(),
+            published: "2026-01-01T00:00:00Z".into(),
+            published_by: "admin/alice".into(),
+        }
+    }
+
+    fn mac(n: u8) -> Mac {
+        Mac::from_octets([2, 0, 0, 0, 0, n])
+    }
+
+    fn upload(m: Mac, at: i64, size: u64) -> UploadMeta {
+        UploadMeta {
+            id: String::new(),
+            mac: m,
+            received: String::new(),
+            received_unix: at,
+            source: "127.0.0.1".into(),
+            cert_scope: None,
+            cert_fingerprint: None,
+            size,
+            sha256: String::new(),
+            state: UploadState::Pending,
+        }
+    }
+
+    #[test]
+    fn serials_only_grow_even_across_delete_and_reopen() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let t = Target::Host(mac(1));
+        {
+            let s = SledStore::open(dir.path()).expect("open");
+            s.bundle_put(&t, &meta(&t, 5), b"abc").expect("put 5");
+            assert!(matches!(
+                s.bundle_put(&t, &meta(&t, 5), b"abc"),
+                Err(StoreError::SerialNotGreater { highest: 5, .. })
+            ));
+            assert!(s.bundle_delete(&t).expect("delete"));
+            assert!(!s.bundle_delete(&t).expect("delete again"));
+            assert!(s.bundle_get(&t).expect("get").is_none());
+            assert!(matches!(
+                s.bundle_put(&t, &meta(&t, 4), b"abc"),
+                Err(StoreError::SerialNotGreater { .. })
+            ));
+        }
+        let s = SledStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.highest_serial(&t).expect("hs"), Some(5));
+        s.bundle_put(&t, &meta(&t, 6), b"xyz").expect("put 6");
+        let (m, b) = s.bundle_get(&t).expect("get").expect("some");
+        assert_eq!((m.serial, &b[..]), (6, &b"xyz"[..]));
+        assert_eq!(s.bundle_list().expect("list").len(), 1);
+    }
+
+    #[test]
+    fn quarantine_limits_conflicts_and_expiry() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = SledStore::open(dir.path()).expect("open");
+        let lim = QuarantineLimits {
+            max_pending_per_mac: 2,
+            max_total_bytes: 10,
+        };
+        let a = s
+            .upload_put(upload(mac(1), 100, 3), b"abc", lim)
+            .expect("1");
+        s.upload_put(upload(mac(1), 200, 3), b"def", lim)
+            .expect("2");
+        assert!(matches!(
+            s.upload_put(upload(mac(1), 300, 1), b"g", lim),
+            Err(StoreError::TooManyPending { .. })
+        ));
+        assert!(matches!(
+            s.upload_put(upload(mac(2), 300, 5), b"hijkl", lim),
+            Err(StoreError::QuarantineFull { .. })
+        ));
+        let t = Target::Host(mac(3));
+        s.bundle_put(&t, &meta(&t, 1), b"x").expect("bundle");
+        let c = s.upload_put(upload(mac(3), 300, 1), b"z", lim).expect("3");
+        assert_eq!(c.state, UploadState::Conflict);
+        assert_eq!(a.state, UploadState::Pending);
+        assert!(a.id < c.id);
+        assert_eq!(s.quarantine_usage().expect("usage"), (3, 7));
+        assert_eq!(s.upload_expire(150).expect("expire"), 1);
+        assert!(s.upload_get(&a.id).expect("get").is_none());
+        assert_eq!(s.upload_list().expect("list").len(), 2);
+        assert!(s.upload_delete(&c.id).expect("del"));
+        assert!(s.upload_get("../etc").expect("get hostile").is_none());
+    }
+
+    #[test]
+    fn reports_update_inventory_and_queue() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = SledStore::open(dir.path()).expect("open");
+        let rep = |id: &str, status: &str, err: Option<&str>| StoredReport {
+            report_id: id.into(),
+            mac: mac(1),
+            received: "t".into(),
+            reporter: "host/x".into(),
+            report: serde_json::json!({"status": status, "error": err}),
+        };
+        s.report_record(&rep("r1", "failed", Some("boom")), true)
+            .expect("r1");
+        s.report_record(&rep("r2", "failed", None), true)
+            .expect("r2");
+        let n = &s.nodes().expect("nodes")[0];
+        assert_eq!(n.last_error.as_deref(), Some("boom"));
+        assert_eq!(n.reports, 2);
+        s.report_record(&rep("r3", "ok", None), false).expect("r3");
+        assert_eq!(s.nodes().expect("nodes")[0].last_error, None);
+        let q = s.forward_peek(10).expect("peek");
+        assert_eq!(q.len(), 2);
+        assert!(q[0].seq < q[1].seq);
+        s.forward_ack(q[0].seq).expect("ack");
+        assert_eq!(s.forward_depth().expect("depth"), 1);
+    }
+
+    #[test]
+    fn audit_is_bounded_and_ordered() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let s = SledStore::open(dir.path()).expect("open");
+            for i in 0..10 {
+                let e = AuditEntry {
+                    seq: 0,
+                    time: String::new(),
+                    who: format!("w{i}"),
+                    cert_fingerprint: None,
+                    source: String::new(),
+                    what: String::new(),
+                    status: 200,
+                };
+                s.audit_append(e, 4).expect("append");
+            }
+            let all = s.audit_list(0, 100).expect("list");
+            assert_eq!(all.len(), 4);
+            assert_eq!(all[0].who, "w6");
+            assert_eq!(s.audit_list(all[1].seq, 1).expect("after")[0].who, "w8");
+            s.flush().expect("flush");
+        }
+        let s = SledStore::open(dir.path()).expect("reopen");
+        s.audit_append(
+            AuditEntry {
+                seq: 0,
+                time: String::new(),
+                who: "after".into(),
+                cert_fingerprint: None,
+                source: String::new(),
+                what: String::new(),
+                status: 200,
+            },
+            4,
+        )
+        .expect("append");
+        let all = s.audit_list(0, 100).expect("list");
+        assert_eq!(all.last().map(|e| e.who.as_str()), Some("after"));
+        assert_eq!(all.len(), 4);
+    }
+}
