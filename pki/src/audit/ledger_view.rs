@@ -1,5 +1,10 @@
 //! The issuance ledger as the audit sees it: which certificates it accounts
 //! for, which it revoked, and whether its hash chain holds.
+//!
+//! Reading goes through [`crate::ledger::Ledger`]; verification needs the
+//! audited CA's certificate (every line is signed by its key). Membership is
+//! by certificate sha256, not serial: a different certificate reusing an
+//! issued serial is *not* accounted for.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -7,55 +12,88 @@ use std::path::Path;
 use super::cert::Cert;
 use super::lints::{self, Finding};
 use super::report::LedgerReport;
+use crate::ledger::{Ledger, LEDGER_FILE};
 
-/// File name of the ledger in a PKI directory.
-pub const LEDGER_FILE: &str = "ledger.jsonl";
+/// Most ledger problems quoted in one finding; the rest are counted.
+pub const MAX_PROBLEMS_SHOWN: usize = 5;
 
 /// What the audit learned from the ledger.
 #[derive(Debug, Default)]
 pub struct LedgerView {
-    path: String,
     present: bool,
     entries: usize,
+    /// The chain was checked against the audited CA.
+    verified: bool,
     chain_error: Option<String>,
-    /// Issued certificates: sha256 of the DER.
+    /// Issued certificates (and the CA's init): sha256 of the DER.
     issued_sha256: BTreeSet<String>,
-    /// Issued serials (canonical hex), for events that name no fingerprint.
-    issued_serials: BTreeSet<String>,
     /// Revoked serials (canonical hex).
     revoked: BTreeSet<String>,
 }
 
-/// Reads the ledger of `dir`. Never fails: an unreadable or broken ledger is
-/// reported through [`LedgerView::findings`].
-pub fn read(dir: &Path) -> LedgerView {
+/// Reads the ledger of `dir` and, when the audited CA is known, verifies it.
+/// Never fails: an unreadable or broken ledger is reported through
+/// [`LedgerView::findings`].
+pub fn read(dir: &Path, ca_der: Option<&[u8]>) -> LedgerView {
     let path = dir.join(LEDGER_FILE);
-    LedgerView {
-        path: LEDGER_FILE.to_string(),
-        present: path.is_file(),
+    let mut v = LedgerView {
+        present: path.exists(),
         ..LedgerView::default()
+    };
+    if !v.present {
+        return v;
     }
+    let ledger = match Ledger::read(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            v.chain_error = Some(e.to_string());
+            return v;
+        }
+    };
+    v.entries = ledger.lines().len();
+    v.issued_sha256 = ledger.certificates().into_keys().collect();
+    v.revoked = ledger.revoked().into_keys().collect();
+    if let Some(ca) = ca_der {
+        v.verified = true;
+        match ledger.verify(ca) {
+            Ok(problems) if problems.is_empty() => {}
+            Ok(problems) => {
+                let mut msg: Vec<String> = problems
+                    .iter()
+                    .take(MAX_PROBLEMS_SHOWN)
+                    .map(|p| p.to_string())
+                    .collect();
+                if problems.len() > MAX_PROBLEMS_SHOWN {
+                    msg.push(format!("and {} more", problems.len() - MAX_PROBLEMS_SHOWN));
+                }
+                v.chain_error = Some(msg.join("; "));
+            }
+            Err(e) => v.chain_error = Some(e.to_string()),
+        }
+    }
+    v
 }
 
 impl LedgerView {
-    /// The ledger exists and its chain verifies, so membership means something.
+    /// The ledger exists and its chain verified against the audited CA, so
+    /// membership means something.
     pub fn usable(&self) -> bool {
-        self.present && self.chain_error.is_none()
+        self.present && self.verified && self.chain_error.is_none()
     }
 
-    /// The ledger records this certificate's issuance.
+    /// The ledger records this certificate (by DER sha256).
     pub fn contains(&self, c: &Cert) -> bool {
-        self.issued_sha256.contains(&c.sha256) || self.issued_serials.contains(&c.serial_hex)
+        self.issued_sha256.contains(&c.sha256)
     }
 
-    /// The ledger records this certificate's revocation.
+    /// A verified ledger records this certificate's revocation.
     pub fn is_revoked(&self, c: &Cert) -> bool {
-        self.revoked.contains(&c.serial_hex)
+        self.usable() && self.revoked.contains(&c.serial_hex)
     }
 
-    /// Every revoked serial.
+    /// Every revoked serial of a verified ledger.
     pub fn revoked_serials(&self) -> impl Iterator<Item = &String> {
-        self.revoked.iter()
+        self.revoked.iter().filter(|_| self.usable())
     }
 
     /// Findings about the ledger itself.
@@ -65,7 +103,7 @@ impl LedgerView {
             out.push(Finding {
                 lint: &lints::E_LEDGER_MISSING,
                 certificate: None,
-                message: format!("{} not found", self.path),
+                message: format!("{LEDGER_FILE} not found"),
             });
         } else if let Some(e) = &self.chain_error {
             out.push(Finding {
@@ -80,10 +118,11 @@ impl LedgerView {
     /// The report's ledger section.
     pub fn status(&self) -> LedgerReport {
         LedgerReport {
-            path: self.path.clone(),
+            path: LEDGER_FILE.to_string(),
             present: self.present,
             entries: self.entries,
-            chain_ok: self.present.then_some(self.chain_error.is_none()),
+            chain_ok: (self.present && (self.verified || self.chain_error.is_some()))
+                .then_some(self.chain_error.is_none()),
             error: self.chain_error.clone(),
         }
     }

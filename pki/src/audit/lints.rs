@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use time::{Duration, OffsetDateTime};
 
 use super::cert::{oid, Cert, KeyAlgorithm, Kind, San};
+use crate::profile;
 use crate::scope::SCHEME;
 
 /// How bad a finding is. Ordered: notice < warning < error.
@@ -67,8 +68,10 @@ pub struct Finding {
     pub message: String,
 }
 
-/// Validity ceilings per kind. Defaults: server 90 days, node (host and
-/// site) 1 year, admin 30 days, CA 10 years, each plus [`VALIDITY_GRACE`].
+/// Validity ceilings per kind. Defaults are the issuing profile's default
+/// validities ([`crate::profile`]: server 90 days, node (host and site) 365
+/// days, admin 30 days, CA 3650 days), each plus [`VALIDITY_GRACE`]: a
+/// certificate issued with a longer `--days` is flagged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ValidityPolicy {
     /// Longest server certificate.
@@ -81,14 +84,14 @@ pub struct ValidityPolicy {
     pub ca: Duration,
 }
 
-/// Longest server certificate validity.
-pub const MAX_SERVER_VALIDITY: Duration = Duration::days(90);
-/// Longest node (host or site) certificate validity.
-pub const MAX_NODE_VALIDITY: Duration = Duration::days(366);
-/// Longest admin certificate validity.
-pub const MAX_ADMIN_VALIDITY: Duration = Duration::days(30);
-/// Longest CA certificate validity (10 years with leap days).
-pub const MAX_CA_VALIDITY: Duration = Duration::days(3653);
+/// Longest server certificate validity: the issuing profile's default.
+pub const MAX_SERVER_VALIDITY: Duration = Duration::days(profile::SERVER_VALIDITY_DAYS as i64);
+/// Longest node (host or site) certificate validity: the issuing profile's default.
+pub const MAX_NODE_VALIDITY: Duration = Duration::days(profile::NODE_VALIDITY_DAYS as i64);
+/// Longest admin certificate validity: the issuing profile's default.
+pub const MAX_ADMIN_VALIDITY: Duration = Duration::days(profile::ADMIN_VALIDITY_DAYS as i64);
+/// Longest CA certificate validity: the issuing profile's default.
+pub const MAX_CA_VALIDITY: Duration = Duration::days(profile::CA_VALIDITY_DAYS as i64);
 /// Slack on every ceiling, so issuers may backdate notBefore a little for clock skew.
 pub const VALIDITY_GRACE: Duration = Duration::days(1);
 /// Default window of [`W_EXPIRING_SOON`].

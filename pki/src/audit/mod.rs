@@ -434,7 +434,7 @@ pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
         ca.and_then(|ca_i| choose_crl(&raw_crls, &entries[ca_i].cert, input.now, &mut findings));
 
     // The ledger.
-    let ledger = ledger_view::read(&input.dir);
+    let ledger = ledger_view::read(&input.dir, ca.map(|i| entries[i].cert.der.as_slice()));
 
     let certs: Vec<Cert> = entries.iter().map(|e| e.cert.clone()).collect();
     let revoked: Vec<bool> = certs
