@@ -1,1 +1,320 @@
 //! The safe overlay: lays a payload tar over a root directory, all or nothing.
+//!
+//! [`apply`] streams a tar into a staging directory, checks every entry as
+//! it comes, plans the commit against what the root holds, and renames the
+//! staged paths into place. [`check_archive`] runs the same rules on a
+//! stream without touching any disk and lists the entries (for `inspect`,
+//! `diff` and `create --from-tar`).
+//!
+//! # Invariants
+//!
+//! 1. **Nothing outside the root is ever written, chmod'ed or deleted.**
+//!    Every path operation of the commit and of staging opens its directory
+//!    with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+//!    RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)` relative to the root's fd
+//!    (`fsops`), and acts on a single final name with `*at` calls that do
+//!    not follow it (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`, `renameat2`).
+//!    A symlink anywhere on a path — from the payload, already in the root,
+//!    or planted meanwhile — makes the operation fail; it is never followed.
+//! 2. **The root is changed only after the whole payload checked out**:
+//!    every header, name, link and limit, the end of the archive, and the
+//!    entry count and size the manifest promised. Until then only the
+//!    staging directory (inside the root, random name, mode 0700) is written.
+//! 3. **All or nothing.** The plan checks every conflict before the first
+//!    rename; every rename is `RENAME_NOREPLACE`; what a step replaces is
+//!    moved into staging, not deleted; if a step fails, the finished steps
+//!    are undone in reverse and the root is as before (paths, kinds, modes,
+//!    owners, contents, link targets). Staging is removed on every exit path,
+//!    except when an undo fails: then it holds the originals and
+//!    [`ExtractError::RestoreFailed`] names it.
+//! 4. **Refuse, never skip.** An unsafe entry refuses the whole payload:
+//!    absolute names, `..`, NUL, non-UTF-8 or control characters, over-long
+//!    or over-deep names; writes through a symlink or under a file; symlinks
+//!    leaving the root (`..` only as a leading run; absolute targets only if
+//!    [`Options::allow_absolute_symlinks`]); hardlinks to anything but an
+//!    earlier regular file of the payload; a directory becoming a symlink;
+//!    duplicates; devices, FIFOs and other entry types; stacked,
+//!    contradicting or unknown PAX/GNU extensions, a PAX size unequal to
+//!    the header's, data on non-files, unsafe names hidden under
+//!    extensions; bad checksums; a truncated stream or anything but zero
+//!    padding after the end-of-archive blocks; the limits in [`Options`].
+//! 5. **Permissions**: setuid, setgid, sticky and world-writable bits are
+//!    dropped unless [`Options::allow_special_bits`]. Ownership is numeric
+//!    only (names in the archive are ignored) and follows [`Ownership`].
+//!    The root directory's own mode and owner are never changed.
+//! 6. **Whiteouts** (`dir/.wh.NAME`, OCI style) delete `dir/NAME` of the
+//!    root — never an entry of the same payload — with the same containment
+//!    rules; deleting a missing path is fine; opaque whiteouts are refused.
+//!
+//! Conflicts with the root, decided by the plan before anything changes: a
+//! file or symlink replaces a file or symlink; a directory merges into a
+//! directory (taking the payload's mode and, with [`Ownership::Archive`],
+//! its owner, when the payload lists it); anything else — a file or symlink
+//! over a directory, a directory over a file, anything under a symlink of the
+//! root — is refused. Delete first with a whiteout to change a type.
+//! Merged-`/usr` links such as `lib -> usr/lib` are symlinks: write to
+//! `usr/lib`.
+//!
+//! It does not apply extended attributes, ACLs, device numbers or
+//! directory times, does not decrypt or decompress (the caller streams the
+//! plain tar), and does not survive power loss midway through a commit (a
+//! diskless root is RAM).
+//!
+//! # Layout
+//! - `path`: pure name, link-target and whiteout rules ([`RelPath`]).
+//! - `tar`: a strict streaming tar reader (ustar, PAX, GNU long names).
+//! - `rules`: the archive-wide rules, entry by entry (pure).
+//! - `plan`: the commit plan against a view of the root (pure).
+//! - `fsops`: `openat2`-based primitives, the only way to touch a path.
+//! - `stage`: the staging directory. `commit`: renames with an undo log.
+//! - `error`: [`ExtractError`].
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use rustix::fs::{Mode, OFlags};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+mod commit;
+mod error;
+mod fsops;
+mod path;
+mod plan;
+mod rules;
+mod stage;
+mod tar;
+
+pub use commit::Changes;
+pub use error::ExtractError;
+pub use path::{RelPath, MAX_NAME_LEN, WHITEOUT_PREFIX};
+pub use rules::SPECIAL_BITS;
+pub use stage::STAGING_PREFIX;
+pub use tar::{MAX_META_SIZE, MAX_TRAILING_PADDING};
+
+/// Default most entries (files, directories, links, whiteouts) in a payload.
+pub const MAX_ENTRIES: u64 = 100_000;
+/// Default most bytes of file data in a payload (8 GiB).
+pub const MAX_TOTAL_BYTES: u64 = 8 << 30;
+/// Default largest single file (4 GiB).
+pub const MAX_FILE_SIZE: u64 = 4 << 30;
+/// Default longest entry name or link target, in bytes (`PATH_MAX` - 1).
+pub const MAX_PATH_LEN: usize = 4095;
+/// Default most components in an entry name.
+pub const MAX_PATH_DEPTH: usize = 64;
+
+/// Who owns what the overlay writes. Ownership is always numeric: user
+/// and group names in the archive are ignored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Ownership {
+    /// [`Ownership::Archive`] when running as root, else [`Ownership::Caller`].
+    #[default]
+    Auto,
+    /// The archive's numeric uid/gid (needs root, or only the caller's ids).
+    Archive,
+    /// Everything belongs to the caller; the archive's ids are not applied.
+    Caller,
+}
+
+/// What the overlay accepts. Every limit has a named default above.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Most entries; default [`MAX_ENTRIES`].
+    pub max_entries: u64,
+    /// Most bytes of file data in total; default [`MAX_TOTAL_BYTES`].
+    pub max_total_bytes: u64,
+    /// Largest single file; default [`MAX_FILE_SIZE`].
+    pub max_file_size: u64,
+    /// Longest name or link target in bytes; default [`MAX_PATH_LEN`].
+    pub max_path_len: usize,
+    /// Most components in a name; default [`MAX_PATH_DEPTH`].
+    pub max_path_depth: usize,
+    /// Keep setuid/setgid/sticky and world-writable bits (default: dropped).
+    pub allow_special_bits: bool,
+    /// Accept absolute symlink targets, read from the root as after
+    /// switch-root (`/etc/x` means `<root>/etc/x`); default refused.
+    pub allow_absolute_symlinks: bool,
+    /// Who owns the written files; default [`Ownership::Auto`].
+    pub ownership: Ownership,
+    /// The entry count the manifest promises (every listed entry counts,
+    /// whiteouts and a `./` entry included; PAX/GNU extension headers do not).
+    pub expected_entries: Option<u64>,
+    /// The tar stream's exact length in bytes the manifest promises
+    /// (end-of-archive blocks and padding included); the stream is cut off
+    /// past it.
+    pub expected_size: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_entries: MAX_ENTRIES,
+            max_total_bytes: MAX_TOTAL_BYTES,
+            max_file_size: MAX_FILE_SIZE,
+            max_path_len: MAX_PATH_LEN,
+            max_path_depth: MAX_PATH_DEPTH,
+            allow_special_bits: false,
+            allow_absolute_symlinks: false,
+            ownership: Ownership::Auto,
+            expected_entries: None,
+            expected_size: None,
+        }
+    }
+}
+
+impl Options {
+    /// Whether the archive's owners are applied for this process.
+    pub fn applies_owners(&self) -> bool {
+        match self.ownership {
+            Ownership::Archive => true,
+            Ownership::Caller => false,
+            Ownership::Auto => rustix::process::geteuid().is_root(),
+        }
+    }
+}
+
+/// What an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+    /// A hard link to an earlier file of the payload.
+    Hardlink,
+    /// A deletion of a path of the root.
+    Whiteout,
+}
+
+/// One entry as listed by [`check_archive`] and [`apply`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ArchiveEntry {
+    /// Normalised path (`a/b`; `.` for the root directory itself). For a
+    /// whiteout, the path it deletes.
+    pub path: String,
+    /// What it is.
+    pub kind: EntryKind,
+    /// Permission bits after the special-bits policy (0o777 for symlinks,
+    /// 0 for whiteouts).
+    pub mode: u32,
+    /// Numeric owner in the archive.
+    pub uid: u32,
+    /// Numeric group in the archive.
+    pub gid: u32,
+    /// Modification time, seconds since the epoch.
+    pub mtime: i64,
+    /// Bytes of data (files only).
+    pub size: u64,
+    /// Symlink target as stored, or the hardlink's target path.
+    pub link_target: Option<String>,
+    /// Hex sha256 of a file's content ([`check_archive`] only).
+    pub sha256: Option<String>,
+}
+
+/// Every entry of a payload that passed every rule.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ArchiveSummary {
+    /// The entries, in archive order.
+    pub entries: Vec<ArchiveEntry>,
+    /// Bytes of file data.
+    pub file_bytes: u64,
+    /// Length of the tar stream.
+    pub tar_bytes: u64,
+}
+
+/// What [`apply`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    /// The payload's entries (without content hashes).
+    pub summary: ArchiveSummary,
+    /// What changed in the root.
+    pub changes: Changes,
+}
+
+/// A `Write` that hashes.
+struct HashSink(Sha256);
+
+impl Write for HashSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Checks a payload tar against every rule without touching any disk, and
+/// lists its entries (with the sha256 of each file).
+pub fn check_archive<R: Read>(tar: R, opts: &Options) -> Result<ArchiveSummary, ExtractError> {
+    let mut reader = tar::TarReader::new(tar, opts.expected_size);
+    let mut checker = rules::Checker::new(opts);
+    let mut entries = Vec::new();
+    while let Some(raw) = reader.next_entry()? {
+        let mut checked = checker.check(&raw)?;
+        if checked.entry.kind == EntryKind::File {
+            let mut sink = HashSink(Sha256::new());
+            reader.copy_data(&mut sink)?;
+            checked.entry.sha256 = Some(hex::encode(sink.0.finalize()));
+        }
+        entries.push(checked.entry);
+    }
+    checker.finish(reader.position())?;
+    Ok(ArchiveSummary {
+        entries,
+        file_bytes: checker.file_bytes(),
+        tar_bytes: reader.position(),
+    })
+}
+
+/// Lays a payload tar over `root`, all or nothing (see the module
+/// invariants). `root` must be an existing directory; paths inside it are
+/// never followed through symlinks, but `root` itself may be one.
+pub fn apply<R: Read>(tar: R, root: &Path, opts: &Options) -> Result<Applied, ExtractError> {
+    let root_fd = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|_| ExtractError::RootNotDirectory {
+        path: root.to_path_buf(),
+    })?;
+    let chown = opts.applies_owners();
+    let mut staging = stage::Staging::create(root_fd.as_fd(), root, chown)?;
+
+    let mut reader = tar::TarReader::new(tar, opts.expected_size);
+    let mut checker = rules::Checker::new(opts);
+    let mut checked = Vec::new();
+    while let Some(raw) = reader.next_entry()? {
+        let c = checker.check(&raw)?;
+        staging.write(&c, &mut reader)?;
+        checked.push(c);
+    }
+    checker.finish(reader.position())?;
+    staging.finish_dirs()?;
+
+    let nodes = plan::nodes(checked.iter().filter_map(|c| {
+        let node = match c.entry.kind {
+            EntryKind::Dir => plan::Node::Dir { explicit: true },
+            EntryKind::File | EntryKind::Hardlink => plan::Node::File,
+            EntryKind::Symlink => plan::Node::Symlink,
+            EntryKind::Whiteout => return None,
+        };
+        Some((&c.path, node))
+    }));
+    let ops = plan::plan(&nodes, checker.whiteouts(), &fsops::Probe(root_fd.as_fd()))?;
+    let changes = commit::commit(&ops, root_fd.as_fd(), &mut staging, chown)?;
+    drop(staging);
+    Ok(Applied {
+        summary: ArchiveSummary {
+            entries: checked.into_iter().map(|c| c.entry).collect(),
+            file_bytes: checker.file_bytes(),
+            tar_bytes: reader.position(),
+        },
+        changes,
+    })
+}

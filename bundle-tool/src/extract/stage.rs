@@ -1,0 +1,296 @@
+//! The staging directory: where checked entries are written as they stream
+//! in, before anything in the root changes.
+//!
+//! It is created inside the root (so renames stay on one filesystem) with an
+//! unguessable name and mode 0700, holds `tree/` (the payload as it will
+//! be) and `old/` (what the commit moved aside), and is removed when
+//! [`Staging`] is dropped unless [`Staging::keep`] was called (only when a
+//! restore failed and `old/` holds the root's originals).
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{self, AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
+use rustix::io::Errno;
+
+use super::error::ExtractError;
+use super::fsops::{open_dir, resolve_error};
+use super::path::RelPath;
+use super::rules::Checked;
+use super::tar::TarReader;
+use super::EntryKind;
+
+/// Prefix of the staging directory's name inside the root.
+pub const STAGING_PREFIX: &str = ".satchel-staging-";
+
+/// Mode of directories created only as parents of entries.
+pub const IMPLICIT_DIR_MODE: u32 = 0o755;
+
+/// Final attributes of a staged directory.
+#[derive(Clone, Copy, Debug)]
+struct DirAttrs {
+    mode: u32,
+    owner: Option<(u32, u32)>,
+}
+
+/// A staging directory inside the root; removed on drop.
+#[derive(Debug)]
+pub struct Staging {
+    path: PathBuf,
+    tree: OwnedFd,
+    old: OwnedFd,
+    keep: bool,
+    chown: bool,
+    created: HashSet<RelPath>,
+    dirs: BTreeMap<RelPath, DirAttrs>,
+    moved_aside: u64,
+}
+
+fn io_err<'a>(op: &'static str, path: &'a RelPath) -> impl Fn(Errno) -> ExtractError + 'a {
+    move |e| resolve_error(op, path, e)
+}
+
+impl Staging {
+    /// Creates `<root>/.satchel-staging-<random>` with `tree/` and `old/`.
+    /// `chown`: apply the payload's numeric owners.
+    pub fn create(
+        root: BorrowedFd<'_>,
+        root_path: &Path,
+        chown: bool,
+    ) -> Result<Self, ExtractError> {
+        let name = format!("{STAGING_PREFIX}{:032x}", rand::random::<u128>());
+        let shown = RelPath::root().join(&name);
+        fs::mkdirat(root, name.as_str(), Mode::from_raw_mode(0o700))
+            .map_err(io_err("create staging", &shown))?;
+        let open = || -> Result<(OwnedFd, OwnedFd), ExtractError> {
+            let dir = open_dir(root, &shown, OFlags::PATH)?;
+            for sub in ["tree", "old"] {
+                fs::mkdirat(&dir, sub, Mode::from_raw_mode(0o700))
+                    .map_err(io_err("create staging", &shown))?;
+            }
+            Ok((
+                open_dir(dir.as_fd(), &RelPath::root().join("tree"), OFlags::PATH)?,
+                open_dir(dir.as_fd(), &RelPath::root().join("old"), OFlags::PATH)?,
+            ))
+        };
+        match open() {
+            Ok((tree, old)) => Ok(Staging {
+                path: root_path.join(&name),
+                tree,
+                old,
+                keep: false,
+                chown,
+                created: HashSet::new(),
+                dirs: BTreeMap::new(),
+                moved_aside: 0,
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(root_path.join(&name));
+                Err(e)
+            }
+        }
+    }
+
+    /// Where it is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The staged tree.
+    pub fn tree(&self) -> BorrowedFd<'_> {
+        self.tree.as_fd()
+    }
+
+    /// Where moved-aside originals go.
+    pub fn old(&self) -> BorrowedFd<'_> {
+        self.old.as_fd()
+    }
+
+    /// A fresh name in `old/`.
+    pub fn next_old_name(&mut self) -> String {
+        self.moved_aside += 1;
+        self.moved_aside.to_string()
+    }
+
+    /// Keeps the directory on drop (it holds originals a failed restore
+    /// could not put back).
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+
+    /// Creates the missing parents of `path` in the tree and opens its
+    /// parent.
+    fn parent(&mut self, path: &RelPath) -> Result<(OwnedFd, String), ExtractError> {
+        for a in path.ancestors() {
+            if self.created.contains(&a) {
+                continue;
+            }
+            let (pp, name) = a.split_last();
+            let dir = open_dir(self.tree(), &pp, OFlags::PATH)?;
+            match fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err(resolve_error("create directory", &a, e)),
+            }
+            self.dirs.entry(a.clone()).or_insert(DirAttrs {
+                mode: IMPLICIT_DIR_MODE,
+                owner: None,
+            });
+            self.created.insert(a);
+        }
+        let (parent, name) = path.split_last();
+        Ok((
+            open_dir(self.tree(), &parent, OFlags::PATH)?,
+            name.to_string(),
+        ))
+    }
+
+    fn owner(&self, c: &Checked) -> (Option<Uid>, Option<Gid>) {
+        if self.chown {
+            (
+                Some(Uid::from_raw_unchecked(c.entry.uid)),
+                Some(Gid::from_raw_unchecked(c.entry.gid)),
+            )
+        } else {
+            (None, None)
+        }
+    }
+
+    /// Writes one checked entry; file data comes from `tar`.
+    pub fn write<R: std::io::Read>(
+        &mut self,
+        c: &Checked,
+        tar: &mut TarReader<R>,
+    ) -> Result<(), ExtractError> {
+        let e = &c.entry;
+        if c.path.is_root() || e.kind == EntryKind::Whiteout {
+            return Ok(());
+        }
+        let (dir, name) = self.parent(&c.path)?;
+        let name = name.as_str();
+        let (uid, gid) = self.owner(c);
+        match e.kind {
+            EntryKind::Dir => {
+                match fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(err) => return Err(resolve_error("create directory", &c.path, err)),
+                }
+                self.created.insert(c.path.clone());
+                self.dirs.insert(
+                    c.path.clone(),
+                    DirAttrs {
+                        mode: e.mode,
+                        owner: self.chown.then_some((e.uid, e.gid)),
+                    },
+                );
+            }
+            EntryKind::File => {
+                let fd = fs::openat(
+                    &dir,
+                    name,
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(io_err("create file", &c.path))?;
+                let mut file = std::fs::File::from(fd);
+                tar.copy_data(&mut file)?;
+                file.flush()
+                    .map_err(|err| ExtractError::io("write", c.path.shown(), err))?;
+                if uid.is_some() {
+                    fs::fchown(&file, uid, gid).map_err(io_err("chown", &c.path))?;
+                }
+                fs::fchmod(&file, Mode::from_raw_mode(e.mode)).map_err(io_err("chmod", &c.path))?;
+                let t = Timespec {
+                    tv_sec: e.mtime,
+                    tv_nsec: 0,
+                };
+                fs::futimens(
+                    &file,
+                    &Timestamps {
+                        last_access: t,
+                        last_modification: t,
+                    },
+                )
+                .map_err(io_err("set times", &c.path))?;
+            }
+            EntryKind::Symlink => {
+                let target = e.link_target.as_deref().unwrap_or_default();
+                fs::symlinkat(target, &dir, name).map_err(io_err("create symlink", &c.path))?;
+                if uid.is_some() {
+                    fs::chownat(&dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                        .map_err(io_err("chown", &c.path))?;
+                }
+            }
+            EntryKind::Hardlink => {
+                let Some(target) = &c.hardlink_to else {
+                    return Err(ExtractError::HardlinkTarget {
+                        path: c.path.shown(),
+                        target: String::new(),
+                    });
+                };
+                let (tparent, tname) = target.split_last();
+                let tdir = open_dir(self.tree(), &tparent, OFlags::PATH)?;
+                fs::linkat(&tdir, tname, &dir, name, AtFlags::empty())
+                    .map_err(io_err("hardlink", &c.path))?;
+            }
+            EntryKind::Whiteout => {}
+        }
+        Ok(())
+    }
+
+    /// Gives every staged directory its final mode and owner (after all its
+    /// children are written).
+    pub fn finish_dirs(&mut self) -> Result<(), ExtractError> {
+        for (path, attrs) in self.dirs.iter().rev() {
+            let fd = open_dir(self.tree(), path, OFlags::RDONLY)?;
+            if let Some((uid, gid)) = attrs.owner {
+                fs::fchown(
+                    &fd,
+                    Some(Uid::from_raw_unchecked(uid)),
+                    Some(Gid::from_raw_unchecked(gid)),
+                )
+                .map_err(io_err("chown", path))?;
+            }
+            fs::fchmod(&fd, Mode::from_raw_mode(attrs.mode)).map_err(io_err("chmod", path))?;
+        }
+        Ok(())
+    }
+}
+
+/// Makes every directory under `path` writable by its owner, so that an
+/// unprivileged caller can remove staged read-only directories.
+fn make_removable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            make_removable(&entry.path());
+        }
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
+        // remove_dir_all never follows symlinks inside the tree.
+        if std::fs::remove_dir_all(&self.path).is_err() {
+            make_removable(&self.path);
+            if let Err(e) = std::fs::remove_dir_all(&self.path) {
+                tracing::warn!(path = %self.path.display(), error = %e, "could not remove the staging directory");
+            }
+        }
+    }
+}
