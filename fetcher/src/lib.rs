@@ -19,12 +19,16 @@
 
 #![forbid(unsafe_code)]
 
+pub mod apply;
+pub mod capture;
 pub mod cmdline;
 pub mod discover;
 pub mod http;
 pub mod index;
 pub mod log;
 pub mod netif;
+pub mod report;
 pub mod retry;
+pub mod run;
 pub mod session;
 pub mod settings;
