@@ -31,7 +31,12 @@
 # are dropped.
 #
 # Writes $SATCHEL_STATUS_DIR/status, key=value lines:
-#   result=ok|failed    what happened
+#   result=ok|failed    whether the fetcher exited 0. The fetcher applies
+#                       satchel.required itself too: with satchel.required=0
+#                       it exits 0 after a failed run (its log, the kernel
+#                       log and its report to the server say what failed),
+#                       so result=failed there means it could not run at
+#                       all, crashed or ran out of time.
 #   required=0|1        the policy in force
 #   fetch_exit=N        the fetcher's exit status, 128+N when it died of
 #                       signal N; 124: stopped by the hook's timeout;
