@@ -1,0 +1,164 @@
+//! Engine forwarding: a real HTTP receiver that is down, then up, then
+//! restarted mid-stream; the server is also killed while reports wait.
+//! Every report arrives; duplicates are few and carry the same report id.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::task::JoinSet;
+
+use crate::harness::*;
+
+type Seen = Arc<Mutex<Vec<String>>>;
+
+/// The engine: records the report id of every POST and answers 200.
+fn start_receiver(addr: SocketAddr, seen: Seen) -> tokio::task::JoinHandle<()> {
+    let std_listener = std::net::TcpListener::bind(addr).expect("rebind receiver port");
+    std_listener.set_nonblocking(true).expect("nonblocking");
+    let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+    tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let seen = seen.clone();
+            conns.spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|c| c.to_bytes())
+                                .unwrap_or_default();
+                            let v: serde_json::Value =
+                                serde_json::from_slice(&body).unwrap_or_default();
+                            if let Some(id) = v["report_id"].as_str() {
+                                seen.lock().expect("lock").push(id.to_string());
+                            }
+                            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
+                                b"ok",
+                            ))))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    })
+}
+
+async fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn unique(seen: &Seen) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for id in seen.lock().expect("lock").iter() {
+        *m.entry(id.clone()).or_insert(0) += 1;
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_reach_the_engine_at_least_once_through_outages() {
+    let w = World::new();
+    // Reserve a port for the engine, then leave it closed: the engine is down.
+    let engine: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let data = w.path().join("data");
+    let cfg = w.config(
+        &data,
+        &format!(
+            "engine_webhook = \"http://{engine}/hook\"\nforward_backoff_initial_ms = 50\n\
+             forward_backoff_max_secs = 1\nforward_timeout_secs = 2\n"
+        ),
+    );
+    let srv = Server::start(&cfg);
+    let host = Client::new(&w, srv.addr, Some(&w.host(1, None)));
+    let url = format!("/v1/reports/{}", mac(1));
+    let report = |i: usize| format!(r#"{{"report_id":"r{i}","status":"ok"}}"#);
+    for i in 0..10 {
+        assert_eq!(host.status("POST", &url, report(i)).await, 202);
+    }
+    let text = srv.metrics_text().await;
+    assert!(text.contains("satchel_forward_queue_depth 10"), "{text}");
+    assert!(
+        text.contains("satchel_forward_failing 1")
+            || text.contains("satchel_forward_failures_total 0")
+    );
+    // The server dies with the queue full; a new one picks it up.
+    srv.kill9();
+    let srv = Server::start(&cfg);
+    let host = Client::new(&w, srv.addr, Some(&w.host(1, None)));
+
+    let seen: Seen = Arc::default();
+    let mut receiver = start_receiver(engine, seen.clone());
+    wait_for("the queued reports", Duration::from_secs(20), || {
+        unique(&seen).len() == 10
+    })
+    .await;
+
+    // Mid-stream restart of the engine.
+    let total = 40;
+    let poster = {
+        let (host, url) = (host.clone(), url.clone());
+        tokio::spawn(async move {
+            for i in 10..total {
+                let (st, _, _) = host
+                    .request(
+                        "POST",
+                        &url,
+                        format!(r#"{{"report_id":"r{i}","status":"ok"}}"#),
+                    )
+                    .await;
+                assert_eq!(st, 202);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    wait_for("some of the stream", Duration::from_secs(20), || {
+        unique(&seen).len() >= 18
+    })
+    .await;
+    receiver.abort();
+    let _ = receiver.await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    receiver = start_receiver(engine, seen.clone());
+    poster.await.expect("poster");
+    wait_for("every report", Duration::from_secs(30), || {
+        unique(&seen).len() == total
+    })
+    .await;
+    let u = unique(&seen);
+    for i in 0..total {
+        assert!(u.contains_key(&format!("r{i}")), "r{i} never arrived");
+    }
+    let dupes: usize = u.values().map(|n| n - 1).sum();
+    assert!(dupes <= 5, "{dupes} duplicates: {u:?}");
+    wait_for("an empty queue", Duration::from_secs(10), || {
+        futures_lite_block(srv.metrics_text()).contains("satchel_forward_queue_depth 0")
+    })
+    .await;
+    receiver.abort();
+}
+
+fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+}
