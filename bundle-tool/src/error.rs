@@ -295,8 +295,8 @@ pub enum OpenError {
         found: u64,
     },
     /// The overlay refused the payload or failed to apply it.
-    #[error("payload refused by the overlay: {0}")]
-    Extract(String),
+    #[error(transparent)]
+    Extract(#[from] crate::extract::ExtractError),
     /// Reading the bundle failed.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),

@@ -5,27 +5,35 @@
 //! size and sha256 over the whole `payload.age` member, and the container's
 //! end → only then decrypt (X25519 identities only; passphrase files are
 //! refused) and decompress (zstd window at most 2^[`MAX_ZSTD_WINDOW_LOG`]),
-//! handing out a [`PayloadTar`] reader that fails as soon as the tar grows
-//! past the manifest's uncompressed size, and at its end if the size differs
-//! or if the `payload.age` bytes read this second time do not hash to the
-//! manifest's value (so a file swapped between the passes is caught).
+//! handing out a [`PayloadTar`] reader that never yields more than the
+//! manifest's uncompressed size and, before it hands out the last promised
+//! byte, checks that the stream ends there and that the `payload.age` bytes
+//! read this second time hash to the manifest's value (so a file swapped
+//! between the passes is caught before the overlay commits). A stream that
+//! ends early is refused too.
 //!
 //! The input must be seekable (a file): the payload is read twice, once to
 //! hash it and once to decrypt it, so that nothing is decrypted before its
 //! hash is known good, in bounded memory.
 //!
-//! This module does not write anything; [`crate::extract`] lays the tar
-//! over a root and must read the tar to its end before committing.
+//! [`open_into`] runs the whole path: decryption and decompression on one
+//! thread, [`crate::extract::apply`] on the other, joined by a bounded pipe;
+//! the overlay is told the manifest's entry count, size and special-bits
+//! policy and commits only after the whole stream checked out.
 
 use std::fs::File;
+use std::io::Write;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::container::{read_header, Header};
 use crate::error::OpenError;
+use crate::extract::{Applied, Options};
 use crate::keys::{Identities, KeyId};
 use crate::manifest::Manifest;
+use crate::pipe::{pipe, CHUNK_BYTES};
 use crate::verify::{check_payload_size, verify_header, Checks, PayloadCheck};
 
 /// Largest zstd window accepted when decompressing (2^23 = 8 MiB, what
@@ -35,8 +43,11 @@ pub const MAX_ZSTD_WINDOW_LOG: u32 = 23;
 /// Read buffer for the bundle file.
 const READ_BUFFER: usize = 256 * 1024;
 
+/// The `payload.age` bytes of a seekable bundle, as [`PayloadTar`] reads them.
+pub type TakenPayload<R> = BufReader<io::Take<R>>;
+
 /// What [`open_reader`] returns: the verified header and the payload tar.
-pub type Opened<R> = (Verified, PayloadTar<BufReader<io::Take<R>>>);
+pub type Opened<R> = (Verified, PayloadTar<TakenPayload<R>>);
 
 /// A bundle whose header and payload hash checked out.
 #[derive(Clone, Debug)]
@@ -57,8 +68,24 @@ impl Verified {
 /// Verifies a whole bundle from `input`: header checks, then payload size
 /// and sha256, then the container's end. Reads `input` once, to its end.
 pub fn verify_reader<R: Read>(input: R, checks: &Checks) -> Result<Verified, OpenError> {
+    let (header, signer) = check_reader(input, Some(checks))?;
+    match signer {
+        Some(signer) => Ok(Verified { header, signer }),
+        None => Err(OpenError::Io(io::Error::other("no signer checked"))),
+    }
+}
+
+/// The shared pass: header, then (with `checks`) [`verify_header`], then
+/// payload size and sha256 against the manifest, then the container's end.
+fn check_reader<R: Read>(
+    input: R,
+    checks: Option<&Checks>,
+) -> Result<(Header, Option<KeyId>), OpenError> {
     let (header, mut payload) = read_header(input)?;
-    let signer = verify_header(&header, checks)?.key_id();
+    let signer = match checks {
+        Some(c) => Some(verify_header(&header, c)?.key_id()),
+        None => None,
+    };
     check_payload_size(&header.manifest, payload.size())?;
     let mut check = PayloadCheck::new();
     let mut buf = vec![0u8; READ_BUFFER];
@@ -73,7 +100,22 @@ pub fn verify_reader<R: Read>(input: R, checks: &Checks) -> Result<Verified, Ope
     }
     check.finish(&header.manifest)?;
     payload.finish()?;
-    Ok(Verified { header, signer })
+    Ok((header, signer))
+}
+
+/// For `inspect` only: checks the container and the payload's size and
+/// sha256 against the manifest, then decrypts — but checks **no signature,
+/// target, expiry or serial**. Never apply what this returns.
+pub fn inspect_reader<R: Read + Seek + Send>(
+    mut input: R,
+    identities: &Identities,
+) -> Result<(Header, PayloadTar<TakenPayload<R>>), OpenError> {
+    let start = input.stream_position()?;
+    let (header, _) = check_reader(BufReader::with_capacity(READ_BUFFER, &mut input), None)?;
+    input.seek(SeekFrom::Start(start + header.payload_offset))?;
+    let payload = BufReader::with_capacity(READ_BUFFER, input.take(header.payload_size));
+    let tar = decrypt_payload(&header.manifest, payload, identities)?;
+    Ok((header, tar))
 }
 
 /// Verifies the bundle file at `path` (see [`verify_reader`]).
@@ -131,6 +173,7 @@ pub struct PayloadTar<R: Read> {
     rehash: Arc<Mutex<PayloadCheck>>,
     manifest: Manifest,
     seen: u64,
+    finished: bool,
     failure: Option<OpenError>,
 }
 
@@ -167,13 +210,15 @@ impl<R: Read> PayloadTar<R> {
         err
     }
 
+    /// Runs when the last byte the manifest promises has been produced,
+    /// before that byte is handed out: the decompressed stream must end
+    /// here, and the `payload.age` bytes read this second time must hash to
+    /// the manifest's value.
     fn at_end(&mut self) -> io::Result<()> {
         let expected = self.manifest.payload.uncompressed_size;
-        if self.seen != expected {
-            return Err(self.fail(OpenError::UncompressedSizeMismatch {
-                expected,
-                found: self.seen,
-            }));
+        let mut probe = [0u8; 1];
+        if self.inner.read(&mut probe)? != 0 {
+            return Err(self.fail(OpenError::UncompressedTooLarge { expected }));
         }
         let check = match self.rehash.lock() {
             Ok(mut c) => std::mem::take(&mut *c),
@@ -182,27 +227,38 @@ impl<R: Read> PayloadTar<R> {
         if let Err(e) = check.finish(&self.manifest) {
             return Err(self.fail(OpenError::Verify(e)));
         }
+        self.finished = true;
         Ok(())
     }
 }
 
 impl<R: Read> Read for PayloadTar<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
+        if self.finished {
             return Ok(0);
         }
         let expected = self.manifest.payload.uncompressed_size;
-        // Ask for one byte more than allowed so growth past the cap is seen.
-        let room = expected.saturating_sub(self.seen).saturating_add(1);
-        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
+        if self.seen == expected {
             self.at_end()?;
             return Ok(0);
         }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let room = expected - self.seen;
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(self.fail(OpenError::UncompressedSizeMismatch {
+                expected,
+                found: self.seen,
+            }));
+        }
         self.seen += n as u64;
-        if self.seen > expected {
-            return Err(self.fail(OpenError::UncompressedTooLarge { expected }));
+        if self.seen == expected {
+            // Check the end before handing out the last bytes, so a consumer
+            // that stops reading at the promised size still gets the checks.
+            self.at_end()?;
         }
         Ok(n)
     }
@@ -240,6 +296,7 @@ pub fn decrypt_payload<R: Read>(
         rehash,
         manifest: manifest.clone(),
         seen: 0,
+        finished: false,
         failure: None,
     })
 }
@@ -253,4 +310,93 @@ pub fn drain<R: Read>(tar: &mut PayloadTar<R>) -> Result<u64, OpenError> {
             .take_failure()
             .unwrap_or_else(|| OpenError::Payload(e.to_string()))),
     }
+}
+
+/// Counts the bytes read through it into a shared counter (for progress).
+#[derive(Debug)]
+pub struct Counted<'a, R> {
+    inner: R,
+    count: &'a AtomicU64,
+}
+
+impl<'a, R> Counted<'a, R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R, count: &'a AtomicU64) -> Self {
+        Counted { inner, count }
+    }
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for Counted<'_, R> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+/// The overlay options for a verified manifest: `base` (limits, ownership)
+/// with the manifest's entry count, size and special-bits policy.
+pub fn overlay_options(manifest: &Manifest, base: &Options) -> Options {
+    Options {
+        allow_special_bits: manifest.policy.allow_special_bits,
+        expected_entries: Some(manifest.payload.entries),
+        expected_size: Some(manifest.payload.uncompressed_size),
+        ..base.clone()
+    }
+}
+
+/// The whole verified open: [`open_reader`] on the file at `path`, then the
+/// payload tar laid over `root` by [`crate::extract::apply`] with
+/// [`overlay_options`]. Decryption and decompression run on their own
+/// thread. `progress` counts bundle bytes read (about twice its size).
+pub fn open_into(
+    path: &Path,
+    checks: &Checks,
+    identities: &Identities,
+    root: &Path,
+    base: &Options,
+    progress: &AtomicU64,
+) -> Result<(Verified, Applied), OpenError> {
+    let file = Counted::new(File::open(path)?, progress);
+    let (verified, mut tar) = open_reader(file, checks, identities)?;
+    let opts = overlay_options(verified.manifest(), base);
+    let (mut w, r) = pipe();
+    let (produced, applied) = std::thread::scope(|s| {
+        let producer = s.spawn(move || -> Result<(), OpenError> {
+            let mut buf = vec![0u8; CHUNK_BYTES];
+            loop {
+                let n = match tar.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(tar
+                            .take_failure()
+                            .unwrap_or_else(|| OpenError::Payload(e.to_string())))
+                    }
+                };
+                if w.write_all(&buf[..n]).is_err() {
+                    // The overlay stopped reading: its error is the cause.
+                    return Ok(());
+                }
+            }
+            w.finish().or(Ok(()))
+        });
+        let applied = crate::extract::apply(r, root, &opts);
+        (producer.join(), applied)
+    });
+    // A failure to decrypt or decompress is the cause of the overlay's
+    // read error, so it is reported first.
+    match produced {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(OpenError::Payload("the decryption thread panicked".into())),
+    }
+    Ok((verified, applied?))
 }

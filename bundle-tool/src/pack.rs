@@ -29,12 +29,14 @@ use std::path::Path;
 
 use crate::error::SealError;
 
-/// Most entries a packed tree may have (matches what a node is willing to
-/// apply; a bigger configuration belongs in the boot image).
-pub const MAX_PACK_ENTRIES: u64 = 1_000_000;
+/// Most entries a packed tree may have: what the overlay accepts by default.
+pub const MAX_PACK_ENTRIES: u64 = crate::extract::MAX_ENTRIES;
 
-/// Deepest directory nesting packed.
-pub const MAX_PACK_DEPTH: usize = 256;
+/// Deepest directory nesting packed: what the overlay accepts by default.
+pub const MAX_PACK_DEPTH: usize = crate::extract::MAX_PATH_DEPTH;
+
+/// Longest entry name (whole path) packed: what the overlay accepts by default.
+pub const MAX_PACK_PATH_LEN: usize = crate::extract::MAX_PATH_LEN;
 
 /// The bits refused without `allow_special_bits`: setuid, setgid, sticky,
 /// world-writable.
@@ -81,12 +83,6 @@ fn walk<W: Write>(
     b: &mut tar::Builder<W>,
     count: &mut u64,
 ) -> Result<(), SealError> {
-    if depth > MAX_PACK_DEPTH {
-        return Err(unpackable(
-            rel,
-            format!("nested deeper than {MAX_PACK_DEPTH} directories"),
-        ));
-    }
     let mut names = Vec::new();
     for entry in fs::read_dir(dir)? {
         names.push(entry?.file_name());
@@ -106,6 +102,18 @@ fn walk<W: Write>(
             ));
         }
         let path = format!("{rel}{name_str}");
+        if depth + 1 > MAX_PACK_DEPTH {
+            return Err(unpackable(
+                &path,
+                format!("nested deeper than {MAX_PACK_DEPTH} components"),
+            ));
+        }
+        if path.len() + 1 > MAX_PACK_PATH_LEN {
+            return Err(unpackable(
+                &path,
+                format!("path longer than {MAX_PACK_PATH_LEN} bytes"),
+            ));
+        }
         let full = dir.join(&name);
         let meta = fs::symlink_metadata(&full)?;
         *count += 1;
@@ -225,7 +233,7 @@ pub fn check_link_target(rel: &str, target: &str) -> Result<(), String> {
 }
 
 /// Longest path component (`NAME_MAX`).
-pub const MAX_NAME_LEN: usize = 255;
+pub const MAX_NAME_LEN: usize = crate::extract::MAX_NAME_LEN;
 
 /// Reads exactly `remaining` bytes or fails: a file that shrinks or grows
 /// while being packed is an error, never a tar whose sizes disagree.

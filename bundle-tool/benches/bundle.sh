@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Benchmark: satchel-bundle create/open of a 200 MiB tree of 20k files
+# against the shell pipelines `tar -c | zstd -3 | age -r` and
+# `age -d | zstd -d | tar -x`, same machine, same run. Prints wall time
+# (median of RUNS), the ratio, and peak RSS (GNU time's %M: for a pipeline,
+# the largest of its processes).
+#
+# Rerun from the workspace root:  bundle-tool/benches/bundle.sh
+# Needs: tar, zstd, age, age-keygen, python3, /usr/bin/time (GNU time).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+FILES=${FILES:-20000}
+TOTAL_MIB=${TOTAL_MIB:-200}
+RUNS=${RUNS:-3}
+WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/satchel-bench.XXXXXX")}
+trap 'rm -rf "$WORK"' EXIT
+
+for tool in tar zstd age age-keygen python3 /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 1; }
+done
+
+cargo build --release --locked -q -p satchel-bundle
+BIN=$PWD/target/release/satchel-bundle
+
+echo "generating $FILES files, $TOTAL_MIB MiB in $WORK/tree" >&2
+python3 - "$WORK/tree" "$FILES" "$TOTAL_MIB" <<'PY'
+import base64, os, random, sys
+root, files, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]) << 20
+rng = random.Random(7)
+avg = total // files
+written = 0
+for i in range(files):
+    d = os.path.join(root, f"d{i % 100:02d}", f"s{(i // 100) % 20:02d}")
+    os.makedirs(d, exist_ok=True)
+    size = rng.randint(avg // 2, avg * 3 // 2) if i < files - 1 else max(0, total - written)
+    # Half random base64 text, half repeated lines: compresses like config.
+    text = base64.b64encode(rng.randbytes(size // 4 * 3 // 2)).decode()
+    body = (text + ("key = value # comment\n" * (size // 22 + 1)))[:size]
+    with open(os.path.join(d, f"f{i}.conf"), "w") as f:
+        f.write(body)
+    written += size
+PY
+
+cd "$WORK"
+"$BIN" keygen signing --out admin >/dev/null
+R=$("$BIN" keygen identity --out node.age 2>/dev/null)
+
+# measure NAME CMD...: runs CMD RUNS times (after cleaning), records "wall maxrss_kib".
+measure() {
+  local name=$1; shift
+  : > "times.$name"
+  for _ in $(seq "$RUNS"); do
+    rm -rf out.* root.*; mkdir -p root.satchel root.pipe
+    /usr/bin/time -f "%e %M" -o "t.$name" "$@" >/dev/null 2>"err.$name" || { cat "err.$name" >&2; exit 1; }
+    cat "t.$name" >> "times.$name"
+  done
+}
+median() { sort -n "times.$1" | awk '{w[NR]=$1; m[NR]=$2} END {i=int((NR+1)/2); printf "%.2f %d", w[i], m[i]}'; }
+
+# Warm the page cache once.
+tar -c -C tree . > /dev/null
+
+measure create_satchel "$BIN" create --mac 52-54-00-12-34-56 --serial 1 --expires 1d --sign-key admin.key \
+  --recipient "$R" --from-dir tree -o out.bundle
+measure create_pipe sh -c "tar -c -C tree . | zstd -3 -q | age -r $R > out.age"
+"$BIN" create --mac 52-54-00-12-34-56 --serial 1 --expires 1d --sign-key admin.key --recipient "$R" \
+  --from-dir tree -o bench.bundle >/dev/null
+tar -c -C tree . | zstd -3 -q | age -r "$R" > bench.age
+measure open_satchel "$BIN" open bench.bundle --identity node.age --trust admin.pub --into root.satchel
+measure open_pipe sh -c "age -d -i node.age bench.age | zstd -d -q | tar -x -C root.pipe"
+
+read -r cs_w cs_m <<<"$(median create_satchel)"
+read -r cp_w cp_m <<<"$(median create_pipe)"
+read -r os_w os_m <<<"$(median open_satchel)"
+read -r op_w op_m <<<"$(median open_pipe)"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+
+echo
+echo "tree: $FILES files, $TOTAL_MIB MiB; bundle $(( $(stat -c %s bench.bundle) >> 20 )) MiB; $(nproc) CPUs; median of $RUNS"
+echo
+echo "| step | satchel-bundle | shell pipeline | wall ratio | satchel peak RSS | pipeline peak RSS |"
+echo "|---|---|---|---|---|---|"
+echo "| create | ${cs_w} s | ${cp_w} s | $(ratio "$cs_w" "$cp_w")× | $((cs_m / 1024)) MiB | $((cp_m / 1024)) MiB |"
+echo "| open | ${os_w} s | ${op_w} s | $(ratio "$os_w" "$op_w")× | $((os_m / 1024)) MiB | $((op_m / 1024)) MiB |"
