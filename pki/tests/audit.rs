@@ -10,5 +10,7 @@
 mod lints;
 #[path = "audit/ledger.rs"]
 mod ledger;
+#[path = "audit/report.rs"]
+mod report;
 #[path = "audit/support.rs"]
 mod support;

@@ -10,11 +10,15 @@
 //!
 //! The connection is bounded by [`CONNECT_TIMEOUT`] as a whole (connect,
 //! every read and write, the handshake). No client certificate is offered: if
-//! the server insists on one, the handshake fails after the server has shown
-//! its chain, and the recorded chain is returned anyway.
+//! the server insists on one, the handshake may fail after the server has
+//! shown its chain and signed the handshake; the recorded chain is returned
+//! anyway. A chain is returned only when a handshake signature verified with
+//! the presented certificate's key, so what is audited is the certificate the
+//! server actually holds the key of.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,7 +74,21 @@ struct RecordingVerifier {
     /// The chain of the first verify call; a Mutex because rustls shares the
     /// verifier behind an `Arc` and calls it through `&self`.
     seen: Mutex<Vec<Vec<u8>>>,
+    /// A handshake signature verified with the presented certificate's key.
+    proved: AtomicBool,
     provider: Arc<CryptoProvider>,
+}
+
+impl RecordingVerifier {
+    fn note(
+        &self,
+        r: Result<HandshakeSignatureValid, rustls::Error>,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        if r.is_ok() {
+            self.proved.store(true, Ordering::SeqCst);
+        }
+        r
+    }
 }
 
 impl ServerCertVerifier for RecordingVerifier {
@@ -101,12 +119,12 @@ impl ServerCertVerifier for RecordingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
+        self.note(rustls::crypto::verify_tls12_signature(
             message,
             cert,
             dss,
             &self.provider.signature_verification_algorithms,
-        )
+        ))
     }
 
     fn verify_tls13_signature(
@@ -115,12 +133,12 @@ impl ServerCertVerifier for RecordingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
+        self.note(rustls::crypto::verify_tls13_signature(
             message,
             cert,
             dss,
             &self.provider.signature_verification_algorithms,
-        )
+        ))
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -218,6 +236,7 @@ pub fn fetch_chain(addr: &str, timeout: Duration) -> Result<PresentedChain, Conn
     let provider = crate::tls::provider();
     let verifier = Arc::new(RecordingVerifier {
         seen: Mutex::new(Vec::new()),
+        proved: AtomicBool::new(false),
         provider: provider.clone(),
     });
     let tls_err = |reason: String| ConnectError::Tls {
@@ -260,6 +279,12 @@ pub fn fetch_chain(addr: &str, timeout: Duration) -> Result<PresentedChain, Conn
         return Err(tls_err(
             failure.unwrap_or_else(|| "no certificate presented".into()),
         ));
+    }
+    if !verifier.proved.load(Ordering::SeqCst) {
+        return Err(tls_err(format!(
+            "the server did not prove it holds the key of the certificate it presented ({})",
+            failure.unwrap_or_else(|| "no handshake signature".into())
+        )));
     }
     Ok(PresentedChain {
         address: addr.to_string(),

@@ -157,13 +157,18 @@ struct FileContents {
     problems: Vec<String>,
 }
 
+fn looks_like_crl(b: &[u8]) -> bool {
+    x509_parser::parse_x509_crl(b).is_ok()
+}
+
 fn looks_like_pem(b: &[u8]) -> bool {
     b.windows(11).any(|w| w == b"-----BEGIN ")
 }
 
 /// Splits a file's bytes into certificate and CRL DERs. PEM: only
-/// `CERTIFICATE` and `X509 CRL` sections are taken; DER: one object, tried as
-/// a CRL for `.crl` files, as a certificate otherwise.
+/// `CERTIFICATE` and `X509 CRL` sections are taken; DER: one object, a
+/// certificate if it parses as one, else a CRL (when named `.crl` or when it
+/// parses as one), else reported as an unparseable certificate.
 fn split_file(bytes: &[u8], is_crl_name: bool) -> FileContents {
     let mut out = FileContents::default();
     if looks_like_pem(bytes) {
@@ -190,9 +195,16 @@ fn split_file(bytes: &[u8], is_crl_name: bool) -> FileContents {
                 out.crls.push(c.as_ref().to_vec());
             }
         }
-    } else if is_crl_name {
+    } else if bytes.is_empty() {
+        out.problems.push("empty file".into());
+    } else if Cert::from_der(bytes).is_ok() {
+        // Content decides, not the name: a certificate is never hidden by
+        // naming its file `.crl`.
+        out.certs.push(bytes.to_vec());
+    } else if is_crl_name || looks_like_crl(bytes) {
         out.crls.push(bytes.to_vec());
-    } else if !bytes.is_empty() {
+    } else {
+        // Neither: parsed again as a certificate so its error is reported.
         out.certs.push(bytes.to_vec());
     }
     out
@@ -221,9 +233,6 @@ fn is_crl_name(p: &Path) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("crl"))
-        || p.file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.to_ascii_lowercase().contains("crl"))
 }
 
 /// Lists certificate-looking files beneath `dir`, sorted, without following

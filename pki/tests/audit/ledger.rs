@@ -75,7 +75,7 @@ fn freshly_issued_set_has_no_findings() {
 
 /// Signs a leaf with the CA directory's (plaintext, test-only) key, outside
 /// the issuing code, so the ledger never hears of it.
-fn rogue_leaf(dir: &Path, ca: &Ca) -> Leaf {
+pub fn rogue_leaf(dir: &Path, ca: &Ca) -> Leaf {
     let key = KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key")).unwrap()).unwrap();
     let issuer = Issuer::from_ca_cert_pem(ca.cert_pem(), key).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
