@@ -819,4 +819,34 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        /// Any bytes: never a panic, and a container that parses ends well.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+            let _ = read_all(&bytes);
+        }
+
+        /// Flipping a bit of a member's header block is refused or harmless
+        /// (fields the format ignores, such as mtime or mode: same members);
+        /// flipping a bit of the end-of-archive blocks is always refused.
+        #[test]
+        fn flipped_header_bits_are_refused_or_harmless(block in 0usize..5, off in 0usize..512, bit in 0u8..8) {
+            let payload = vec![7u8; 600];
+            let good_bytes = good(&payload);
+            // Header blocks of the three members, then the two end blocks.
+            let starts = [0, 1024, 2048, good_bytes.len() - 1024, good_bytes.len() - 512];
+            let mut bytes = good_bytes.clone();
+            bytes[starts[block] + off] ^= 1 << bit;
+            let got = read_all(&bytes);
+            if block >= 3 {
+                proptest::prop_assert!(got.is_err());
+            } else if let Ok((h, data)) = got {
+                let (g, gdata) = read_all(&good_bytes).unwrap();
+                proptest::prop_assert_eq!(h.signature, g.signature);
+                proptest::prop_assert_eq!(h.manifest_bytes, g.manifest_bytes);
+                proptest::prop_assert_eq!(data, gdata);
+            }
+        }
+    }
 }

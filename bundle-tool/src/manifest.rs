@@ -351,4 +351,33 @@ mod tests {
                 .allow_special_bits
         );
     }
+
+    proptest::proptest! {
+        /// Any field values round-trip through the bytes that are signed.
+        #[test]
+        fn any_manifest_round_trips(
+            serial in proptest::prelude::any::<u64>(),
+            sizes in proptest::prelude::any::<(u64, u64, u64)>(),
+            sha in proptest::prelude::any::<[u8; 32]>(),
+            mac in proptest::prelude::any::<[u8; 6]>(),
+            created in 0i64..4_000_000_000,
+            life in 1i64..1_000_000_000,
+            special in proptest::prelude::any::<bool>(),
+        ) {
+            let mut m = sample();
+            m.serial = serial;
+            m.payload = PayloadInfo { sha256: sha, compressed_size: sizes.0, uncompressed_size: sizes.1, entries: sizes.2 };
+            m.target = Target::Host(crate::mac::Mac::from_octets(mac));
+            m.created = OffsetDateTime::from_unix_timestamp(created).unwrap();
+            m.expires = OffsetDateTime::from_unix_timestamp(created + life).unwrap();
+            m.policy.allow_special_bits = special;
+            proptest::prop_assert_eq!(Manifest::parse(&m.to_bytes().unwrap()).unwrap(), m);
+        }
+
+        /// Any bytes: a refusal or a manifest, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let _ = Manifest::parse(&bytes);
+        }
+    }
 }

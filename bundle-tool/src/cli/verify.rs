@@ -2,11 +2,13 @@
 //! checks without an identity (signature, target, expiry, serial floor,
 //! payload size and hash, container shape). Exit 0 valid, 1 invalid.
 
+use std::fs::File;
+use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
 
-use satchel_bundle::open::verify_file;
+use satchel_bundle::open::{verify_reader, Counted};
 use satchel_bundle::verify::Checks;
 use serde_json::json;
 
@@ -43,7 +45,8 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let size = std::fs::metadata(&a.bundle).map(|m| m.len()).ok();
     let counter = AtomicU64::new(0);
     let result = super::progress::with_progress("verifying", size, &counter, || {
-        verify_file(&a.bundle, &checks)
+        let file = File::open(&a.bundle)?;
+        verify_reader(BufReader::new(Counted::new(file, &counter)), &checks)
     });
     match result {
         Ok(v) => {
