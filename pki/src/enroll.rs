@@ -213,11 +213,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> EnrollError + '_ {
 }
 
 impl Ca {
+    /// Where a site's identity file lives: `DIR/sites/<site>.agekey`.
+    pub fn site_identity_path(&self, site: &SiteName) -> PathBuf {
+        self.dir()
+            .join(layout::SITES_DIR)
+            .join(format!("{site}.agekey"))
+    }
+
     /// The site's identity: read from `DIR/sites/<site>.agekey`, or created
     /// there (0600, recorded in the ledger) the first time.
     pub fn site_identity(&self, site: &SiteName) -> Result<age::x25519::Identity, EnrollError> {
         let dir = self.dir().join(layout::SITES_DIR);
-        let path = dir.join(format!("{site}.agekey"));
+        let path = self.site_identity_path(site);
         if path.exists() {
             return read_identity(&path);
         }
@@ -311,7 +318,10 @@ impl Ca {
         let mut identities = Vec::new();
         if let Some(site) = &opts.site {
             let id = self.site_identity(site)?;
-            write_secret(&out.join(SITE_IDENTITY), identity_file(&id, now).as_bytes())?;
+            // The very same file in every image of the site.
+            let src = self.site_identity_path(site);
+            let bytes = std::fs::read(&src).map_err(io(&src))?;
+            write_secret(&out.join(SITE_IDENTITY), &bytes)?;
             identities.push(PathBuf::from(SITE_IDENTITY));
             recipients.push((format!("site/{site}"), id.to_public().to_string()));
         }

@@ -1,16 +1,34 @@
 //! `satchel_pki`: satchel's private CA and the identities it hands out.
 //!
-//! The library side is shared: the server and the fetcher use [`scope`] (what
-//! a certificate may do), [`node_config`] (the file a boot image carries) and
-//! the rustls configurations. The issuing side (CA, profiles, revocation,
-//! ledger, audit, enrollment) sits behind the `issuing` feature so the
-//! fetcher does not carry it.
+//! Two sides share this crate:
+//! - **Using certificates** (always built; the fetcher uses
+//!   `default-features = false`): rustls configurations for the server and
+//!   for clients that trust only our CA ([`tls`]), the authorization input
+//!   read from a verified client certificate ([`identity::PeerIdentity`]:
+//!   clientAuth EKU and exactly one scope SAN are required), CRL loading and
+//!   reloading ([`crl`]), scopes ([`scope`]), the node config a boot image
+//!   carries ([`node_config`]) and reading/verifying the issuance ledger
+//!   ([`ledger`]).
+//! - **Issuing** (feature `issuing`): the CA itself ([`ca`]: init, open,
+//!   issue, revoke, CRL), what each certificate kind contains ([`profile`]),
+//!   node enrollment ([`enroll`]) and the reviewers' audit ([`audit`]).
+//!   The `satchel-pki` binary (feature `cli`) is a thin shell over it.
 //!
-//! It does not serve anything and never holds a bundle-signing key.
+//! It does not: serve anything or fetch CRLs over a network; hold or use a
+//! bundle-signing key (it only copies signers' *public* keys into boot
+//! images); decrypt bundles; support intermediate CAs (the CA has pathLen 0
+//! and signs leaves directly); check OCSP.
 //!
 //! Modules:
+//! - [`tls`]: `server_config`, `client_config` (ring provider, TLS 1.3, our CA only).
+//! - [`identity`]: [`PeerIdentity`] from a client certificate's DER.
+//! - [`crl`]: [`crl::load_crl`], [`crl::LoadedCrl`], [`crl::CrlWatcher`].
+//! - [`serial`]: the one text form of a certificate serial.
+//! - [`ledger`]: the hash-chained, CA-signed issuance ledger (line format in its doc).
+//! - [`layout`]: the files of a CA directory.
 //! - [`scope`]: scope SAN URIs (`satchel://host/<mac>`, `…/site/<name>`, `…/admin/<name>`).
 //! - [`node_config`]: the node config file type (`satchel.toml`).
+//! - `ca`, `profile`, `enroll`, `audit` (feature `issuing`).
 
 #![forbid(unsafe_code)]
 

@@ -1,0 +1,103 @@
+//! Shared helpers: a test CA in a temp dir, processes with a kill timer.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use satchel_bundle::{Mac, SiteName};
+use satchel_pki::ca::{Ca, Issued};
+use satchel_pki::scope::AdminName;
+
+/// Longest any child process may run before it is killed.
+pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn mac(s: &str) -> Mac {
+    Mac::parse(s).unwrap()
+}
+
+pub fn site(s: &str) -> SiteName {
+    SiteName::parse(s).unwrap()
+}
+
+pub fn admin(s: &str) -> AdminName {
+    AdminName::parse(s).unwrap()
+}
+
+/// A CA with a plaintext key in a fresh temp dir.
+pub fn test_ca() -> (tempfile::TempDir, Ca) {
+    test_ca_named("Test CA")
+}
+
+/// A CA with this name and a plaintext key in a fresh temp dir.
+pub fn test_ca_named(name: &str) -> (tempfile::TempDir, Ca) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::init_insecure(&tmp.path().join("ca"), name).unwrap();
+    (tmp, ca)
+}
+
+/// One certificate of each kind.
+pub struct Set {
+    pub server: Issued,
+    pub host: Issued,
+    pub site: Issued,
+    pub admin: Issued,
+}
+
+pub fn issue_set(ca: &Ca) -> Set {
+    Set {
+        server: ca
+            .issue_server(
+                &["localhost".to_string()],
+                &["127.0.0.1".parse().unwrap()],
+                None,
+            )
+            .unwrap(),
+        host: ca
+            .issue_host(mac("aa-bb-cc-dd-ee-ff"), Some(site("dc1")), None)
+            .unwrap(),
+        site: ca.issue_site(site("dc1"), None).unwrap(),
+        admin: ca.issue_admin(admin("alice"), None).unwrap(),
+    }
+}
+
+/// Runs a command with stdin closed; kills it after [`PROCESS_TIMEOUT`].
+pub fn run(cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + PROCESS_TIMEOUT;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!("{cmd:?} ran longer than {PROCESS_TIMEOUT:?}: {out:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs openssl with these arguments.
+pub fn openssl(args: &[&str]) -> Output {
+    run(Command::new("openssl").args(args))
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Writes a file and returns its path.
+pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
