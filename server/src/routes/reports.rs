@@ -2,9 +2,11 @@
 //!
 //! A report body is a JSON object:
 //! `{"report_id"?: str, "mac"?: str, "status": str, "serials"?: {target: u64},
-//!   "timings_ms"?: {phase: u64}, "error"?: str|null, "fetcher_version"?: str}`.
-//! Unknown fields are ignored (newer fetchers may send more); the known ones
-//! are type- and size-checked. The server assigns `report_id` when the node
+//!   "timings_ms"?: {phase: u64}, "error"?: str|null, "fetcher_version"?: str}`
+//! plus anything else the fetcher sends (`phases`, `duration_ms`, …). The
+//! known fields are type- and size-checked; the whole object (bounded by
+//! `max_report_bytes`) is kept and forwarded as sent, with `report_id` and
+//! `mac` filled in. The server assigns `report_id` when the node
 //! did not send one; the id travels with the forwarded report so the engine
 //! can drop duplicates.
 
@@ -62,11 +64,37 @@ fn word_ok(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'+' | b':'))
 }
 
-/// Parses and validates a report body for `mac`.
-pub fn parse_report(body: &[u8], mac: Mac) -> Result<ReportBody, ApiError> {
+/// A version string: a word that may also hold `/` (`satchel-fetch/0.1.0`).
+fn version_ok(s: &str) -> bool {
+    let no_slash: String = s.chars().filter(|c| *c != '/').collect();
+    !no_slash.is_empty() && s.len() <= MAX_REPORT_WORD && word_ok(&no_slash)
+}
+
+/// Parses and validates a report body for `mac`: the checked known fields,
+/// and the whole object to keep (with `report_id`, `mac` and a truncated
+/// `error` written back).
+pub fn parse_report(body: &[u8], mac: Mac) -> Result<(ReportBody, serde_json::Value), ApiError> {
+    let bad = |m: String| ApiError::bad_request("bad_report", m);
+    let mut whole: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("invalid report JSON: {e}")))?;
+    if !whole.is_object() {
+        return Err(bad("a report is a JSON object".into()));
+    }
+    // Typed parse of the same bytes: also refuses duplicate known fields,
+    // which a generic JSON value would silently collapse.
+    let r = check_fields(body, mac)?;
+    if let Some(obj) = whole.as_object_mut() {
+        obj.insert("mac".into(), json!(r.mac));
+        obj.insert("error".into(), json!(r.error));
+        obj.insert("report_id".into(), json!(r.report_id));
+    }
+    Ok((r, whole))
+}
+
+fn check_fields(body: &[u8], mac: Mac) -> Result<ReportBody, ApiError> {
     let bad = |m: String| ApiError::bad_request("bad_report", m);
     let mut r: ReportBody =
-        serde_json::from_slice(body).map_err(|e| bad(format!("invalid report JSON: {e}")))?;
+        serde_json::from_slice(body).map_err(|e| bad(format!("invalid report: {e}")))?;
     if let Some(m) = &r.mac {
         if Mac::parse(m).ok() != Some(mac) {
             return Err(bad("the report's mac does not match the URL".into()));
@@ -82,7 +110,7 @@ pub fn parse_report(body: &[u8], mac: Mac) -> Result<ReportBody, ApiError> {
         }
     }
     if let Some(v) = &r.fetcher_version {
-        if !word_ok(v) {
+        if !version_ok(v) {
             return Err(bad("fetcher_version must be a short word".into()));
         }
     }
@@ -128,12 +156,14 @@ pub async fn post(
         Config::secs(app.config.body_read_timeout_secs),
     )
     .await?;
-    let mut report = parse_report(&body, mac)?;
-    let report_id = match report.report_id.clone() {
+    let (checked, mut whole) = parse_report(&body, mac)?;
+    let report_id = match checked.report_id {
         Some(id) => id,
         None => {
             let id = format!("srv-{}", hex::encode(rand::random::<[u8; 12]>()));
-            report.report_id = Some(id.clone());
+            if let Some(obj) = whole.as_object_mut() {
+                obj.insert("report_id".into(), json!(id));
+            }
             id
         }
     };
@@ -142,7 +172,7 @@ pub async fn post(
         mac,
         received: crate::now_rfc3339(),
         reporter: caller.who(),
-        report: serde_json::to_value(&report).map_err(ApiError::internal)?,
+        report: whole,
     };
     let forward = !app.config.engine_webhook.is_empty();
     let depth = blocking(app, move |s| {
@@ -183,9 +213,25 @@ mod tests {
                 "fetcher_version":"0.1.0","future_field":[1,2]}"#,
             mac(),
         )
-        .expect("ok");
+        .expect("ok")
+        .0;
         assert_eq!(r.serials.len(), 2);
         assert_eq!(r.report_id.as_deref(), Some("r-1"));
+    }
+
+    #[test]
+    fn the_fetchers_report_is_kept_whole() {
+        let (r, whole) = parse_report(
+            br#"{"report_id":"0123456789abcdef0123456789abcdef","mac":"aa-bb-cc-dd-ee-ff",
+                "status":"applied","required":true,"fetcher_version":"satchel-fetch/0.1.0",
+                "server":"127.0.0.1:8443","phases":[{"name":"discover","status":"ok","duration_ms":3}],
+                "serials":{"site/dc1":3},"duration_ms":40}"#,
+            mac(),
+        )
+        .expect("ok");
+        assert_eq!(r.status, "applied");
+        assert_eq!(whole["phases"][0]["name"], "discover");
+        assert_eq!(whole["duration_ms"], 40);
     }
 
     #[test]
@@ -215,6 +261,7 @@ mod tests {
             r#"{"status":"ok","serials":[1]}"#.into(),
             r#"{"status":"ok","timings_ms":{"a b":1}}"#.into(),
             r#"{"status":"ok","fetcher_version":"1 2"}"#.into(),
+            r#"{"status":"ok","fetcher_version":"/"}"#.into(),
             r#"{"status":"ok","error":7}"#.into(),
             r#"{"status":"ok","status":"failed"}"#.into(),
             deep,
@@ -234,7 +281,8 @@ mod tests {
     #[test]
     fn long_errors_are_truncated_on_a_char_boundary() {
         let body = format!(r#"{{"status":"failed","error":"{}"}}"#, "é".repeat(5000));
-        let r = parse_report(body.as_bytes(), mac()).expect("ok");
+        let (r, whole) = parse_report(body.as_bytes(), mac()).expect("ok");
         assert!(r.error.expect("error").len() <= MAX_REPORT_ERROR);
+        assert!(whole["error"].as_str().expect("error").len() <= MAX_REPORT_ERROR);
     }
 }

@@ -334,7 +334,7 @@ impl Store for SledStore {
                     serials: r.get("serials").cloned().unwrap_or(serde_json::Value::Null),
                     last_error: match (&error, status.as_str()) {
                         (Some(e), _) => Some(e.clone()),
-                        (None, "ok") => None,
+                        (None, "ok" | "applied") => None,
                         (None, _) => old.as_ref().and_then(|o| o.last_error.clone()),
                     },
                     fetcher_version: r

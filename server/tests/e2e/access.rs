@@ -326,6 +326,28 @@ async fn curl_fetches_a_bundle_that_verifies() {
     let v = satchel_bundle::open::verify_reader(&fetched[..], &checks).expect("verifies");
     assert_eq!(v.manifest().serial, 7);
 
+    // HTTP/2 by ALPN.
+    let out = std::process::Command::new("curl")
+        .args([
+            "--silent",
+            "--http2",
+            "--max-time",
+            "20",
+            "--output",
+            "/dev/null",
+        ])
+        .args(["--write-out", "%{http_version} %{http_code}"])
+        .arg("--cert")
+        .arg(&host.cert)
+        .arg("--key")
+        .arg(&host.key)
+        .arg("--cacert")
+        .arg(&w.ca_pem)
+        .arg(&url)
+        .output()
+        .expect("curl runs");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
+
     // Without a client certificate curl gets 401.
     let st = std::process::Command::new("curl")
         .args([
@@ -343,4 +365,41 @@ async fn curl_fetches_a_bundle_that_verifies() {
         .output()
         .expect("curl runs");
     assert_eq!(String::from_utf8_lossy(&st.stdout), "401");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_crl_is_still_enforced_and_shows_in_metrics() {
+    let w = World::new();
+    let revoked = w.host(3, None);
+    w.ca.revoke(&revoked.serial, satchel_pki::ca::Reason::KeyCompromise)
+        .expect("revoke");
+    // Signed two days ago, valid one day: past its nextUpdate now.
+    let crl =
+        w.ca.crl_at(
+            Some(1),
+            time::OffsetDateTime::now_utc() - time::Duration::days(2),
+        )
+        .expect("crl");
+    std::fs::write(&w.crl, crl.pem).expect("write crl");
+    let data = w.path().join("data");
+    let srv = Server::start(&w.config(&data, ""));
+    let r = Client::new(&w, srv.addr, Some(&revoked))
+        .try_request("GET", "/healthz", Bytes::new(), &[])
+        .await;
+    assert!(r.is_err(), "revoked cert accepted with a stale CRL");
+    let ok = Client::new(&w, srv.addr, Some(&w.host(4, None)));
+    assert_eq!(
+        ok.status("GET", &format!("/v1/boot/{}", mac(4)), Bytes::new())
+            .await,
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if srv.metrics_text().await.contains("satchel_crl_stale 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stale CRL not in metrics");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(srv.log_text().contains("nextUpdate"), "{}", srv.log_text());
 }

@@ -75,3 +75,61 @@ async fn sigterm_drains_an_in_flight_download() {
     );
     assert!(srv.log_text().contains("drained"), "{}", srv.log_text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_is_driven_in_process() {
+    use std::sync::Arc;
+
+    use satchel_server::shutdown::Trigger;
+    use satchel_server::{Config, Metrics, Options, ReloadableTls, Signers, SledStore, TlsFiles};
+
+    let w = World::new();
+    let tls = Arc::new(
+        ReloadableTls::load(TlsFiles {
+            ca_cert: w.ca_pem.clone(),
+            server_cert: w.server.cert.clone(),
+            server_key: w.server.key.clone(),
+            crl: w.crl.clone(),
+            options: Default::default(),
+        })
+        .expect("tls"),
+    );
+    let store = Arc::new(SledStore::open(&w.path().join("data")).expect("store"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let trigger = Trigger::new();
+    let options = Options {
+        config: Config::default(),
+        signers: Signers::load(&[&w.signer_pub]).expect("signers"),
+        metrics: Arc::new(Metrics::default()),
+    };
+    let server = tokio::spawn(satchel_server::run(
+        listener,
+        tls,
+        store,
+        options,
+        trigger.wait(),
+    ));
+    let admin = Client::new(&w, addr, Some(&w.admin));
+    let t = Target::Host(mac(1));
+    assert_eq!(
+        admin
+            .status("PUT", &format!("/v1/bundles/{t}"), w.bundle(&t, None, 1))
+            .await,
+        201
+    );
+    assert_eq!(
+        admin
+            .status("GET", &format!("/v1/bundles/{t}"), Bytes::new())
+            .await,
+        200
+    );
+    trigger.fire();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("run returns after shutdown")
+        .expect("join")
+        .expect("run ok");
+}
