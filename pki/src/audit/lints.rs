@@ -158,6 +158,12 @@ lints! {
     E_CERT_UNPARSEABLE = "e_cert_unparseable", Error,
         "A file holds a certificate that is not valid DER X.509.",
         "Remove or replace the file; it cannot be audited or trusted.";
+    W_FILE_NOT_READ = "w_file_not_read", Warning,
+        "A file or directory under the PKI directory was not read (too large, too deep, too many, unreadable).",
+        "Move unrelated large files out of the PKI directory and make everything readable; what was not read was not audited.";
+    N_SYMLINK_NOT_FOLLOWED = "n_symlink_not_followed", Notice,
+        "A symbolic link under the PKI directory; the audit does not follow links.",
+        "Replace the link by the file itself, or pass its target as an EXTRA file.";
     E_EXTENSION_INVALID = "e_extension_invalid", Error,
         "An extension cannot be decoded or appears twice.",
         "Reissue the certificate; every extension must decode and appear once.";

@@ -143,8 +143,7 @@ enum Origin {
 impl Origin {
     fn label(&self) -> String {
         match self {
-            Origin::Dir(s) | Origin::Extra(s) => s.clone(),
-            Origin::Presented(s) => s.clone(),
+            Origin::Dir(s) | Origin::Extra(s) | Origin::Presented(s) => s.clone(),
         }
     }
 }
@@ -154,7 +153,7 @@ impl Origin {
 struct FileContents {
     certs: Vec<Vec<u8>>,
     crls: Vec<Vec<u8>>,
-    problems: Vec<String>,
+    problems: Vec<(&'static lints::Lint, String)>,
 }
 
 fn looks_like_crl(b: &[u8]) -> bool {
@@ -178,14 +177,18 @@ fn split_file(bytes: &[u8], is_crl_name: bool) -> FileContents {
                     out.certs.push(c.as_ref().to_vec())
                 }
                 Ok(_) => {
-                    out.problems.push(format!(
-                        "more than {} certificates; the rest were not read",
-                        limits::MAX_CERTS_PER_FILE
+                    out.problems.push((
+                        &lints::W_FILE_NOT_READ,
+                        format!(
+                            "more than {} certificates; the rest were not read",
+                            limits::MAX_CERTS_PER_FILE
+                        ),
                     ));
                     break;
                 }
                 Err(e) => {
-                    out.problems.push(format!("PEM: {e}"));
+                    out.problems
+                        .push((&lints::E_CERT_UNPARSEABLE, format!("PEM: {e}")));
                     break;
                 }
             }
@@ -196,7 +199,8 @@ fn split_file(bytes: &[u8], is_crl_name: bool) -> FileContents {
             }
         }
     } else if bytes.is_empty() {
-        out.problems.push("empty file".into());
+        out.problems
+            .push((&lints::E_CERT_UNPARSEABLE, "empty file".into()));
     } else if Cert::from_der(bytes).is_ok() {
         // Content decides, not the name: a certificate is never hidden by
         // naming its file `.crl`.
@@ -235,15 +239,26 @@ fn is_crl_name(p: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("crl"))
 }
 
-/// Lists certificate-looking files beneath `dir`, sorted, without following
-/// symbolic links. Only the top directory must be readable; unreadable
-/// subdirectories are reported as problems.
-fn walk(dir: &Path, problems: &mut Vec<String>) -> Result<Vec<PathBuf>, AuditError> {
+/// What the directory walk found.
+#[derive(Default)]
+struct Walk {
+    /// Certificate-looking files, sorted.
+    files: Vec<PathBuf>,
+    /// Directories and files it could not or would not read.
+    not_read: Vec<String>,
+    /// Symbolic links, which it does not follow.
+    symlinks: Vec<PathBuf>,
+}
+
+/// Lists certificate-looking files beneath `dir`, without following
+/// symbolic links. Only the top directory must be readable; what else cannot
+/// be read is recorded.
+fn walk(dir: &Path) -> Result<Walk, AuditError> {
     let top = std::fs::read_dir(dir).map_err(|source| AuditError::Dir {
         path: dir.to_path_buf(),
         source,
     })?;
-    let mut files = Vec::new();
+    let mut w = Walk::default();
     let mut stack: Vec<(std::fs::ReadDir, usize)> = vec![(top, 0)];
     while let Some((mut rd, depth)) = stack.pop() {
         let Some(entry) = rd.next() else { continue };
@@ -251,38 +266,47 @@ fn walk(dir: &Path, problems: &mut Vec<String>) -> Result<Vec<PathBuf>, AuditErr
         let entry = match entry {
             Ok(e) => e,
             Err(e) => {
-                problems.push(format!("listing a directory: {e}"));
+                w.not_read.push(format!("listing a directory: {e}"));
                 continue;
             }
         };
         let path = entry.path();
-        let Ok(ft) = entry.file_type() else { continue };
-        if ft.is_dir() {
+        let ft = match entry.file_type() {
+            Ok(ft) => ft,
+            Err(e) => {
+                w.not_read.push(format!("{}: {e}", relative(dir, &path)));
+                continue;
+            }
+        };
+        if ft.is_symlink() {
+            w.symlinks.push(path);
+        } else if ft.is_dir() {
             if depth + 1 > limits::MAX_DEPTH {
-                problems.push(format!(
+                w.not_read.push(format!(
                     "{}: deeper than {} levels; not read",
-                    path.display(),
+                    relative(dir, &path),
                     limits::MAX_DEPTH
                 ));
                 continue;
             }
             match std::fs::read_dir(&path) {
                 Ok(sub) => stack.push((sub, depth + 1)),
-                Err(e) => problems.push(format!("{}: {e}", path.display())),
+                Err(e) => w.not_read.push(format!("{}: {e}", relative(dir, &path))),
             }
         } else if ft.is_file() && has_cert_extension(&path) {
-            if files.len() >= limits::MAX_FILES {
-                problems.push(format!(
+            if w.files.len() >= limits::MAX_FILES {
+                w.not_read.push(format!(
                     "more than {} certificate files; the rest were not read",
                     limits::MAX_FILES
                 ));
                 break;
             }
-            files.push(path);
+            w.files.push(path);
         }
     }
-    files.sort();
-    Ok(files)
+    w.files.sort();
+    w.symlinks.sort();
+    Ok(w)
 }
 
 fn relative(dir: &Path, p: &Path) -> String {
@@ -303,42 +327,58 @@ pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
         policy: input.policy,
     };
     let mut findings: Vec<Finding> = Vec::new();
-    let mut walk_problems = Vec::new();
-    let files = walk(&input.dir, &mut walk_problems)?;
-    for p in walk_problems {
+    let walked = walk(&input.dir)?;
+    for p in walked.not_read {
         findings.push(Finding {
-            lint: &lints::E_CERT_UNPARSEABLE,
+            lint: &lints::W_FILE_NOT_READ,
             certificate: None,
             message: p,
         });
     }
+    for p in &walked.symlinks {
+        findings.push(Finding {
+            lint: &lints::N_SYMLINK_NOT_FOLLOWED,
+            certificate: None,
+            message: format!(
+                "{} is a symbolic link; not followed",
+                relative(&input.dir, p)
+            ),
+        });
+    }
+    let files = walked.files;
 
     // Gather raw DERs with their origins.
     let mut raw_certs: Vec<(Vec<u8>, Origin)> = Vec::new();
     let mut raw_crls: Vec<(Vec<u8>, String)> = Vec::new();
-    let file_problem = |label: &str, msg: String, findings: &mut Vec<Finding>| {
-        findings.push(Finding {
-            lint: &lints::E_CERT_UNPARSEABLE,
-            certificate: None,
-            message: format!("{label}: {msg}"),
-        })
-    };
+    let problem =
+        |lint: &'static lints::Lint, label: &str, msg: String, findings: &mut Vec<Finding>| {
+            findings.push(Finding {
+                lint,
+                certificate: None,
+                message: format!("{label}: {msg}"),
+            })
+        };
     for path in &files {
         let label = relative(&input.dir, path);
         let bytes = match read_bounded(path) {
             Ok(Ok(b)) => b,
             Ok(Err(msg)) => {
-                file_problem(&label, msg, &mut findings);
+                problem(&lints::W_FILE_NOT_READ, &label, msg, &mut findings);
                 continue;
             }
             Err(e) => {
-                file_problem(&label, e.to_string(), &mut findings);
+                problem(
+                    &lints::W_FILE_NOT_READ,
+                    &label,
+                    e.to_string(),
+                    &mut findings,
+                );
                 continue;
             }
         };
         let contents = split_file(&bytes, is_crl_name(path));
-        for p in contents.problems {
-            file_problem(&label, p, &mut findings);
+        for (lint, p) in contents.problems {
+            problem(lint, &label, p, &mut findings);
         }
         for (i, der) in contents.certs.into_iter().enumerate() {
             let l = if i == 0 {
@@ -357,7 +397,7 @@ pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
         let bytes = match read_bounded(path) {
             Ok(Ok(b)) => b,
             Ok(Err(msg)) => {
-                file_problem(&label, msg, &mut findings);
+                problem(&lints::W_FILE_NOT_READ, &label, msg, &mut findings);
                 continue;
             }
             Err(source) => {
@@ -368,8 +408,8 @@ pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
             }
         };
         let contents = split_file(&bytes, false);
-        for p in contents.problems {
-            file_problem(&label, p, &mut findings);
+        for (lint, p) in contents.problems {
+            problem(lint, &label, p, &mut findings);
         }
         for (i, der) in contents.certs.into_iter().enumerate() {
             let l = if i == 0 {
@@ -406,7 +446,12 @@ pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
             },
             Err(e) => {
                 let label = origin.label();
-                file_problem(&label, e.to_string(), &mut findings);
+                problem(
+                    &lints::E_CERT_UNPARSEABLE,
+                    &label,
+                    e.to_string(),
+                    &mut findings,
+                );
             }
         }
     }

@@ -122,6 +122,21 @@ lint_test!(e_cert_unparseable, {
     global(r)
 });
 
+lint_test!(w_file_not_read, {
+    let ca = Ca::new("Audit Test CA");
+    let d = Dir::with_ca(&ca);
+    let big = usize::try_from(satchel_pki::audit::limits::MAX_FILE_BYTES).unwrap() + 1;
+    d.write("certs/huge.pem", vec![b'-'; big]);
+    global(d.audit())
+});
+
+lint_test!(n_symlink_not_followed, {
+    let ca = Ca::new("Audit Test CA");
+    let d = Dir::with_ca(&ca);
+    std::os::unix::fs::symlink(d.path().join("ca.crt"), d.path().join("ca-link.crt")).unwrap();
+    global(d.audit())
+});
+
 lint_test!(e_extension_invalid, {
     let mut p = leaf_params(LeafKind::Admin);
     // keyUsage whose content is a NULL, not a BIT STRING.
