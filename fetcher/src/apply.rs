@@ -17,6 +17,7 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use satchel_bundle::extract::Options;
 use satchel_bundle::verify::Checks;
 use satchel_bundle::{Identities, Target, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -142,23 +143,51 @@ pub fn verify(path: &Path, checks: &Checks) -> Result<u64, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Verifies again, decrypts and lays the bundle over `root`.
-pub fn apply(path: &Path, checks: &Checks, trust: &Trust, root: &Path) -> Result<(), String> {
-    let (_verified, mut tar) = satchel_bundle::open::open_file(path, checks, &trust.identities)
+/// What applying one bundle changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Entries of the payload.
+    pub entries: u64,
+    /// Paths installed, replaced, removed or updated in the root.
+    pub changed: usize,
+}
+
+/// Verifies again (the file is read anew), decrypts and lays the bundle
+/// over `root` with the safe overlay, told the manifest's entry count, size
+/// and special-bits policy.
+pub fn apply(path: &Path, checks: &Checks, trust: &Trust, root: &Path) -> Result<Applied, String> {
+    let (verified, mut tar) = satchel_bundle::open::open_file(path, checks, &trust.identities)
         .map_err(|e| e.to_string())?;
-    overlay(&mut tar, root)
+    let m = verified.manifest();
+    let opts = Options {
+        allow_special_bits: m.policy.allow_special_bits,
+        expected_entries: Some(m.payload.entries),
+        expected_size: Some(m.payload.uncompressed_size),
+        ..Options::default()
+    };
+    let entries = m.payload.entries;
+    match satchel_bundle::extract::apply(&mut tar, root, &opts) {
+        Ok(a) => {
+            let c = &a.changes;
+            Ok(Applied {
+                entries,
+                changed: c.installed.len()
+                    + c.replaced.len()
+                    + c.removed.len()
+                    + c.updated_dirs.len(),
+            })
+        }
+        // A decryption or decompression failure is the cause of the
+        // overlay's read error: report it first.
+        Err(e) => Err(tar
+            .take_failure()
+            .map(|f| f.to_string())
+            .unwrap_or_else(|| e.to_string())),
+    }
 }
 
 /// Where temporary downloads go: the root itself (same filesystem as the
 /// commit's staging; RAM in a diskless initrd).
 pub fn download_dir(root: &Path) -> PathBuf {
     root.to_path_buf()
-}
-
-fn overlay<R: std::io::Read>(
-    tar: &mut satchel_bundle::open::PayloadTar<R>,
-    root: &Path,
-) -> Result<(), String> {
-    let _ = (tar, root);
-    Err("this build has no overlay yet".into())
 }

@@ -501,11 +501,16 @@ async fn steps(
     // Apply, site then host, each all or nothing.
     let t = Instant::now();
     for (entry, f, checks, serial) in checked {
-        if let Err(e) = apply::apply(f.path(), &checks, &p.trust, &p.params.root) {
-            let e = format!("{}: {e}", entry.target);
-            return fail(phases, "apply", t, e, Exit::Apply);
+        match apply::apply(f.path(), &checks, &p.trust, &p.params.root) {
+            Ok(a) => log.info(&format!(
+                "{} serial {serial} applied: {} entries, {} paths changed",
+                entry.target, a.entries, a.changed
+            )),
+            Err(e) => {
+                let e = format!("{}: {e}", entry.target);
+                return fail(phases, "apply", t, e, Exit::Apply);
+            }
         }
-        log.info(&format!("{} serial {serial} applied", entry.target));
         serials.insert(entry.target.to_string(), serial);
     }
     phases.record("apply", t.elapsed(), None);

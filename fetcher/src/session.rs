@@ -85,6 +85,9 @@ impl Session<'_> {
         sink: &mut dyn Sink,
     ) -> Result<Response, CallError> {
         let mut attempt = 0u32;
+        // The last error of the previous pass, so that a pass cut short by
+        // the deadline still says what was going wrong.
+        let mut previous: Option<String> = None;
         loop {
             let mut last: Option<(Failure, String)> = None;
             let mut order: Vec<usize> = (0..self.servers.len()).collect();
@@ -110,7 +113,13 @@ impl Session<'_> {
                     .await;
                     match r {
                         Err(_) => {
-                            last = Some((Failure::Transport, "the deadline passed".into()));
+                            let text = match (&last, &previous) {
+                                (Some((_, t)), _) | (None, Some(t)) => {
+                                    format!("the deadline passed; before that: {t}")
+                                }
+                                (None, None) => "the deadline passed".to_string(),
+                            };
+                            last = Some((Failure::Transport, text));
                             break;
                         }
                         Ok(Ok(resp)) => {
@@ -140,6 +149,7 @@ impl Session<'_> {
             }
             let (failure, text) =
                 last.unwrap_or((Failure::Transport, "no server to try".to_string()));
+            previous = Some(text.clone());
             let left = self.deadline.saturating_duration_since(Instant::now());
             match retry::decide(attempt, &failure, left, &mut self.rng) {
                 Decision::Wait(d) => {

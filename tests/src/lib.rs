@@ -1,1 +1,17 @@
 //! `satchel-tests`: end-to-end tests that start satchel's real binaries.
+//!
+//! The library holds what the test files share; the tests themselves are in
+//! `tests/` (one file per flow, e.g. `fetch_*.rs` for the fetcher's).
+//! Everything binds loopback only.
+//!
+//! Modules:
+//! - [`harness`]: temp dirs, binaries, child processes with a kill timer.
+//! - [`dns`]: an in-process authoritative DNS server (SRV, A, AAAA).
+//! - [`node`]: a test CA, node images (`satchel.toml` + credentials) and
+//!   real bundles sealed by the bundle library.
+//! - [`peer`]: a fault-injecting HTTPS peer for the fetcher's fault tests.
+
+pub mod dns;
+pub mod harness;
+pub mod node;
+pub mod peer;

@@ -1,0 +1,278 @@
+//! Test harness: temp dirs, the workspace's built binaries, child processes
+//! with a kill timer (a hung binary cannot hang CI), and reading a bound
+//! address from a log line.
+//!
+//! Binaries are found next to the test executable's `deps/` directory, where
+//! `cargo test --workspace` has built every package's binaries before any
+//! test runs (run `cargo build -p <package>` first when testing one package).
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often a waiting loop looks at a child.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A fresh temporary directory, removed on drop.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("satchel-test-")
+        .tempdir()
+        .expect("create a temporary directory")
+}
+
+/// The path of a workspace binary (`satchel-fetch`, `satchel-server`, …).
+/// Panics with a hint when it has not been built.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let mut dir = exe.parent().expect("exe dir").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --bins` (cargo test --workspace does it)",
+        p.display()
+    );
+    p
+}
+
+/// Finds the first `IP:PORT` in a line (e.g. "listening on 127.0.0.1:4431").
+pub fn addr_in(line: &str) -> Option<SocketAddr> {
+    line.split(|c: char| c.is_whitespace() || c == ',' || c == '"' || c == '=')
+        .find_map(|w| w.trim_matches(|c: char| c == '(' || c == ')').parse().ok())
+}
+
+/// What a finished process left.
+#[derive(Debug)]
+pub struct Finished {
+    /// Exit status (a killed process has no code).
+    pub status: ExitStatus,
+    /// Whether the kill timer fired.
+    pub killed: bool,
+    /// Everything on stdout.
+    pub stdout: String,
+    /// Everything on stderr.
+    pub stderr: String,
+}
+
+impl Finished {
+    /// The exit code, or -1 when killed by a signal.
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+}
+
+#[derive(Default)]
+struct Lines {
+    lines: Mutex<(Vec<String>, bool)>,
+    changed: Condvar,
+}
+
+fn collect<R: Read + Send + 'static>(r: R, into: Arc<Lines>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(mut g) = into.lines.lock() {
+                g.0.push(line);
+            }
+            into.changed.notify_all();
+        }
+        if let Ok(mut g) = into.lines.lock() {
+            g.1 = true;
+        }
+        into.changed.notify_all();
+    })
+}
+
+/// A running child process, killed when its timer fires or when dropped.
+pub struct Proc {
+    child: Arc<Mutex<Child>>,
+    stdout: Arc<Lines>,
+    stderr: Arc<Lines>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    cancel: Option<mpsc::Sender<()>>,
+    killed: Arc<Mutex<bool>>,
+}
+
+impl std::fmt::Debug for Proc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Proc")
+    }
+}
+
+impl Proc {
+    /// Spawns `cmd` (stdin closed, stdout/stderr captured) and kills it
+    /// after `kill_after`.
+    pub fn spawn(mut cmd: Command, kill_after: Duration) -> std::io::Result<Proc> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn()?;
+        let out = Arc::new(Lines::default());
+        let err = Arc::new(Lines::default());
+        let mut readers = Vec::new();
+        if let Some(s) = child.stdout.take() {
+            readers.push(collect(s, out.clone()));
+        }
+        if let Some(s) = child.stderr.take() {
+            readers.push(collect(s, err.clone()));
+        }
+        let child = Arc::new(Mutex::new(child));
+        let killed = Arc::new(Mutex::new(false));
+        let (tx, rx) = mpsc::channel::<()>();
+        {
+            let child = child.clone();
+            let killed = killed.clone();
+            std::thread::spawn(move || {
+                if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(kill_after) {
+                    if let Ok(mut c) = child.lock() {
+                        if let Ok(None) = c.try_wait() {
+                            let _ = c.kill();
+                            if let Ok(mut k) = killed.lock() {
+                                *k = true;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+        Ok(Proc {
+            child,
+            stdout: out,
+            stderr: err,
+            readers,
+            cancel: Some(tx),
+            killed,
+        })
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.lock().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Waits until a stderr or stdout line satisfies `pred`; returns it.
+    pub fn wait_for_line(&self, pred: impl Fn(&str) -> bool, within: Duration) -> Option<String> {
+        let end = Instant::now() + within;
+        loop {
+            for src in [&self.stderr, &self.stdout] {
+                if let Ok(g) = src.lines.lock() {
+                    if let Some(l) = g.0.iter().find(|l| pred(l)) {
+                        return Some(l.clone());
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now >= end || self.has_exited() {
+                // One last look after exit, then give up.
+                if now >= end {
+                    return None;
+                }
+                std::thread::sleep(POLL);
+                for src in [&self.stderr, &self.stdout] {
+                    if let Ok(g) = src.lines.lock() {
+                        if let Some(l) = g.0.iter().find(|l| pred(l)) {
+                            return Some(l.clone());
+                        }
+                    }
+                }
+                return None;
+            }
+            if let Ok(g) = self.stderr.lines.lock() {
+                let _ = self.stderr.changed.wait_timeout(g, POLL);
+            }
+        }
+    }
+
+    /// Waits for a line containing an `IP:PORT` after `marker` and returns
+    /// the address.
+    pub fn wait_for_addr(&self, marker: &str, within: Duration) -> Option<SocketAddr> {
+        let line = self.wait_for_line(|l| l.contains(marker) && addr_in(l).is_some(), within)?;
+        addr_in(&line)
+    }
+
+    fn has_exited(&self) -> bool {
+        self.child
+            .lock()
+            .map(|mut c| !matches!(c.try_wait(), Ok(None)))
+            .unwrap_or(true)
+    }
+
+    /// Everything the process wrote to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        self.stderr
+            .lines
+            .lock()
+            .map(|g| g.0.join("\n"))
+            .unwrap_or_default()
+    }
+
+    /// Waits for the process to exit (the kill timer still applies).
+    pub fn wait(mut self) -> Finished {
+        let status = loop {
+            if let Ok(mut c) = self.child.lock() {
+                if let Ok(Some(s)) = c.try_wait() {
+                    break s;
+                }
+            }
+            std::thread::sleep(POLL);
+        };
+        if let Some(c) = self.cancel.take() {
+            let _ = c.send(());
+        }
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        let text = |l: &Arc<Lines>| {
+            l.lines
+                .lock()
+                .map(|g| {
+                    let mut s = g.0.join("\n");
+                    s.push('\n');
+                    s
+                })
+                .unwrap_or_default()
+        };
+        let killed = self.killed.lock().map(|k| *k).unwrap_or(false);
+        Finished {
+            status,
+            killed,
+            stdout: text(&self.stdout),
+            stderr: text(&self.stderr),
+        }
+    }
+
+    /// Kills the process now.
+    pub fn kill(&self) {
+        if let Ok(mut c) = self.child.lock() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(c) = self.cancel.take() {
+            let _ = c.send(());
+        }
+        if let Ok(mut c) = self.child.lock() {
+            if let Ok(None) = c.try_wait() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// Runs `cmd` to completion, killing it after `kill_after`.
+pub fn run(cmd: Command, kill_after: Duration) -> Finished {
+    Proc::spawn(cmd, kill_after)
+        .expect("spawn the command")
+        .wait()
+}
