@@ -2,14 +2,17 @@
 //!
 //! It parses arguments into typed values, unlocks the CA key, and calls the
 //! library ([`satchel_pki::ca`], [`satchel_pki::ledger`],
-//! [`satchel_pki::enroll`]); it holds no certificate logic of its own.
+//! [`satchel_pki::enroll`], [`satchel_pki::audit`]); it holds no
+//! certificate logic of its own. `audit` and `ledger verify` never need the
+//! CA key.
 //!
 //! The CA directory is `--dir`, else `$SATCHEL_PKI_DIR`, else `./pki`. The
 //! CA key passphrase comes from `$SATCHEL_PKI_PASSPHRASE`, else a prompt
 //! when stdin is a terminal; with neither, commands that sign fail.
 //!
 //! Exit status: 0 success; 1 failure (message on stderr); 2 usage error;
-//! 3 `ledger verify` found problems.
+//! 3 `ledger verify` found problems. `audit` has its own (see
+//! `satchel_pki::audit::cli`: 1 findings at or above `--fail-on`, 2 input error).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -20,6 +23,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use satchel_bundle::{Mac, SiteName, Target};
+use satchel_pki::audit::cli::{run_cli as run_audit, AuditArgs};
 use satchel_pki::ca::{replace_public, Ca, InitOptions, KeySecret, Reason};
 use satchel_pki::enroll::EnrollOptions;
 use satchel_pki::layout;
@@ -88,6 +92,8 @@ enum Cmd {
     Ledger(LedgerCmd),
     /// Write the credential set of a node's boot image.
     Enroll(EnrollArgs),
+    /// Audit every certificate, the ledger and the CRL (for security reviewers).
+    Audit(AuditArgs),
 }
 
 #[derive(Args, Debug)]
@@ -453,6 +459,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Enroll(a) => enroll(&dir, a)?,
+        Cmd::Audit(a) => return run_audit(&dir, &a),
     }
     Ok(ExitCode::SUCCESS)
 }

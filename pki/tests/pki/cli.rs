@@ -308,6 +308,9 @@ fn init_issue_revoke_crl_verify_enroll() {
         &["ledger", "verify", "--expect-head", head.trim()],
     ));
     assert!(v.contains("ledger OK"), "{v}");
+    // The reviewers' audit finds no error in what the CA issued.
+    let o = pki(&dir, None, &["audit"]);
+    assert!(o.status.success(), "{}", text(&o));
     // A stray certificate in DIR fails verification with exit status 3.
     std::fs::copy(t.join("srv.crt"), dir.join("copy-of-srv.crt")).unwrap();
     let stray = tempfile::tempdir().unwrap();
