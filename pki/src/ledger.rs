@@ -274,13 +274,17 @@ pub struct Ledger {
     lines: Vec<Line>,
 }
 
-fn parse_line(number: usize, raw: &str) -> Line {
-    let hash = hex::encode(Sha256::digest(raw.as_bytes()));
+fn parse_line(number: usize, bytes: &[u8]) -> Line {
+    let hash = hex::encode(Sha256::digest(bytes));
     let mut line = Line {
         number,
         hash,
         entry: Err(String::new()),
         signed: None,
+    };
+    let Ok(raw) = std::str::from_utf8(bytes) else {
+        line.entry = Err("line is not UTF-8".into());
+        return line;
     };
     if raw.len() > MAX_LINE_BYTES {
         line.entry = Err(format!("line is longer than {MAX_LINE_BYTES} bytes"));
@@ -366,21 +370,20 @@ impl Ledger {
 
     /// Parses ledger bytes; `path` is only for messages.
     pub fn parse(path: &Path, bytes: &[u8]) -> Ledger {
-        let text = String::from_utf8_lossy(bytes);
         let mut lines = Vec::new();
-        let mut rest: &str = &text;
+        let mut rest = bytes;
         let mut number = 0;
         while !rest.is_empty() {
             number += 1;
-            let (raw, next) = match rest.find('\n') {
+            let (raw, next) = match rest.iter().position(|b| *b == b'\n') {
                 Some(i) => (&rest[..i], &rest[i + 1..]),
-                // A last line without '\n' is parsed but flagged by verify.
-                None => (rest, ""),
+                // A last line without '\n' is kept but flagged.
+                None => (rest, &rest[rest.len()..]),
             };
             lines.push(parse_line(number, raw));
             rest = next;
         }
-        if !text.is_empty() && !text.ends_with('\n') {
+        if bytes.last().is_some_and(|b| *b != b'\n') {
             if let Some(last) = lines.last_mut() {
                 last.entry = Err("last line is not terminated by a newline".into());
             }
