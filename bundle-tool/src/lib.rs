@@ -20,14 +20,22 @@
 //! - [`open`]: the full verified open, down to the payload tar stream.
 //! - [`pipe`]: bounded pipes that run the stages on threads.
 //! - [`extract`]: the safe overlay (plan, stage, commit).
+//! - [`diff`]: added / removed / changed between two payload listings (pure).
+//! - `client` (feature `cli`): a small mutual-TLS HTTPS client for `uploads` and `publish`.
+//! - `initrd` (feature `cli`): the node's initrd overlay, a zstd newc cpio.
 //! - [`mac`]: MAC addresses, site names and bundle targets (canonical forms).
 //! - [`error`]: one error enum per stage.
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "cli")]
+pub mod client;
 pub mod container;
+pub mod diff;
 pub mod error;
 pub mod extract;
+#[cfg(feature = "cli")]
+pub mod initrd;
 pub mod keys;
 pub mod mac;
 pub mod manifest;

@@ -17,12 +17,18 @@ use clap::{Args, Parser, Subcommand};
 use satchel_bundle::error::{ContainerError, OpenError, VerifyError};
 use satchel_bundle::{Identities, Mac, SiteName, Target, VerifyingKey};
 
+mod approve;
+mod completions;
 mod create;
 mod demo;
+mod diff;
+mod initrd;
 mod inspect;
 mod keygen;
 mod open;
 pub mod progress;
+mod publish;
+mod uploads;
 mod verify;
 
 /// satchel's offline bundle tool: keys, create, inspect, verify, open.
@@ -53,6 +59,21 @@ pub enum Command {
     Open(open::Args),
     /// Run a full keygen → create → verify → open round trip on sample data.
     Demo(demo::Args),
+    /// Show what changed between two bundles or directories (added, removed, changed).
+    Diff(diff::Args),
+    /// Build a node's initrd overlay (zstd newc cpio) to append to a distro initrd.
+    Initrd(initrd::Args),
+    /// List, pull or reject captured uploads in the server's quarantine (admin cert).
+    #[command(subcommand)]
+    Uploads(uploads::Uploads),
+    /// Review a pulled upload and sign it into a host bundle.
+    Approve(approve::Args),
+    /// Upload a signed bundle to the server (admin cert).
+    Publish(publish::Args),
+    /// Print a shell completion script.
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (or write all pages into a directory).
+    Man(completions::ManArgs),
 }
 
 /// Runs a parsed command line and prints its errors.
@@ -64,6 +85,13 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Verify(a) => verify::run(a),
         Command::Open(a) => open::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Diff(a) => diff::run(a),
+        Command::Initrd(a) => initrd::run(a),
+        Command::Uploads(u) => uploads::run(u),
+        Command::Approve(a) => approve::run(a),
+        Command::Publish(a) => publish::run(a),
+        Command::Completions(a) => completions::completions(a),
+        Command::Man(a) => completions::man(a),
     };
     match result {
         Ok(code) => code,
