@@ -21,6 +21,7 @@
 //! - [`forward`]: the durable at-least-once webhook forwarder.
 //! - [`error`]: the one error → HTTP mapping; [`http_util`]: bodies.
 //! - [`metrics`], [`ratelimit`].
+//! - [`demo`]: the throwaway setup of `satchel-server demo`.
 //!
 //! The entry point is [`run`]: it takes its listener, TLS state, store and
 //! a shutdown future, so tests drive it in-process.
@@ -29,6 +30,7 @@
 
 pub mod authz;
 pub mod config;
+pub mod demo;
 pub mod error;
 pub mod forward;
 pub mod http_util;

@@ -3,7 +3,9 @@
 //! Parses the command line (`--config FILE`, one `--<setting> VALUE` flag
 //! per setting, `--ready-file FILE`), sets up logging and calls
 //! [`satchel_server::run`]. `satchel-server example-config` prints every
-//! setting with its default.
+//! setting with its default; `satchel-server demo [--dir DIR] [--listen
+//! ADDR]` prepares a throwaway CA, node and signed bundle, prints the
+//! command that fetches and applies it, and serves.
 //!
 //! Exit codes: 0 after a clean shutdown, 1 when the server could not start
 //! or failed, 2 for a usage error.
@@ -40,7 +42,34 @@ fn cli() -> Command {
                 .value_parser(clap::value_parser!(PathBuf))
                 .help("write {\"listen\",\"metrics\"} bound addresses here once listening"),
         )
-        .subcommand(Command::new("example-config").about("print every setting with its default"));
+        .subcommand(Command::new("example-config").about("print every setting with its default"))
+        .subcommand(
+            Command::new("demo")
+                .about("create a throwaway CA, node and signed bundle, print how to fetch it, and serve")
+                .arg(
+                    Arg::new("dir")
+                        .long("dir")
+                        .value_name("DIR")
+                        .default_value("satchel-demo")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help("where the demo material lives (reused on the next run)"),
+                )
+                .arg(
+                    Arg::new("listen")
+                        .long("listen")
+                        .value_name("ADDR")
+                        .default_value("127.0.0.1:8443")
+                        .value_parser(clap::value_parser!(std::net::SocketAddr))
+                        .help("listen address of the demo server"),
+                )
+                .arg(
+                    Arg::new("ready-file")
+                        .long("ready-file")
+                        .value_name("FILE")
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help("write {\"listen\",\"metrics\"} bound addresses here once listening"),
+                ),
+        );
     for (name, doc) in SETTINGS {
         let first = doc.lines().next().unwrap_or("").trim().to_string();
         cmd = cmd.arg(
@@ -77,7 +106,11 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match serve(&matches) {
+    let result = match matches.subcommand_matches("demo") {
+        Some(m) => demo(m),
+        None => serve(&matches),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -94,6 +127,20 @@ fn write_ready_file(path: &Path, listen: &str, metrics: &str) -> anyhow::Result<
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
+fn demo(m: &ArgMatches) -> anyhow::Result<()> {
+    let dir = m.get_one::<PathBuf>("dir").context("--dir")?;
+    let listen = *m
+        .get_one::<std::net::SocketAddr>("listen")
+        .context("--listen")?;
+    let demo = satchel_server::demo::prepare(dir, listen)?;
+    let config = demo.config.clone();
+    serve_config(
+        config,
+        m.get_one::<PathBuf>("ready-file").map(PathBuf::as_path),
+        Some(&demo),
+    )
+}
+
 fn serve(matches: &ArgMatches) -> anyhow::Result<()> {
     let overrides: Vec<(String, String)> = SETTINGS
         .iter()
@@ -108,6 +155,20 @@ fn serve(matches: &ArgMatches) -> anyhow::Result<()> {
         &overrides,
     )
     .context("loading the configuration")?;
+    serve_config(
+        config,
+        matches
+            .get_one::<PathBuf>("ready-file")
+            .map(PathBuf::as_path),
+        None,
+    )
+}
+
+fn serve_config(
+    config: Config,
+    ready_file: Option<&Path>,
+    demo: Option<&satchel_server::demo::Demo>,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -142,7 +203,10 @@ fn serve(matches: &ArgMatches) -> anyhow::Result<()> {
         let listen = listener.local_addr()?.to_string();
         let metrics_addr = metrics_listener.local_addr()?.to_string();
         tracing::info!(listen = %listen, metrics = %metrics_addr, "listening");
-        if let Some(path) = matches.get_one::<PathBuf>("ready-file") {
+        if let Some(demo) = demo {
+            println!("{}", demo.finish(listener.local_addr()?)?);
+        }
+        if let Some(path) = ready_file {
             write_ready_file(path, &listen, &metrics_addr)?;
         }
         let metrics = Arc::new(Metrics::default());

@@ -218,6 +218,7 @@ pub struct Server {
     pub metrics: SocketAddr,
     pub pid: u32,
     pub log: PathBuf,
+    pub out: PathBuf,
 }
 
 impl Server {
@@ -227,17 +228,24 @@ impl Server {
 
     pub fn start_args(config: &Path, args: &[&str]) -> Server {
         let dir = config.parent().expect("dir");
+        let mut all: Vec<std::ffi::OsString> = vec!["--config".into(), config.into()];
+        all.extend(args.iter().map(|a| a.into()));
+        Self::launch(dir, all)
+    }
+
+    /// Starts the binary with `args` plus `--ready-file`; logs and the ready
+    /// file go to `dir`.
+    pub fn launch(dir: &Path, args: Vec<std::ffi::OsString>) -> Server {
         let ready = dir.join(format!("ready-{}.json", rand::random::<u32>()));
         let log = dir.join(format!("server-{}.log", rand::random::<u32>()));
+        let out = dir.join(format!("server-{}.out", rand::random::<u32>()));
         let child = Command::new(env!("CARGO_BIN_EXE_satchel-server"))
-            .arg("--config")
-            .arg(config)
+            .args(args)
             .arg("--ready-file")
             .arg(&ready)
-            .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&out).expect("out"))
             .stderr(std::fs::File::create(&log).expect("log"))
             .spawn()
             .expect("spawn satchel-server");
@@ -281,7 +289,12 @@ impl Server {
             metrics,
             pid,
             log,
+            out,
         }
+    }
+
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
     }
 
     pub fn signal(&self, sig: &str) {

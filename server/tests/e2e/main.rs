@@ -5,6 +5,7 @@ mod harness;
 
 mod access;
 mod crash;
+mod demo;
 mod forwarding;
 mod hostile;
 mod publish;
