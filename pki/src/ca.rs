@@ -1,6 +1,6 @@
 //! The CA: create it, open it, issue, revoke, sign CRLs. Every operation
-//! that signs something appends a signed line to the ledger first-class
-//! ([`crate::ledger`]) and keeps a copy of every certificate in `DIR/certs/`.
+//! that signs something appends a line, signed by the CA key, to the ledger
+//! ([`crate::ledger`]); every certificate issued is also copied to `DIR/certs/`.
 //!
 //! Invariants:
 //! - the CA key never leaves this module unencrypted except as

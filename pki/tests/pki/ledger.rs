@@ -225,3 +225,44 @@ fn hostile_ledger_bytes_are_reported_not_panicked_on() {
     assert_eq!(l.lines().len(), 7);
     assert!(l.lines().iter().all(|x| x.entry.is_ok()));
 }
+
+#[test]
+fn a_damaged_ca_directory_is_refused() {
+    use satchel_pki::ca::KeySecret;
+    let (_tmp, ca) = busy_ca();
+    let dir = ca.dir().to_path_buf();
+    let (_tmp2, other) = crate::harness::test_ca_named("Other CA");
+    let good_key = std::fs::read(dir.join("ca.key")).unwrap();
+    // Another CA's key beside our certificate.
+    std::fs::copy(other.dir().join("ca.key"), dir.join("ca.key")).unwrap();
+    let e = Ca::open_insecure(&dir).unwrap_err();
+    assert!(e.to_string().contains("does not match"), "{e}");
+    // Damaged key files.
+    for bad in [
+        &b""[..],
+        b"-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n",
+        b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        &[0xffu8; 64][..],
+    ] {
+        std::fs::write(dir.join("ca.key"), bad).unwrap();
+        assert!(Ca::open_insecure(&dir).is_err());
+    }
+    std::fs::write(dir.join("ca.key"), &good_key).unwrap();
+    Ca::open_insecure(&dir).unwrap();
+    // A passphrase for a plaintext CA, a damaged certificate, a missing CA.
+    assert!(Ca::open(&dir, &KeySecret::passphrase("x")).is_err());
+    let cert = std::fs::read(dir.join("ca.crt")).unwrap();
+    for bad in [
+        &b""[..],
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        b"junk",
+    ] {
+        std::fs::write(dir.join("ca.crt"), bad).unwrap();
+        assert!(Ca::open_insecure(&dir).is_err());
+        assert!(verify_dir(&dir).is_err());
+    }
+    std::fs::write(dir.join("ca.crt"), &cert).unwrap();
+    assert!(Ca::open_insecure(&dir.join("nowhere")).is_err());
+    // init refuses a directory that holds a CA.
+    assert!(Ca::init_insecure(&dir, "Again").is_err());
+}
