@@ -5,7 +5,9 @@
 //! ([`crate::pipe`]), as the shell pipeline would, so memory stays at a few
 //! MiB whatever the payload's size: nothing but the temporary payload file
 //! ever holds the whole payload. The output appears (by rename) only once
-//! complete; on any error both temporary files are removed.
+//! complete; on any error both temporary files are removed. The output is
+//! not fsync'ed (like `tar` or `age`): a crash can lose it, never half-write
+//! it under its name.
 //!
 //! This module does not validate a `--from-tar` payload: callers pass a tar
 //! the overlay's rules already accepted, with its entry count.
@@ -152,7 +154,6 @@ pub fn seal_to_file(
         manifest.payload.compressed_size,
         mtime,
     )?;
-    bundle.as_file_mut().sync_all()?;
     let bundle_size = bundle.as_file().metadata()?.len();
     bundle.persist(out).map_err(|e| SealError::Io(e.error))?;
     Ok(Sealed {
