@@ -50,6 +50,8 @@ pub struct Report {
     pub server: Option<String>,
     /// Per phase.
     pub phases: Vec<Phase>,
+    /// Milliseconds per phase that ran (the same figures as `phases`, as a map).
+    pub timings_ms: BTreeMap<String, u64>,
     /// Serial applied per target (`site/dc1` → 3).
     pub serials: BTreeMap<String, u64>,
     /// The first error, if any.
@@ -103,6 +105,15 @@ impl Phases {
     pub fn first_error(&self) -> Option<String> {
         self.0.iter().find_map(|p| p.error.clone())
     }
+}
+
+/// The durations of the phases that ran, by name.
+pub fn timings(phases: &[Phase]) -> BTreeMap<String, u64> {
+    phases
+        .iter()
+        .filter(|p| p.status != "skipped")
+        .map(|p| (p.name.to_string(), p.duration_ms))
+        .collect()
 }
 
 /// A random report id.

@@ -526,14 +526,16 @@ fn build_report(
     started: Instant,
 ) -> Report {
     let error = phases.first_error();
+    let phases = phases.finish();
     Report {
+        timings_ms: report::timings(&phases),
         report_id: report::new_id(rng),
         mac: p.mac.to_string(),
         status: if error.is_some() { "failed" } else { "applied" },
         required: p.params.required,
         fetcher_version: concat!("satchel-fetch/", env!("CARGO_PKG_VERSION")).to_string(),
         server,
-        phases: phases.finish(),
+        phases,
         serials,
         error,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),

@@ -6,11 +6,13 @@
 //!
 //! Modules:
 //! - [`harness`]: temp dirs, binaries, child processes with a kill timer.
+//! - [`client`]: a minimal blocking HTTPS client (admin calls in tests).
 //! - [`dns`]: an in-process authoritative DNS server (SRV, A, AAAA).
 //! - [`node`]: a test CA, node images (`satchel.toml` + credentials) and
 //!   real bundles sealed by the bundle library.
 //! - [`peer`]: a fault-injecting HTTPS peer for the fetcher's fault tests.
 
+pub mod client;
 pub mod dns;
 pub mod harness;
 pub mod node;

@@ -1,0 +1,254 @@
+//! The fetcher with the real `satchel-server` and the in-process DNS
+//! server: credentials from the PKI library's CA and `enroll`, a real
+//! bundle published by an admin, discovery by SRV, the bundle laid over a
+//! temp root, and the report visible in the server's inventory.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use satchel_bundle::manifest::Policy;
+use satchel_bundle::seal::{seal_to_file, SealParams, Source};
+use satchel_bundle::{Identities, Mac, Recipient, SigningKey, Target};
+use satchel_pki::ca::Ca;
+use satchel_pki::enroll::EnrollOptions;
+use satchel_pki::AdminName;
+use satchel_tests::client;
+use satchel_tests::dns::{DnsRecord, DnsServer};
+use satchel_tests::harness::{self, Proc};
+use satchel_tests::node::tree;
+use time::OffsetDateTime;
+
+const SERVER_NAME: &str = "cfg.boot.test";
+const DOMAIN: &str = "boot.test";
+const KILL_AFTER: Duration = Duration::from_secs(90);
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).expect("write");
+}
+
+fn wait_ready(ready: &Path, server: &Proc) -> SocketAddr {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(ready) {
+            let v: serde_json::Value = serde_json::from_str(&text).expect("ready JSON");
+            return v["listen"].as_str().expect("listen").parse().expect("addr");
+        }
+        assert!(
+            Instant::now() < end,
+            "server not ready:\n{}",
+            server.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn fetches_from_the_real_server_and_reports_to_its_inventory() {
+    let tmp = harness::tempdir();
+    let d = tmp.path();
+    let mac = Mac::parse("52-54-00-ab-cd-01").expect("mac");
+
+    // The CA, the server's and an admin's certificates, and a CRL.
+    let ca = Ca::init_insecure(&d.join("ca"), "satchel test CA").expect("ca");
+    write(&d.join("ca.pem"), ca.cert_pem().as_bytes());
+    let server = ca
+        .issue_server(
+            &[SERVER_NAME.to_string()],
+            &["127.0.0.1".parse().expect("ip")],
+            None,
+        )
+        .expect("server cert");
+    write(&d.join("server.crt"), server.cert_pem.as_bytes());
+    write(&d.join("server.key"), server.key_pem.expose().as_bytes());
+    let admin = ca
+        .issue_admin(AdminName::parse("alice").expect("name"), None)
+        .expect("admin cert");
+    write(
+        &d.join("crl.pem"),
+        ca.crl(None).expect("crl").pem.as_bytes(),
+    );
+
+    // The admin's signing key and age identity, and the node's image.
+    let signer = SigningKey::generate();
+    write(
+        &d.join("signer.pub"),
+        signer.verifying_key().to_pem().as_bytes(),
+    );
+    let admin_id = Identities::generate();
+    let admin_rcpt = admin_id.recipients()[0].to_string();
+    let enrolled = ca
+        .enroll(&EnrollOptions {
+            mac: Some(mac),
+            signers: vec![d.join("signer.pub")],
+            admin_recipients: vec![admin_rcpt.clone()],
+            domain: DOMAIN.into(),
+            required: Some(vec![Target::Host(mac)]),
+            out: d.join("image"),
+            ..Default::default()
+        })
+        .expect("enroll");
+
+    // A real bundle for the node, encrypted to it and the admins.
+    let src = d.join("src");
+    std::fs::create_dir_all(src.join("etc/satchel")).expect("src");
+    write(&src.join("etc/hostname"), b"node-01\n");
+    write(&src.join("etc/satchel/role"), b"storage\n");
+    let mut recipients: Vec<Recipient> = enrolled
+        .recipients
+        .iter()
+        .map(|(_, r)| Recipient::parse(r).expect("recipient"))
+        .collect();
+    recipients.push(Recipient::parse(&admin_rcpt).expect("admin recipient"));
+    let now = OffsetDateTime::now_utc();
+    let bundle_path = d.join("host.bundle");
+    seal_to_file(
+        &SealParams {
+            target: Target::Host(mac),
+            site: None,
+            serial: 7,
+            created: now - time::Duration::minutes(5),
+            expires: now + time::Duration::days(1),
+            policy: Policy::default(),
+            recipients,
+        },
+        Source::Dir {
+            path: &src,
+            keep_owners: false,
+        },
+        &signer,
+        &bundle_path,
+        &AtomicU64::new(0),
+    )
+    .expect("seal");
+
+    // The real server, on loopback.
+    let cfg = d.join("server.toml");
+    write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
+             ca_cert = {:?}\nserver_cert = {:?}\nserver_key = {:?}\ncrl = {:?}\n\
+             trusted_signers = [{:?}]\n",
+            d.join("data"),
+            d.join("ca.pem"),
+            d.join("server.crt"),
+            d.join("server.key"),
+            d.join("crl.pem"),
+            d.join("signer.pub"),
+        )
+        .as_bytes(),
+    );
+    let ready = d.join("ready.json");
+    let mut cmd = Command::new(harness::bin("satchel-server"));
+    cmd.arg("--config")
+        .arg(&cfg)
+        .arg("--ready-file")
+        .arg(&ready);
+    let server_proc = Proc::spawn(cmd, KILL_AFTER).expect("spawn server");
+    let addr = wait_ready(&ready, &server_proc);
+
+    // The admin publishes the bundle.
+    let ca_pem = ca.cert_pem().as_bytes().to_vec();
+    let admin_cert = (admin.cert_pem.as_bytes(), admin.key_pem.expose().as_bytes());
+    let (status, body) = client::request(
+        addr,
+        SERVER_NAME,
+        &ca_pem,
+        Some(admin_cert),
+        "PUT",
+        &format!("/v1/bundles/host/{mac}"),
+        std::fs::read(&bundle_path).expect("bundle"),
+    )
+    .expect("publish");
+    assert!(
+        (200..300).contains(&status),
+        "publish: {status} {}",
+        String::from_utf8_lossy(&body)
+    );
+
+    // DNS names the server; the fetcher finds it, applies, reports.
+    let (dns, _dns) = DnsServer::start(vec![
+        DnsRecord::srv(
+            &format!("_satchel._tcp.{DOMAIN}"),
+            10,
+            10,
+            addr.port(),
+            SERVER_NAME,
+        ),
+        DnsRecord::a(SERVER_NAME, [127, 0, 0, 1]),
+    ])
+    .expect("dns");
+    let root = d.join("root");
+    std::fs::create_dir_all(root.join("etc")).expect("root");
+    write(&root.join("etc/hostname"), b"image-default\n");
+    write(
+        &d.join("cmdline"),
+        format!(
+            "ro satchel.dns={dns} satchel.root={} satchel.timeout=30\n",
+            root.display()
+        )
+        .as_bytes(),
+    );
+    write(&d.join("kmsg"), b"");
+    let mut fetch = Command::new(harness::bin("satchel-fetch"));
+    fetch
+        .arg("--cmdline")
+        .arg(d.join("cmdline"))
+        .arg("--config")
+        .arg(d.join("image/satchel.toml"))
+        .arg("--kmsg")
+        .arg(d.join("kmsg"))
+        .arg("--resolv-conf")
+        .arg(d.join("no-resolv.conf"))
+        .arg("--sysfs")
+        .arg(d.join("no-sys"));
+    let f = harness::run(fetch, KILL_AFTER);
+    assert_eq!(
+        f.code(),
+        0,
+        "fetcher:\n{}\nserver:\n{}",
+        f.stderr,
+        server_proc.stderr_so_far()
+    );
+    let t = tree(&root);
+    assert!(
+        t.contains(&("etc/hostname".into(), "node-01\n".into())),
+        "{t:?}"
+    );
+    assert!(
+        t.contains(&("etc/satchel/role".into(), "storage\n".into())),
+        "{t:?}"
+    );
+    assert!(f.stderr.contains("report "), "{}", f.stderr);
+
+    // The report is in the inventory.
+    let (status, body) = client::request(
+        addr,
+        SERVER_NAME,
+        &ca_pem,
+        Some(admin_cert),
+        "GET",
+        "/v1/nodes",
+        Vec::new(),
+    )
+    .expect("nodes");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let node = v["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["mac"] == mac.to_string())
+        .unwrap_or_else(|| panic!("node not in inventory: {v}"));
+    assert_eq!(node["last_status"], "applied", "{node}");
+    assert_eq!(node["serials"][format!("host/{mac}")], 7, "{node}");
+    assert!(
+        node["fetcher_version"]
+            .as_str()
+            .is_some_and(|s| s.contains("satchel-fetch")),
+        "{node}"
+    );
+}
