@@ -548,7 +548,7 @@ impl Ca {
     /// Refuses to sign on top of a broken ledger.
     fn check_ledger(&self) -> Result<Ledger, CaError> {
         let l = self.ledger()?;
-        let problems = l.verify(self.cert_der.as_ref())?;
+        let problems = l.verify_head(self.cert_der.as_ref())?;
         if let Some(p) = problems.first() {
             return Err(
                 LedgerError::Broken(format!("{p} (run `satchel-pki ledger verify`)")).into(),
