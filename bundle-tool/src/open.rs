@@ -28,7 +28,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::container::{read_header, Header};
+use crate::container::{read_header, Header, Payload};
 use crate::error::OpenError;
 use crate::extract::{Applied, Options};
 use crate::keys::{Identities, KeyId};
@@ -68,24 +68,15 @@ impl Verified {
 /// Verifies a whole bundle from `input`: header checks, then payload size
 /// and sha256, then the container's end. Reads `input` once, to its end.
 pub fn verify_reader<R: Read>(input: R, checks: &Checks) -> Result<Verified, OpenError> {
-    let (header, signer) = check_reader(input, Some(checks))?;
-    match signer {
-        Some(signer) => Ok(Verified { header, signer }),
-        None => Err(OpenError::Io(io::Error::other("no signer checked"))),
-    }
+    let (header, payload) = read_header(input)?;
+    let signer = verify_header(&header, checks)?.key_id();
+    check_payload(&header, payload)?;
+    Ok(Verified { header, signer })
 }
 
-/// The shared pass: header, then (with `checks`) [`verify_header`], then
-/// payload size and sha256 against the manifest, then the container's end.
-fn check_reader<R: Read>(
-    input: R,
-    checks: Option<&Checks>,
-) -> Result<(Header, Option<KeyId>), OpenError> {
-    let (header, mut payload) = read_header(input)?;
-    let signer = match checks {
-        Some(c) => Some(verify_header(&header, c)?.key_id()),
-        None => None,
-    };
+/// Checks the payload's size and sha256 against the manifest, then the
+/// container's end.
+fn check_payload<R: Read>(header: &Header, mut payload: Payload<R>) -> Result<(), OpenError> {
     check_payload_size(&header.manifest, payload.size())?;
     let mut check = PayloadCheck::new();
     let mut buf = vec![0u8; READ_BUFFER];
@@ -100,7 +91,7 @@ fn check_reader<R: Read>(
     }
     check.finish(&header.manifest)?;
     payload.finish()?;
-    Ok((header, signer))
+    Ok(())
 }
 
 /// For `inspect` only: checks the container and the payload's size and
@@ -111,7 +102,8 @@ pub fn inspect_reader<R: Read + Seek + Send>(
     identities: &Identities,
 ) -> Result<(Header, PayloadTar<TakenPayload<R>>), OpenError> {
     let start = input.stream_position()?;
-    let (header, _) = check_reader(BufReader::with_capacity(READ_BUFFER, &mut input), None)?;
+    let (header, payload) = read_header(BufReader::with_capacity(READ_BUFFER, &mut input))?;
+    check_payload(&header, payload)?;
     input.seek(SeekFrom::Start(start + header.payload_offset))?;
     let payload = BufReader::with_capacity(READ_BUFFER, input.take(header.payload_size));
     let tar = decrypt_payload(&header.manifest, payload, identities)?;
