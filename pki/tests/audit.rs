@@ -8,6 +8,8 @@
 #[macro_use]
 #[path = "audit/lints.rs"]
 mod lints;
+#[path = "audit/binary.rs"]
+mod binary;
 #[path = "audit/ledger.rs"]
 mod ledger;
 #[path = "audit/report.rs"]

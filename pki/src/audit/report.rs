@@ -248,12 +248,11 @@ impl Report {
                 &b.sha256,
             ))
         });
-        let subject_of = |sha: &str| {
-            certificates
-                .iter()
-                .find(|c| c.sha256 == sha)
-                .map(|c| c.subject.clone())
-        };
+        let subjects: std::collections::HashMap<&str, &str> = certificates
+            .iter()
+            .map(|c| (c.sha256.as_str(), c.subject.as_str()))
+            .collect();
+        let subject_of = |sha: &str| subjects.get(sha).map(|s| s.to_string());
         let mut findings: Vec<FindingEntry> = findings
             .into_iter()
             .map(|f| FindingEntry {
