@@ -2,6 +2,7 @@
 //! definitions in `cli/mod.rs`, so help, completions and man pages never
 //! disagree.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,7 +31,13 @@ pub struct ManArgs {
 /// Runs `completions`.
 pub fn completions(a: &CompletionsArgs) -> anyhow::Result<ExitCode> {
     let mut cmd = Cli::command();
-    clap_complete::generate(a.shell, &mut cmd, "satchel-bundle", &mut std::io::stdout());
+    // Generated into memory first: clap_complete panics on a write error
+    // (such as a closed pipe); here it is an ordinary error.
+    let mut script = Vec::new();
+    clap_complete::generate(a.shell, &mut cmd, "satchel-bundle", &mut script);
+    std::io::stdout()
+        .write_all(&script)
+        .context("cannot write the completion script")?;
     Ok(ExitCode::SUCCESS)
 }
 
