@@ -503,3 +503,27 @@ fn every_lint_has_a_test() {
         );
     }
 }
+
+#[test]
+fn negative_serial_is_not_positive() {
+    // rcgen always encodes serials as positive; openssl writes what it is told.
+    let c = openssl_in_dir(openssl_leaf(
+        &[
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-set_serial",
+            "-5",
+        ],
+        "-sha256",
+    ));
+    let msg = c
+        .report
+        .findings
+        .iter()
+        .find(|f| f.id == "e_serial_not_positive")
+        .map(|f| f.message.clone());
+    assert_eq!(msg.as_deref(), Some("serial 0xfb is negative"));
+    check("e_serial_not_positive", c);
+}

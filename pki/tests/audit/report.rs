@@ -811,3 +811,129 @@ fn every_finding_has_fix_hint_and_statuses_are_right() {
         .days_left;
     assert!((-11..=-10).contains(&days), "{days}");
 }
+
+#[test]
+fn inventory_agrees_with_openssl() {
+    let ca = Ca::new("Audit Test CA");
+    let leaf = ca.sign(&leaf_params(LeafKind::Host));
+    let d = Dir::with_ca(&ca);
+    d.write("certs/host.crt", &leaf.pem);
+    let r = d.audit();
+    let c = r
+        .certificates
+        .iter()
+        .find(|c| c.sha256 == leaf.sha256())
+        .unwrap();
+    let openssl_out = |args: &[&str], input: &[u8]| -> String {
+        let mut child = std::process::Command::new("openssl")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("openssl is installed (see .ci/run)");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "openssl {args:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let fp = openssl_out(
+        &["x509", "-noout", "-fingerprint", "-sha256"],
+        leaf.pem.as_bytes(),
+    );
+    let fp = fp
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', "")
+        .to_lowercase();
+    assert_eq!(c.sha256, fp);
+    let serial = openssl_out(&["x509", "-noout", "-serial"], leaf.pem.as_bytes());
+    assert_eq!(
+        c.serial,
+        serial.trim().trim_start_matches("serial=").to_lowercase()
+    );
+    let pubkey = openssl_out(&["x509", "-noout", "-pubkey"], leaf.pem.as_bytes());
+    let spki = std::process::Command::new("openssl")
+        .args(["pkey", "-pubin", "-outform", "DER"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut ch| {
+            ch.stdin.take().unwrap().write_all(pubkey.as_bytes())?;
+            ch.wait_with_output()
+        })
+        .unwrap()
+        .stdout;
+    use sha2::Digest;
+    assert_eq!(c.spki_sha256, hex::encode(sha2::Sha256::digest(&spki)));
+    let text = openssl_out(&["x509", "-noout", "-text"], leaf.pem.as_bytes());
+    assert!(text.contains(&format!("URI:satchel://host/{MAC}")));
+    assert_eq!(c.scope.as_deref(), Some(format!("host/{MAC}").as_str()));
+}
+
+#[test]
+fn mutated_certificates_never_break_the_audit() {
+    // Every single-byte change of a real certificate either parses (and is
+    // linted) or is refused; none panics. Deterministic: no RNG needed.
+    let ca = Ca::new("Audit Test CA");
+    let leaf = ca.sign(&leaf_params(LeafKind::Host));
+    let ctx = satchel_pki::audit::lints::Context {
+        now: now(),
+        expiring_within: Duration::days(14),
+        policy: Default::default(),
+    };
+    let mut parsed = 0;
+    for i in 0..leaf.der.len() {
+        for v in [
+            0x00u8,
+            0xff,
+            leaf.der[i] ^ 0x01,
+            leaf.der[i].wrapping_add(0x80),
+        ] {
+            let mut der = leaf.der.clone();
+            der[i] = v;
+            if let Ok(c) = satchel_pki::audit::Cert::from_der(&der) {
+                parsed += 1;
+                let _ = satchel_pki::audit::lints::lint_cert(&c, &ctx);
+                let _ = c
+                    .signature_verifies_with(&satchel_pki::audit::Cert::from_der(&ca.der).unwrap());
+            }
+        }
+        // Truncations too.
+        let _ = satchel_pki::audit::Cert::from_der(&leaf.der[..i]);
+    }
+    assert!(parsed > 0);
+    // And a directory of them audits without error.
+    let d = Dir::with_ca(&ca);
+    for i in (0..leaf.der.len()).step_by(7) {
+        let mut der = leaf.der.clone();
+        der[i] ^= 0x55;
+        d.write(&format!("certs/m{i}.der"), der);
+    }
+    let r = d.audit();
+    assert!(r.findings.iter().any(|f| f.id == "e_cert_unparseable"));
+}
+
+#[test]
+fn too_many_certificates_in_one_file_are_cut_off_and_reported() {
+    let ca = Ca::new("Audit Test CA");
+    let d = Dir::with_ca(&ca);
+    let leaf = ca.sign(&leaf_params(LeafKind::Admin));
+    d.write(
+        "certs/many.pem",
+        leaf.pem.repeat(audit::limits::MAX_CERTS_PER_FILE + 1),
+    );
+    let r = d.audit();
+    assert!(r
+        .findings
+        .iter()
+        .any(|f| f.id == "w_file_not_read" && f.message.starts_with("certs/many.pem: more than")));
+    // The same certificate a thousand times is one inventory entry.
+    let c = r
+        .certificates
+        .iter()
+        .find(|c| c.sha256 == leaf.sha256())
+        .unwrap();
+    assert_eq!(c.sources.len(), audit::limits::MAX_CERTS_PER_FILE);
+}
