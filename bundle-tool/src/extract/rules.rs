@@ -270,7 +270,15 @@ impl<'a> Checker<'a> {
             EntryKind::Dir => Seen::Dir,
             EntryKind::Symlink => {
                 check_symlink_target(&path, link, self.opts.allow_absolute_symlinks, self.limits)?;
-                entry.link_target = Some(shown(link));
+                // Checked to be UTF-8 above; the full text, never a shortened one.
+                let target = String::from_utf8(link.to_vec()).map_err(|_| {
+                    ExtractError::InvalidLinkTarget {
+                        path: path.shown(),
+                        target: shown(link),
+                        reason: "not UTF-8",
+                    }
+                })?;
+                entry.link_target = Some(target);
                 Seen::Symlink
             }
             EntryKind::Hardlink => {
@@ -511,6 +519,14 @@ mod tests {
             run(&[f("a"), f("b")], &o).map(|_| ()),
             Err("EntryCountMismatch".into())
         );
+    }
+
+    #[test]
+    fn long_symlink_targets_are_kept_whole() {
+        let o = Options::default();
+        let target = "t/".repeat(500) + "end";
+        let got = run(&[s("l", &target)], &o).expect("valid");
+        assert_eq!(got[0].entry.link_target.as_deref(), Some(target.as_str()));
     }
 
     #[test]

@@ -321,3 +321,18 @@ pub fn assert_no_staging(root: &Path) {
         );
     }
 }
+
+/// The paths on which two snapshots differ, for failure messages.
+pub fn diff(a: &BTreeMap<String, Node>, b: &BTreeMap<String, Node>) -> String {
+    let mut out = String::new();
+    for k in a.keys().chain(b.keys().filter(|k| !a.contains_key(*k))) {
+        if a.get(k) != b.get(k) {
+            out.push_str(&format!(
+                "{k:?}:\n  got  {:?}\n  want {:?}\n",
+                a.get(k),
+                b.get(k)
+            ));
+        }
+    }
+    out
+}
