@@ -60,6 +60,8 @@ pub mod limits {
     pub const MAX_DEPTH: usize = 8;
     /// Most certificates taken from one file.
     pub const MAX_CERTS_PER_FILE: usize = 1_000;
+    /// Most bytes read over all files; later files are reported, not read.
+    pub const MAX_TOTAL_BYTES: u64 = 512 * 1024 * 1024;
 }
 
 /// File name extensions the directory walk opens. Everything else (keys, age
@@ -319,14 +321,25 @@ struct Entry {
     origins: Vec<Origin>,
 }
 
-/// Runs the audit. Fails only on unusable inputs (see the module doc).
-pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
-    let ctx = Context {
-        now: input.now,
-        expiring_within: input.expiring_within,
-        policy: input.policy,
-    };
-    let mut findings: Vec<Finding> = Vec::new();
+/// Certificates and CRLs read from the inputs, before parsing.
+#[derive(Default)]
+struct Gathered {
+    certs: Vec<(Vec<u8>, Origin)>,
+    crls: Vec<(Vec<u8>, String)>,
+}
+
+fn problem(lint: &'static lints::Lint, label: &str, msg: String, findings: &mut Vec<Finding>) {
+    findings.push(Finding {
+        lint,
+        certificate: None,
+        message: format!("{label}: {msg}"),
+    })
+}
+
+/// Reads the directory, the extra files and the presented chain. Problems
+/// with what is read become findings; only an unlistable directory or an
+/// unreadable extra file is an error.
+fn gather(input: &AuditInput, findings: &mut Vec<Finding>) -> Result<Gathered, AuditError> {
     let walked = walk(&input.dir)?;
     for p in walked.not_read {
         findings.push(Finding {
@@ -345,71 +358,49 @@ pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
             ),
         });
     }
-    let files = walked.files;
-
-    // Gather raw DERs with their origins.
-    let mut raw_certs: Vec<(Vec<u8>, Origin)> = Vec::new();
-    let mut raw_crls: Vec<(Vec<u8>, String)> = Vec::new();
-    let problem =
-        |lint: &'static lints::Lint, label: &str, msg: String, findings: &mut Vec<Finding>| {
-            findings.push(Finding {
-                lint,
-                certificate: None,
-                message: format!("{label}: {msg}"),
-            })
+    let mut g = Gathered::default();
+    let mut total: u64 = 0;
+    let dir_files = walked.files.iter().map(|p| (p, false));
+    let extra_files = input.extra.iter().map(|p| (p, true));
+    for (path, is_extra) in dir_files.chain(extra_files) {
+        let label = if is_extra {
+            path.display().to_string()
+        } else {
+            relative(&input.dir, path)
         };
-    for path in &files {
-        let label = relative(&input.dir, path);
+        if total > limits::MAX_TOTAL_BYTES {
+            problem(
+                &lints::W_FILE_NOT_READ,
+                &label,
+                format!(
+                    "not read: more than {} bytes were read already",
+                    limits::MAX_TOTAL_BYTES
+                ),
+                findings,
+            );
+            continue;
+        }
         let bytes = match read_bounded(path) {
             Ok(Ok(b)) => b,
             Ok(Err(msg)) => {
-                problem(&lints::W_FILE_NOT_READ, &label, msg, &mut findings);
+                problem(&lints::W_FILE_NOT_READ, &label, msg, findings);
                 continue;
             }
-            Err(e) => {
-                problem(
-                    &lints::W_FILE_NOT_READ,
-                    &label,
-                    e.to_string(),
-                    &mut findings,
-                );
-                continue;
-            }
-        };
-        let contents = split_file(&bytes, is_crl_name(path));
-        for (lint, p) in contents.problems {
-            problem(lint, &label, p, &mut findings);
-        }
-        for (i, der) in contents.certs.into_iter().enumerate() {
-            let l = if i == 0 {
-                label.clone()
-            } else {
-                format!("{label}#{i}")
-            };
-            raw_certs.push((der, Origin::Dir(l)));
-        }
-        for der in contents.crls {
-            raw_crls.push((der, label.clone()));
-        }
-    }
-    for path in &input.extra {
-        let label = path.display().to_string();
-        let bytes = match read_bounded(path) {
-            Ok(Ok(b)) => b,
-            Ok(Err(msg)) => {
-                problem(&lints::W_FILE_NOT_READ, &label, msg, &mut findings);
-                continue;
-            }
-            Err(source) => {
+            Err(source) if is_extra => {
                 return Err(AuditError::Extra {
                     path: path.clone(),
                     source,
                 })
             }
+            Err(e) => {
+                problem(&lints::W_FILE_NOT_READ, &label, e.to_string(), findings);
+                continue;
+            }
         };
-        let contents = split_file(&bytes, false);
+        total += bytes.len() as u64;
+        let contents = split_file(&bytes, is_crl_name(path));
         for (lint, p) in contents.problems {
-            problem(lint, &label, p, &mut findings);
+            problem(lint, &label, p, findings);
         }
         for (i, der) in contents.certs.into_iter().enumerate() {
             let l = if i == 0 {
@@ -417,17 +408,42 @@ pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
             } else {
                 format!("{label}#{i}")
             };
-            raw_certs.push((der, Origin::Extra(l)));
+            let origin = if is_extra {
+                Origin::Extra(l)
+            } else {
+                Origin::Dir(l)
+            };
+            g.certs.push((der, origin));
+        }
+        if !is_extra {
+            for der in contents.crls {
+                g.crls.push((der, label.clone()));
+            }
         }
     }
     if let Some(p) = &input.presented {
         for (i, der) in p.certificates.iter().enumerate() {
-            raw_certs.push((
+            g.certs.push((
                 der.clone(),
                 Origin::Presented(format!("tls://{}#{i}", p.address)),
             ));
         }
     }
+    Ok(g)
+}
+
+/// Runs the audit. Fails only on unusable inputs (see the module doc).
+pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
+    let ctx = Context {
+        now: input.now,
+        expiring_within: input.expiring_within,
+        policy: input.policy,
+    };
+    let mut findings: Vec<Finding> = Vec::new();
+    let Gathered {
+        certs: raw_certs,
+        crls: raw_crls,
+    } = gather(input, &mut findings)?;
 
     // Parse and deduplicate by fingerprint.
     let mut entries: Vec<Entry> = Vec::new();
