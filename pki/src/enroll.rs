@@ -294,7 +294,8 @@ impl Ca {
 
         // Output directory: new or empty, 0700.
         let out = &opts.out;
-        if out.exists() {
+        let existed = out.exists();
+        if existed {
             let mut rd = std::fs::read_dir(out).map_err(io(out))?;
             if rd.next().is_some() {
                 return invalid(format!("{} exists and is not empty", out.display()));
@@ -314,6 +315,29 @@ impl Ca {
                 .map_err(io(&sdir))?;
         }
 
+        match self.write_image(opts, &signers, &targets, domain, server, now) {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                // Leave no half-written image behind.
+                let _ = std::fs::remove_dir_all(out);
+                if existed {
+                    let _ = std::fs::create_dir(out);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn write_image(
+        &self,
+        opts: &EnrollOptions,
+        signers: &[(String, String)],
+        targets: &[Target],
+        domain: String,
+        server: Option<String>,
+        now: OffsetDateTime,
+    ) -> Result<Enrolled, EnrollError> {
+        let out = &opts.out;
         let mut recipients = Vec::new();
         let mut identities = Vec::new();
         if let Some(site) = &opts.site {
@@ -355,7 +379,7 @@ impl Ca {
         write_public(&out.join(CLIENT_CERT), issued.cert_pem.as_bytes())?;
         write_secret(&out.join(CLIENT_KEY), issued.key_pem.expose().as_bytes())?;
         let mut signer_paths = Vec::new();
-        for (pem, id) in &signers {
+        for (pem, id) in signers {
             let rel = PathBuf::from(SIGNERS_DIR).join(format!("{id}.pub"));
             if signer_paths.contains(&rel) {
                 continue;
@@ -369,7 +393,7 @@ impl Ca {
             .collect();
         write_public(&out.join(RECIPIENTS), recipients_text.as_bytes())?;
 
-        let required = opts.required.clone().unwrap_or_else(|| targets.clone());
+        let required = opts.required.clone().unwrap_or_else(|| targets.to_vec());
         let config = NodeConfig {
             version: 1,
             mac: opts.mac,

@@ -474,3 +474,29 @@ fn hostile_command_line_values_are_refused() {
     assert!(!Path::new(&format!("{out}.key")).exists());
     assert!(!Path::new(&img).join("satchel.toml").exists());
 }
+
+#[test]
+fn a_failed_enrollment_leaves_no_image_behind() {
+    let (tmp, ca) = crate::harness::test_ca();
+    let signer = signer_pub(tmp.path());
+    let out = tmp.path().join("img");
+    let opts = satchel_pki::enroll::EnrollOptions {
+        mac: Some(crate::harness::mac("aa-bb-cc-dd-ee-03")),
+        site: Some(crate::harness::site("dc1")),
+        signers: vec![signer.into()],
+        domain: "boot.example.test".into(),
+        out: out.clone(),
+        ..Default::default()
+    };
+    // A broken ledger stops the enrollment after the directory was made.
+    let ledger = ca.dir().join("ledger.jsonl");
+    let good = std::fs::read(&ledger).unwrap();
+    std::fs::write(&ledger, [&good[..], b"forged\n"].concat()).unwrap();
+    assert!(ca.enroll(&opts).is_err());
+    assert!(!out.exists());
+    // Repaired, the same enrollment succeeds.
+    std::fs::write(&ledger, &good).unwrap();
+    let done = ca.enroll(&opts).unwrap();
+    assert_eq!(done.recipients.len(), 2);
+    assert!(out.join("satchel.toml").exists());
+}
