@@ -71,45 +71,25 @@ fn init_issue_revoke_crl_verify_enroll() {
     let t = tmp.path();
     let dir = t.join("ca");
     let out = |n: &str| t.join(n).to_str().unwrap().to_string();
-    let pass = Some("correct horse battery staple");
-
-    let o = pki(
+    // Plaintext key: the passphrase path is `passphrase_protects_the_ca_key`.
+    let pass = None;
+    ok(pki(
         &dir,
         pass,
         &[
             "init",
             "--name",
             "Example Boot CA",
-            "--validity-days",
-            "1000",
+            "--insecure-plaintext-key",
         ],
-    );
-    ok(o);
-    assert!(dir.join("ca.key.age").exists());
-    assert!(!dir.join("ca.key").exists());
-    assert_eq!(mode(&dir.join("ca.key.age")), 0o600);
-    // The key file is an age file, not a PEM key.
-    let enc = std::fs::read(dir.join("ca.key.age")).unwrap();
-    assert!(enc.starts_with(b"age-encryption.org/v1"));
-    // Without the passphrase, or with a wrong one, nothing is signed.
-    let o = pki(
+    ));
+    assert!(!pki(
         &dir,
-        None,
-        &["issue", "admin", "--name", "bob", "--out", &out("bob")],
-    );
-    assert!(!o.status.success());
-    assert!(text(&o).contains("SATCHEL_PKI_PASSPHRASE"), "{}", text(&o));
-    let o = pki(
-        &dir,
-        Some("wrong"),
-        &["issue", "admin", "--name", "bob", "--out", &out("bob")],
-    );
-    assert!(!o.status.success());
-    assert!(text(&o).contains("passphrase"), "{}", text(&o));
-    // init twice is refused.
-    assert!(!pki(&dir, pass, &["init", "--name", "Again"])
-        .status
-        .success());
+        pass,
+        &["init", "--name", "Again", "--insecure-plaintext-key"]
+    )
+    .status
+    .success());
 
     let server = ok(pki(
         &dir,
@@ -499,4 +479,60 @@ fn a_failed_enrollment_leaves_no_image_behind() {
     let done = ca.enroll(&opts).unwrap();
     assert_eq!(done.recipients.len(), 2);
     assert!(out.join("satchel.toml").exists());
+}
+
+#[test]
+fn passphrase_protects_the_ca_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let dir = t.join("ca");
+    let out = |n: &str| t.join(n).to_str().unwrap().to_string();
+    let pass = Some("correct horse battery staple");
+
+    let o = pki(
+        &dir,
+        pass,
+        &[
+            "init",
+            "--name",
+            "Example Boot CA",
+            "--validity-days",
+            "1000",
+        ],
+    );
+    ok(o);
+    assert!(dir.join("ca.key.age").exists());
+    assert!(!dir.join("ca.key").exists());
+    assert_eq!(mode(&dir.join("ca.key.age")), 0o600);
+    // The key file is an age file, not a PEM key.
+    let enc = std::fs::read(dir.join("ca.key.age")).unwrap();
+    assert!(enc.starts_with(b"age-encryption.org/v1"));
+    // Without the passphrase, or with a wrong one, nothing is signed.
+    let o = pki(
+        &dir,
+        None,
+        &["issue", "admin", "--name", "bob", "--out", &out("bob")],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("SATCHEL_PKI_PASSPHRASE"), "{}", text(&o));
+    let o = pki(
+        &dir,
+        Some("wrong"),
+        &["issue", "admin", "--name", "bob", "--out", &out("bob")],
+    );
+    assert!(!o.status.success());
+    assert!(text(&o).contains("passphrase"), "{}", text(&o));
+    // init twice is refused.
+    assert!(!pki(&dir, pass, &["init", "--name", "Again"])
+        .status
+        .success());
+
+    let o = ok(pki(
+        &dir,
+        pass,
+        &["issue", "admin", "--name", "bob", "--out", &out("bob")],
+    ));
+    assert!(o.contains("issued admin certificate"), "{o}");
+    let v = ok(pki(&dir, None, &["ledger", "verify"]));
+    assert!(v.contains("ledger OK: 2 lines"), "{v}");
 }
