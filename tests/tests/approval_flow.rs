@@ -1,0 +1,350 @@
+//! The approval flow end to end, driven by the real binaries on loopback:
+//! an admin creates and publishes a node's bundle with `satchel-bundle`,
+//! the node fetches it (`satchel-fetch`), a person changes files on the
+//! node and `satchel-fetch capture --upload` sends them to the quarantine;
+//! the admin lists and pulls the upload, approves it against the node's
+//! current bundle, publishes the result, and the node's next fetch lays the
+//! captured files over its root. Rollback (the same serial again) is
+//! refused with 409, and `uploads reject` empties the quarantine.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use satchel_bundle::{Identities, Mac, SigningKey, Target};
+use satchel_pki::ca::Ca;
+use satchel_pki::enroll::EnrollOptions;
+use satchel_pki::AdminName;
+use satchel_tests::dns::{DnsRecord, DnsServer};
+use satchel_tests::harness::{self, Finished, Proc};
+use satchel_tests::node::tree;
+
+const SERVER_NAME: &str = "cfg.approve.test";
+const DOMAIN: &str = "approve.test";
+const KILL_AFTER: Duration = Duration::from_secs(90);
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).expect("write");
+}
+
+fn wait_ready(ready: &Path, server: &Proc) -> SocketAddr {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(ready) {
+            let v: serde_json::Value = serde_json::from_str(&text).expect("ready JSON");
+            return v["listen"].as_str().expect("listen").parse().expect("addr");
+        }
+        assert!(
+            Instant::now() < end,
+            "server not ready:\n{}",
+            server.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `satchel-bundle ARGS…` with a kill timer.
+fn bundle(args: &[&str]) -> Finished {
+    let mut cmd = Command::new(harness::bin("satchel-bundle"));
+    cmd.args(args);
+    harness::run(cmd, KILL_AFTER)
+}
+
+fn bundle_ok(args: &[&str]) -> String {
+    let f = bundle(args);
+    assert_eq!(
+        f.code(),
+        0,
+        "satchel-bundle {args:?}:\n{}\n{}",
+        f.stdout,
+        f.stderr
+    );
+    f.stdout
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8 path")
+}
+
+/// The node's fetcher (boot run or capture) with the test's inputs.
+fn fetch(d: &Path, extra: &[&str]) -> Finished {
+    let mut cmd = Command::new(harness::bin("satchel-fetch"));
+    cmd.args(extra)
+        .arg("--cmdline")
+        .arg(d.join("cmdline"))
+        .arg("--config")
+        .arg(d.join("image/satchel.toml"))
+        .arg("--kmsg")
+        .arg(d.join("kmsg"))
+        .arg("--resolv-conf")
+        .arg(d.join("no-resolv.conf"))
+        .arg("--sysfs")
+        .arg(d.join("no-sys"));
+    harness::run(cmd, KILL_AFTER)
+}
+
+#[test]
+fn capture_upload_pull_approve_publish_fetch() {
+    let tmp = harness::tempdir();
+    let d = tmp.path();
+    let mac = Mac::parse("52-54-00-ab-cd-02").expect("mac");
+    let mac_s = mac.to_string();
+
+    // PKI: CA, server and admin certificates, CRL.
+    let ca = Ca::init_insecure(&d.join("ca"), "satchel test CA").expect("ca");
+    write(&d.join("ca.pem"), ca.cert_pem().as_bytes());
+    let server = ca
+        .issue_server(
+            &[SERVER_NAME.to_string()],
+            &["127.0.0.1".parse().expect("ip")],
+            None,
+        )
+        .expect("server cert");
+    write(&d.join("server.crt"), server.cert_pem.as_bytes());
+    write(&d.join("server.key"), server.key_pem.expose().as_bytes());
+    let admin = ca
+        .issue_admin(AdminName::parse("alice").expect("name"), None)
+        .expect("admin cert");
+    write(&d.join("admin.crt"), admin.cert_pem.as_bytes());
+    write(&d.join("admin.tls.key"), admin.key_pem.expose().as_bytes());
+    write(
+        &d.join("crl.pem"),
+        ca.crl(None).expect("crl").pem.as_bytes(),
+    );
+
+    // The admin's signing key and age identity; the node's image.
+    SigningKey::generate()
+        .write_pair(&d.join("signer"))
+        .expect("signing key");
+    let admin_id = Identities::generate();
+    let admin_rcpt = admin_id.recipients()[0].to_string();
+    write(
+        &d.join("admin.age"),
+        admin_id.to_file_text("test").as_bytes(),
+    );
+    let enrolled = ca
+        .enroll(&EnrollOptions {
+            mac: Some(mac),
+            signers: vec![d.join("signer.pub")],
+            admin_recipients: vec![admin_rcpt.clone()],
+            domain: DOMAIN.into(),
+            required: Some(vec![Target::Host(mac)]),
+            out: d.join("image"),
+            ..Default::default()
+        })
+        .expect("enroll");
+    let node_rcpt = enrolled.recipients[0].1.clone();
+
+    // The real server.
+    let cfg = d.join("server.toml");
+    write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
+             ca_cert = {:?}\nserver_cert = {:?}\nserver_key = {:?}\ncrl = {:?}\n\
+             trusted_signers = [{:?}]\n",
+            d.join("data"),
+            d.join("ca.pem"),
+            d.join("server.crt"),
+            d.join("server.key"),
+            d.join("crl.pem"),
+            d.join("signer.pub"),
+        )
+        .as_bytes(),
+    );
+    let ready = d.join("ready.json");
+    let mut cmd = Command::new(harness::bin("satchel-server"));
+    cmd.arg("--config")
+        .arg(&cfg)
+        .arg("--ready-file")
+        .arg(&ready);
+    let server_proc = Proc::spawn(cmd, KILL_AFTER).expect("spawn server");
+    let addr = wait_ready(&ready, &server_proc);
+    let url = format!("https://127.0.0.1:{}", addr.port());
+    let admin_tls: Vec<String> = [
+        "--server",
+        &url,
+        "--server-name",
+        SERVER_NAME,
+        "--cert",
+        s(&d.join("admin.crt")),
+        "--key",
+        s(&d.join("admin.tls.key")),
+        "--ca",
+        s(&d.join("ca.pem")),
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    let with_tls = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = args.iter().map(|x| x.to_string()).collect();
+        v.extend(admin_tls.iter().cloned());
+        v
+    };
+    let run_tls = |args: &[&str]| -> Finished {
+        let v = with_tls(args);
+        bundle(&v.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    // The node's first bundle, created and published with the CLI.
+    let src = d.join("src");
+    std::fs::create_dir_all(src.join("etc")).expect("src");
+    write(&src.join("etc/hostname"), b"node-02\n");
+    let current = d.join("host-7.bundle");
+    bundle_ok(&[
+        "create",
+        "--mac",
+        &mac_s,
+        "--serial",
+        "7",
+        "--expires",
+        "1d",
+        "--sign-key",
+        s(&d.join("signer.key")),
+        "--recipient",
+        &node_rcpt,
+        "--recipient",
+        &admin_rcpt,
+        "--from-dir",
+        s(&src),
+        "-o",
+        s(&current),
+    ]);
+    let p = run_tls(&["publish", s(&current)]);
+    assert_eq!(
+        p.code(),
+        0,
+        "publish:\n{}\n{}\nserver:\n{}",
+        p.stdout,
+        p.stderr,
+        server_proc.stderr_so_far()
+    );
+
+    // DNS and the node's first boot.
+    let (dns, _dns) = DnsServer::start(vec![
+        DnsRecord::srv(
+            &format!("_satchel._tcp.{DOMAIN}"),
+            10,
+            10,
+            addr.port(),
+            SERVER_NAME,
+        ),
+        DnsRecord::a(SERVER_NAME, [127, 0, 0, 1]),
+    ])
+    .expect("dns");
+    let root = d.join("root");
+    std::fs::create_dir_all(&root).expect("root");
+    write(
+        &d.join("cmdline"),
+        format!(
+            "ro satchel.dns={dns} satchel.root={} satchel.timeout=30\n",
+            root.display()
+        )
+        .as_bytes(),
+    );
+    write(&d.join("kmsg"), b"");
+    let f = fetch(d, &[]);
+    assert_eq!(f.code(), 0, "first fetch:\n{}", f.stderr);
+    assert!(tree(&root).contains(&("etc/hostname".into(), "node-02\n".into())));
+
+    // A person configures the node by hand; capture sends it with the node cert.
+    let hand = d.join("hand/etc/app.d");
+    std::fs::create_dir_all(&hand).expect("mkdir");
+    write(&hand.join("local.conf"), b"tuned=by hand\n");
+    let c = fetch(d, &["capture", "--path", s(&hand), "--upload"]);
+    assert_eq!(c.code(), 0, "capture:\n{}", c.stderr);
+    let id = c.stdout.trim().to_string();
+
+    // The admin sees it in the quarantine, pulls it with its metadata.
+    let l = run_tls(&["uploads", "list", "--json"]);
+    assert_eq!(l.code(), 0, "list:\n{}", l.stderr);
+    let v: serde_json::Value = serde_json::from_str(&l.stdout).expect("list JSON");
+    let listed = v["uploads"].as_array().expect("uploads");
+    let entry = listed
+        .iter()
+        .find(|u| u["id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{id} not listed: {v}"));
+    assert_eq!(entry["mac"], mac_s.as_str());
+    let upload = d.join("upload.bin");
+    let pl = run_tls(&["uploads", "pull", &id, "-o", s(&upload)]);
+    assert_eq!(pl.code(), 0, "pull:\n{}\n{}", pl.stdout, pl.stderr);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.join("upload.bin.json")).expect("sidecar"))
+            .expect("meta JSON");
+    assert_eq!(meta["sha256"], entry["sha256"]);
+    assert_eq!(meta["cert_scope"], format!("host/{mac_s}"));
+
+    // Approve it into serial 8, against the current bundle.
+    let approved = d.join("host-8.bundle");
+    let a = bundle(&[
+        "approve",
+        s(&upload),
+        "--identity",
+        s(&d.join("admin.age")),
+        "--mac",
+        &mac_s,
+        "--serial",
+        "8",
+        "--sign-key",
+        s(&d.join("signer.key")),
+        "--recipient",
+        &node_rcpt,
+        "--recipient",
+        &admin_rcpt,
+        "--current",
+        s(&current),
+        "--yes",
+        "-o",
+        s(&approved),
+    ]);
+    assert_eq!(a.code(), 0, "approve:\n{}\n{}", a.stdout, a.stderr);
+    assert!(
+        a.stdout.contains("local.conf"),
+        "file list shown:\n{}",
+        a.stdout
+    );
+    assert!(
+        a.stdout.contains("- etc/hostname"),
+        "diff against the current bundle shown:\n{}",
+        a.stdout
+    );
+
+    // Publish; the same serial again is a rollback: 409 with a clear message.
+    let p = run_tls(&["publish", s(&approved)]);
+    assert_eq!(p.code(), 0, "publish approved:\n{}\n{}", p.stdout, p.stderr);
+    let again = run_tls(&["publish", s(&approved)]);
+    assert_eq!(again.code(), 1, "republish must fail:\n{}", again.stdout);
+    assert!(
+        again.stderr.contains("rollback protection"),
+        "{}",
+        again.stderr
+    );
+
+    // The node's next boot lays the captured files over its root.
+    let f = fetch(d, &[]);
+    assert_eq!(f.code(), 0, "second fetch:\n{}", f.stderr);
+    let rel = hand.strip_prefix("/").expect("absolute").join("local.conf");
+    let rel = rel.to_str().expect("utf8").to_string();
+    let t = tree(&root);
+    assert!(
+        t.contains(&(rel.clone(), "tuned=by hand\n".into())),
+        "{rel} not in {t:?}"
+    );
+
+    // The quarantine is cleared.
+    let r = run_tls(&["uploads", "reject", &id]);
+    assert_eq!(r.code(), 0, "reject:\n{}", r.stderr);
+    let l = run_tls(&["uploads", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&l.stdout).expect("list JSON");
+    assert!(
+        v["uploads"]
+            .as_array()
+            .expect("uploads")
+            .iter()
+            .all(|u| u["id"] != id.as_str()),
+        "{v}"
+    );
+    let r = run_tls(&["uploads", "reject", &id]);
+    assert_eq!(r.code(), 1, "a second reject finds nothing");
+}
