@@ -149,7 +149,7 @@ impl ServerCertVerifier for RecordingVerifier {
 }
 
 /// Splits `HOST:PORT` (`[v6]:PORT` for IPv6) into the SNI host and the address.
-fn split_address(addr: &str) -> Result<(String, u16), ConnectError> {
+pub(crate) fn split_address(addr: &str) -> Result<(String, u16), ConnectError> {
     let bad = || ConnectError::Address(addr.chars().take(256).collect());
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;

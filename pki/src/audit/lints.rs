@@ -275,6 +275,9 @@ lints! {
     E_PRESENTED_CERT_NOT_VALID = "e_presented_cert_not_valid", Error,
         "The live server presents a certificate that is expired, not yet valid or revoked.",
         "Deploy a valid server certificate and restart or reload the server.";
+    E_PRESENTED_NAME_MISMATCH = "e_presented_name_mismatch", Error,
+        "The live server's certificate does not name the host it was reached at (DNS or IP SAN).",
+        "Issue the server certificate with --dns/--ip for every name clients use (the SRV target).";
     E_CA_MISSING = "e_ca_missing", Error,
         "No CA certificate found in the PKI directory.",
         "Point --dir at the PKI directory that holds the CA certificate.";
@@ -638,6 +641,30 @@ fn kind_unknown(c: &Cert, _: &Context) -> Option<String> {
     (c.kind() == Kind::Unknown).then(|| "no scope URI, no serverAuth, not a CA".to_string())
 }
 
+/// Whether a certificate's SANs name `host` the way a TLS client checks it:
+/// an IP SAN equal to an IP literal, or a DNS SAN equal to the name (ASCII
+/// case-insensitive, trailing dot ignored), a `*.` wildcard covering exactly
+/// one leftmost label.
+pub fn names_host(c: &Cert, host: &str) -> bool {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        let want = ip.to_string();
+        return c.sans.iter().any(|s| matches!(s, San::Ip(i) if *i == want));
+    }
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    c.sans.iter().any(|s| match s {
+        San::Dns(d) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            match d.strip_prefix("*.") {
+                Some(suffix) => host
+                    .split_once('.')
+                    .is_some_and(|(first, rest)| !first.is_empty() && rest == suffix),
+                None => d == host,
+            }
+        }
+        _ => false,
+    })
+}
+
 /// A certificate's status in the inventory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -681,6 +708,8 @@ pub struct SetView<'a> {
     pub in_ledger: Option<&'a [bool]>,
     /// Per certificate: presented by the live server (`--connect`).
     pub presented: &'a [bool],
+    /// The live server's end-entity certificate and the host it was reached at.
+    pub presented_leaf: Option<(usize, &'a str)>,
     /// The audit's clock.
     pub now: OffsetDateTime,
 }
@@ -733,6 +762,7 @@ pub fn lint_set(v: &SetView<'_>) -> Vec<Finding> {
     duplicate_live_scope(v, &mut out);
     issuer_checks(v, &mut out);
     presented_not_valid(v, &mut out);
+    presented_name(v, &mut out);
     not_in_ledger(v, &mut out);
     out
 }
@@ -859,6 +889,33 @@ fn presented_not_valid(v: &SetView<'_>, out: &mut Vec<Finding>) {
                 format!("the live server presents a {} certificate", st.as_str()),
             ));
         }
+    }
+}
+
+fn presented_name(v: &SetView<'_>, out: &mut Vec<Finding>) {
+    let Some((i, host)) = v.presented_leaf else {
+        return;
+    };
+    let c = &v.certs[i];
+    if !names_host(c, host) {
+        let names: Vec<String> = c
+            .sans
+            .iter()
+            .filter(|s| matches!(s, San::Dns(_) | San::Ip(_)))
+            .map(|s| s.to_string())
+            .collect();
+        out.push(finding(
+            &E_PRESENTED_NAME_MISMATCH,
+            c,
+            format!(
+                "reached at {host} but the certificate names {}",
+                if names.is_empty() {
+                    "no DNS or IP".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        ));
     }
 }
 

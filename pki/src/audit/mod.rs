@@ -527,12 +527,26 @@ pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
         .iter()
         .map(|e| e.origins.iter().any(|o| matches!(o, Origin::Presented(_))))
         .collect();
+    // The end entity a live server presented, and the host it was reached at.
+    let presented_host = input
+        .presented
+        .as_ref()
+        .and_then(|p| connect::split_address(&p.address).ok())
+        .map(|(host, _)| host);
+    let presented_leaf = input
+        .presented
+        .as_ref()
+        .and_then(|p| p.certificates.first())
+        .and_then(|der| index.get(&hex::encode(<sha2::Sha256 as sha2::Digest>::digest(der))))
+        .copied()
+        .zip(presented_host.as_deref());
     let view = SetView {
         certs: &certs,
         ca,
         revoked: &revoked,
         in_ledger: in_ledger.as_deref(),
         presented: &presented,
+        presented_leaf,
         now: input.now,
     };
 

@@ -457,6 +457,55 @@ lint_test!(e_presented_cert_not_valid, {
     on(audit::audit(&input).unwrap(), &leaf)
 });
 
+lint_test!(e_presented_name_mismatch, {
+    let ca = Ca::new("Audit Test CA");
+    let leaf = ca.sign(&leaf_params(LeafKind::Server));
+    let d = Dir::with_ca(&ca);
+    let mut input = AuditInput::new(d.path());
+    input.presented = Some(PresentedChain {
+        address: "other.example.test:443".into(),
+        certificates: vec![leaf.der.clone()],
+    });
+    on(audit::audit(&input).unwrap(), &leaf)
+});
+
+#[test]
+fn host_names_match_like_a_tls_client() {
+    let ca = Ca::new("Audit Test CA");
+    let mut p = leaf_params(LeafKind::Server);
+    p.subject_alt_names = vec![
+        SanType::DnsName("cfg.example.test".try_into().unwrap()),
+        SanType::DnsName("*.nodes.example.test".try_into().unwrap()),
+        SanType::IpAddress("127.0.0.1".parse().unwrap()),
+        SanType::IpAddress("::1".parse().unwrap()),
+    ];
+    let c = satchel_pki::audit::Cert::from_der(&ca.sign(&p).der).unwrap();
+    let names_host = satchel_pki::audit::lints::names_host;
+    for good in [
+        "cfg.example.test",
+        "CFG.Example.TEST.",
+        "a.nodes.example.test",
+        "127.0.0.1",
+        "::1",
+        "0:0:0:0:0:0:0:1",
+    ] {
+        assert!(names_host(&c, good), "{good}");
+    }
+    for bad in [
+        "",
+        "example.test",
+        "nodes.example.test",
+        "a.b.nodes.example.test",
+        ".nodes.example.test",
+        "cfg.example.test.evil",
+        "127.0.0.2",
+        "::2",
+        "*.nodes.example.test.x",
+    ] {
+        assert!(!names_host(&c, bad), "{bad}");
+    }
+}
+
 lint_test!(e_ca_missing, { global(Dir::new().audit()) });
 
 lint_test!(e_ledger_missing, {
