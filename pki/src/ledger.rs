@@ -695,7 +695,8 @@ fn scan(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
 
 /// Verifies the ledger of a CA directory against `DIR/ca.crt`, and checks
 /// that every certificate file under DIR (extensions [`CERT_EXTENSIONS`],
-/// symlinks not followed) is recorded by an `init` or `issue` line.
+/// symlinks not followed) is recorded by an `init` or `issue` line, and that
+/// `DIR/crl.pem`, when present, is a CRL recorded by a `crl` line.
 pub fn verify_dir(dir: &Path) -> Result<DirReport, LedgerError> {
     let ca_path = dir.join(crate::layout::CA_CERT);
     let ca_pem = std::fs::read(&ca_path).map_err(|source| LedgerError::Io {
@@ -725,6 +726,33 @@ pub fn verify_dir(dir: &Path) -> Result<DirReport, LedgerError> {
                 });
                 unledgered.push(f.clone());
             }
+        }
+    }
+    // The CRL kept in DIR must be one the CA recorded signing.
+    let crl_path = dir.join(crate::layout::CRL_PEM);
+    if crl_path.exists() {
+        let recorded: BTreeSet<&str> = ledger
+            .entries()
+            .into_iter()
+            .filter_map(|e| match &e.event {
+                Event::Crl { sha256, .. } => Some(sha256.as_str()),
+                _ => None,
+            })
+            .collect();
+        match crate::crl::load_crl(&crl_path) {
+            Ok(crl) if recorded.contains(crl.sha256_hex.as_str()) => {}
+            Ok(crl) => problems.push(Problem {
+                line: None,
+                message: format!(
+                    "{} (sha256 {}) is not a CRL any ledger line records",
+                    crl_path.display(),
+                    crl.sha256_hex
+                ),
+            }),
+            Err(e) => problems.push(Problem {
+                line: None,
+                message: format!("{}: {e}", crl_path.display()),
+            }),
         }
     }
     let mut missing_files = Vec::new();

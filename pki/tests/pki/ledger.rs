@@ -162,6 +162,16 @@ fn unledgered_certificates_and_truncation_are_reported() {
     assert_eq!(r.unledgered.len(), 2, "{:?}", r.problems);
     assert_eq!(r.problems.len(), 2);
 
+    // A CRL in DIR that the CA never recorded (here: another CA's).
+    let (_t, other2) = crate::harness::test_ca_named("Third CA");
+    other2.crl(None).unwrap();
+    std::fs::copy(other2.dir().join("crl.pem"), ca.dir().join("crl.pem")).unwrap();
+    let r = verify_dir(ca.dir()).unwrap();
+    assert_eq!(r.problems.len(), 3, "{:?}", r.problems);
+    assert!(r.problems[2].message.contains("crl.pem"));
+    std::fs::write(ca.dir().join("crl.pem"), b"junk").unwrap();
+    assert_eq!(verify_dir(ca.dir()).unwrap().problems.len(), 3);
+
     // Truncation: the last issue line removed while its certificate stays.
     let (_tmp3, ca2) = test_ca();
     issue_set(&ca2);
