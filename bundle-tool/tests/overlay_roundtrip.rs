@@ -304,6 +304,32 @@ fn gnu_tar_archives_apply_to_the_same_tree() {
 }
 
 #[test]
+fn python_tarfile_archives_apply_to_the_same_tree() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (src, root) = (tmp.path().join("src"), tmp.path().join("root"));
+    fs::create_dir(&src).expect("mkdir");
+    fs::create_dir(&root).expect("mkdir");
+    sample_tree(&src);
+    // PAX is Python's default format; non-ASCII and long names get PAX records.
+    let script = "import sys, tarfile\n\
+                  with tarfile.open(fileobj=sys.stdout.buffer, mode='w|') as t:\n\
+                  \x20   t.add(sys.argv[1], arcname='.')\n";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(&src)
+        .output()
+        .expect("run python3 (installed by .ci/run)");
+    assert!(
+        out.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    extract::apply(&out.stdout[..], &root, &Options::default()).expect("apply");
+    assert_eq!(snapshot(&src), snapshot(&root));
+    assert_no_staging(&root);
+}
+
+#[test]
 fn check_archive_hashes_file_contents() {
     let t = Tar::new()
         .file("a", b"abc")

@@ -209,10 +209,22 @@ fn pax_time(v: &[u8]) -> Option<i64> {
 }
 
 /// PAX keys that are read but not applied (times other than mtime, names
-/// of owners, extended attributes and comments): they cannot move a path.
+/// of owners, extended attributes, file flags, the source's inode numbers
+/// and comments): none of them can move a path or change a size.
 fn ignored_pax_key(key: &str) -> bool {
-    matches!(key, "atime" | "ctime" | "uname" | "gname" | "comment")
-        || key.starts_with("SCHILY.xattr.")
+    matches!(
+        key,
+        "atime"
+            | "ctime"
+            | "uname"
+            | "gname"
+            | "comment"
+            | "LIBARCHIVE.creationtime"
+            | "SCHILY.dev"
+            | "SCHILY.ino"
+            | "SCHILY.nlink"
+            | "SCHILY.fflags"
+    ) || key.starts_with("SCHILY.xattr.")
         || key.starts_with("LIBARCHIVE.xattr.")
 }
 
