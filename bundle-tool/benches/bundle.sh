@@ -52,6 +52,8 @@ measure() {
   : > "times.$name"
   for _ in $(seq "$RUNS"); do
     rm -rf out.* root.*; mkdir -p root.satchel root.pipe
+    # Write back the previous run's deletions so they do not land in this one.
+    sync
     /usr/bin/time -f "%e %M" -o "t.$name" "$@" >/dev/null 2>"err.$name" || { cat "err.$name" >&2; exit 1; }
     cat "t.$name" >> "times.$name"
   done
@@ -77,7 +79,7 @@ read -r op_w op_m <<<"$(median open_pipe)"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
 echo
-echo "tree: $FILES files, $TOTAL_MIB MiB; bundle $(( $(stat -c %s bench.bundle) >> 20 )) MiB; $(nproc) CPUs; median of $RUNS"
+echo "tree: $FILES files, $TOTAL_MIB MiB; bundle $(( $(stat -c %s bench.bundle) >> 20 )) MiB; $(nproc) CPUs; median of $RUNS; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| step | satchel-bundle | shell pipeline | wall ratio | satchel peak RSS | pipeline peak RSS |"
 echo "|---|---|---|---|---|---|"
