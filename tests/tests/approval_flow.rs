@@ -348,3 +348,185 @@ fn capture_upload_pull_approve_publish_fetch() {
     let r = run_tls(&["uploads", "reject", &id]);
     assert_eq!(r.code(), 1, "a second reject finds nothing");
 }
+
+/// The admin commands' failures are clear and change nothing: a bundle over
+/// the server's size limit (413), a server certificate from another CA, a
+/// node certificate used for an admin call (403), an unknown upload (404),
+/// a malformed upload id (usage error, no request), an unsigned-by-a-trusted
+/// key bundle.
+#[test]
+fn admin_commands_fail_clearly() {
+    let tmp = harness::tempdir();
+    let d = tmp.path();
+    let mac = Mac::parse("52-54-00-ab-cd-03").expect("mac");
+    let mac_s = mac.to_string();
+    let ca = Ca::init_insecure(&d.join("ca"), "satchel test CA").expect("ca");
+    write(&d.join("ca.pem"), ca.cert_pem().as_bytes());
+    let server = ca
+        .issue_server(
+            &[SERVER_NAME.to_string()],
+            &["127.0.0.1".parse().expect("ip")],
+            None,
+        )
+        .expect("server cert");
+    write(&d.join("server.crt"), server.cert_pem.as_bytes());
+    write(&d.join("server.key"), server.key_pem.expose().as_bytes());
+    let admin = ca
+        .issue_admin(AdminName::parse("alice").expect("name"), None)
+        .expect("admin");
+    write(&d.join("admin.crt"), admin.cert_pem.as_bytes());
+    write(&d.join("admin.tls.key"), admin.key_pem.expose().as_bytes());
+    let host = ca.issue_host(mac, None, None).expect("host cert");
+    write(&d.join("host.crt"), host.cert_pem.as_bytes());
+    write(&d.join("host.tls.key"), host.key_pem.expose().as_bytes());
+    write(
+        &d.join("crl.pem"),
+        ca.crl(None).expect("crl").pem.as_bytes(),
+    );
+    let other_ca = Ca::init_insecure(&d.join("other-ca"), "another CA").expect("other ca");
+    write(&d.join("other-ca.pem"), other_ca.cert_pem().as_bytes());
+    SigningKey::generate()
+        .write_pair(&d.join("signer"))
+        .expect("signing key");
+    SigningKey::generate()
+        .write_pair(&d.join("stranger"))
+        .expect("untrusted key");
+    let rcpt = Identities::generate().recipients()[0].to_string();
+
+    let cfg = d.join("server.toml");
+    write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
+             ca_cert = {:?}\nserver_cert = {:?}\nserver_key = {:?}\ncrl = {:?}\n\
+             trusted_signers = [{:?}]\nmax_bundle_bytes = 4096\n",
+            d.join("data"),
+            d.join("ca.pem"),
+            d.join("server.crt"),
+            d.join("server.key"),
+            d.join("crl.pem"),
+            d.join("signer.pub"),
+        )
+        .as_bytes(),
+    );
+    let ready = d.join("ready.json");
+    let mut cmd = Command::new(harness::bin("satchel-server"));
+    cmd.arg("--config")
+        .arg(&cfg)
+        .arg("--ready-file")
+        .arg(&ready);
+    let server_proc = Proc::spawn(cmd, KILL_AFTER).expect("spawn server");
+    let addr = wait_ready(&ready, &server_proc);
+    let url = format!("https://127.0.0.1:{}", addr.port());
+    let tls = |cert: &str, key: &str, ca: &str| -> Vec<String> {
+        [
+            "--server",
+            &url,
+            "--server-name",
+            SERVER_NAME,
+            "--cert",
+            cert,
+            "--key",
+            key,
+            "--ca",
+            ca,
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect()
+    };
+    let admin_tls = tls(
+        s(&d.join("admin.crt")),
+        s(&d.join("admin.tls.key")),
+        s(&d.join("ca.pem")),
+    );
+    let run_with = |args: &[&str], tls: &[String]| -> Finished {
+        let mut v: Vec<&str> = args.to_vec();
+        v.extend(tls.iter().map(String::as_str));
+        bundle(&v)
+    };
+
+    // A bundle over the server's 4 KiB limit: 413, named as such.
+    let big = d.join("big");
+    std::fs::create_dir_all(&big).expect("mkdir");
+    let noise: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    write(&big.join("blob"), &noise);
+    let big_bundle = d.join("big.bundle");
+    let create = |from: &Path, key: &str, serial: &str, out: &Path| {
+        bundle_ok(&[
+            "create",
+            "--mac",
+            &mac_s,
+            "--serial",
+            serial,
+            "--expires",
+            "1d",
+            "--sign-key",
+            s(&d.join(key)),
+            "--recipient",
+            &rcpt,
+            "--from-dir",
+            s(from),
+            "-o",
+            s(out),
+        ]);
+    };
+    create(&big, "signer.key", "1", &big_bundle);
+    let p = run_with(&["publish", s(&big_bundle)], &admin_tls);
+    assert_eq!(p.code(), 1, "{}", p.stdout);
+    assert!(p.stderr.contains("size limit"), "{}", p.stderr);
+
+    // A small bundle signed by a key the server does not trust: refused.
+    let small = d.join("small");
+    std::fs::create_dir_all(&small).expect("mkdir");
+    write(&small.join("motd"), b"hi\n");
+    let stranger_bundle = d.join("stranger.bundle");
+    create(&small, "stranger.key", "2", &stranger_bundle);
+    let p = run_with(&["publish", s(&stranger_bundle)], &admin_tls);
+    assert_eq!(p.code(), 1, "{}", p.stdout);
+    assert!(p.stderr.contains("refused"), "{}", p.stderr);
+
+    // The server's certificate does not chain to the CA given: no request made.
+    let wrong_ca = tls(
+        s(&d.join("admin.crt")),
+        s(&d.join("admin.tls.key")),
+        s(&d.join("other-ca.pem")),
+    );
+    let l = run_with(&["uploads", "list"], &wrong_ca);
+    assert_eq!(l.code(), 1);
+    assert!(l.stderr.contains("TLS handshake failed"), "{}", l.stderr);
+
+    // A node certificate cannot act as an admin.
+    let host_tls = tls(
+        s(&d.join("host.crt")),
+        s(&d.join("host.tls.key")),
+        s(&d.join("ca.pem")),
+    );
+    let l = run_with(&["uploads", "list"], &host_tls);
+    assert_eq!(l.code(), 1);
+    assert!(l.stderr.contains("403"), "{}", l.stderr);
+    let small_bundle = d.join("small.bundle");
+    create(&small, "signer.key", "3", &small_bundle);
+    let p = run_with(&["publish", s(&small_bundle)], &host_tls);
+    assert_eq!(p.code(), 1);
+    assert!(p.stderr.contains("403"), "{}", p.stderr);
+
+    // Unknown and malformed upload ids.
+    let out = d.join("pulled.bin");
+    let g = run_with(
+        &["uploads", "pull", "00000000000000ff", "-o", s(&out)],
+        &admin_tls,
+    );
+    assert_eq!(g.code(), 1);
+    assert!(g.stderr.contains("404"), "{}", g.stderr);
+    assert!(!out.exists());
+    let g = run_with(&["uploads", "pull", "../../etc", "-o", s(&out)], &admin_tls);
+    assert_eq!(g.code(), 2, "{}", g.stderr);
+
+    // The admin's own publish of the small bundle works, and nothing else landed.
+    let p = run_with(&["publish", s(&small_bundle)], &admin_tls);
+    assert_eq!(p.code(), 0, "{}\n{}", p.stdout, p.stderr);
+    assert!(p.stdout.contains("serial 3"), "{}", p.stdout);
+}
