@@ -1,18 +1,15 @@
 #!/bin/sh
-# Build the boot test's cpio archives.
+# Build the boot test's base initramfs.
 #
 #   initramfs.sh base KERNEL_DIR OUT.cpio.gz
 #       The minimal busybox initramfs standing in for a distro initrd:
 #       static busybox and its applet links, tests/boot/init as /init,
 #       tests/boot/treehash.sh, and the virtio-net modules from KERNEL_DIR
 #       (as tests/boot/kernel.sh prints it) with their load order.
-#   initramfs.sh pack DIR OUT.cpio.zst
-#       A newc cpio of DIR's contents, zstd-compressed: the shape of the
-#       overlay an operator concatenates after their initrd.
 #
-# Both archives list entries sorted and owned by root, so the same input
-# gives the same bytes. Needs cpio, gzip, zstd and a static busybox
-# (busybox-static), found with `command -v busybox` or $BUSYBOX.
+# Entries are sorted and owned by root, so the same input gives the same
+# bytes. Needs cpio, gzip and a static busybox (busybox-static), found with
+# `command -v busybox` or $BUSYBOX.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -54,13 +51,7 @@ base)
     newc "$root" | gzip -n -6 >"$out.tmp"
     mv "$out.tmp" "$out"
     ;;
-pack)
-    [ $# = 3 ] || die "usage: initramfs.sh pack DIR OUT.cpio.zst"
-    [ -d "$2" ] || die "$2 is not a directory"
-    newc "$2" | zstd -q -f -o "$3.tmp"
-    mv "$3.tmp" "$3"
-    ;;
 *)
-    die "usage: initramfs.sh base KERNEL_DIR OUT.cpio.gz | pack DIR OUT.cpio.zst"
+    die "usage: initramfs.sh base KERNEL_DIR OUT.cpio.gz"
     ;;
 esac

@@ -12,7 +12,8 @@
 #   package          the Debian package name and version it came from
 #
 # Idempotent: when the kernel directory for the archive's current package
-# exists, it only prints it (well under a second). Safe to run concurrently
+# exists, it only prints it (a few milliseconds when apt's lists are older
+# than the cache, else one apt-cache look-up). Safe to run concurrently
 # (flock). The .deb is deleted once unpacked. Needs apt-get, dpkg-deb, xz, grep -P and flock; runs as root with
 # no stdin on a fresh machine. `apt-get update` runs only when the package
 # cannot be resolved from the local package lists.
@@ -45,6 +46,15 @@ resolve() {
 
 exec 9>"$cache/.lock"
 flock 9
+
+# apt's lists have not changed since the cached kernel was made: it is
+# still the archive's current one (and apt-cache is slow on a busy machine).
+lists=/var/lib/apt/lists
+if [ -f "$cache/kernel/vmlinux" ] && [ -f "$cache/kernel/package" ] && [ -d "$lists" ] &&
+    [ -z "$(find "$lists" -maxdepth 0 -newer "$cache/kernel/package")" ]; then
+    printf '%s\n' "$cache/kernel"
+    exit 0
+fi
 
 found=$(resolve)
 if [ -z "$found" ]; then

@@ -4,32 +4,33 @@
 //! A Debian kernel (`tests/boot/kernel.sh`, cached in `.cache/boot/`) boots
 //! under QEMU (software emulation) a minimal busybox initramfs standing in
 //! for a distro initrd (`tests/boot/initramfs.sh base`, `/init` from
-//! `tests/boot/init`), with an overlay cpio concatenated after it exactly as
-//! an operator does (`cat base.cpio.gz overlay.cpio.zst > initrd`). `/init`
-//! brings up the virtio NIC at 10.0.2.15, mounts an empty `/sysroot`, runs
-//! the hook the overlay installs (`contrib/satchel-hook.sh`), prints the
-//! hook's status file, a tree hash of `/sysroot` (`tests/boot/treehash.sh`,
+//! `tests/boot/init`), with the overlay `satchel-bundle initrd` builds
+//! concatenated after it exactly as an operator does (`cat base.cpio.gz
+//! overlay.cpio.zst > initrd`). `/init` brings up the virtio NIC at
+//! 10.0.2.15, mounts an empty `/sysroot`, runs the hook the overlay installs
+//! (`contrib/satchel-hook.sh`), which runs the static `satchel-fetch`
+//! (built here with `+crt-static`, no LTO). `/init` then prints the hook's
+//! status file, a tree hash of `/sysroot` (`tests/boot/treehash.sh`,
 //! recomputed here by [`tree_listing`]) and the hook's exit status on the
-//! serial console, and powers off. The guest reaches the host only through
-//! QEMU's `guestfwd` forwards to 127.0.0.1 (`restrict=on`).
+//! serial console, and powers off.
 //!
-//! What this file does not do yet: run the real fetcher. The smoke boots use
-//! `tests/boot/standin-fetch.sh` at the fetcher's path (plain HTTP from a
-//! responder on 127.0.0.1) to prove the guest side; the real flow replaces
-//! it (see `tests/boot/README.md`).
+//! The host side is real and on 127.0.0.1 only: a fresh PKI (`satchel-pki`),
+//! the node's enrollment, site and host bundles (`satchel-bundle create`,
+//! `publish`), `satchel-server`, and the in-process DNS server answering the
+//! SRV name over TCP. The guest reaches them only through QEMU's `guestfwd`
+//! forwards to 127.0.0.1 (`restrict=on`).
 //!
 //! Layout: limits; paths and tool checks; [`tree_listing`]; the hook and
-//! unit checks (no VM); the QEMU driver ([`BootSpec`], [`boot`]); the
-//! stand-in responder; the boot tests.
+//! unit checks (no VM); the QEMU driver ([`BootSpec`], [`boot`]); the real
+//! flow ([`Fleet`]) and its boots.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::Read;
+use std::net::TcpListener;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -536,7 +537,6 @@ fn hook_unit_and_dracut_module_lint_clean() {
         contrib.join("dracut/95satchel/satchel-pre-pivot.sh"),
         boot_dir().join("init"),
         boot_dir().join("treehash.sh"),
-        boot_dir().join("standin-fetch.sh"),
         boot_dir().join("kernel.sh"),
         boot_dir().join("initramfs.sh"),
     ];
@@ -684,7 +684,6 @@ fn boot(spec: &BootSpec) -> BootOutcome {
     need("qemu-system-x86_64", "qemu-system-x86");
     need("busybox", "busybox-static");
     need("cpio", "cpio");
-    need("zstd", "zstd");
     let kdir = kernel();
     let work = tempfile::tempdir().expect("tempdir");
     let base = work.path().join("base.cpio.gz");
@@ -714,6 +713,10 @@ fn boot(spec: &BootSpec) -> BootOutcome {
             f.guest, f.host_port
         ));
     }
+    // One guest at a time: emulated guests sharing the CPU cores slow down
+    // enough to reach the fetcher's handshake timeouts.
+    static ONE_GUEST: Mutex<()> = Mutex::new(());
+    let _turn = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
     let start = Instant::now();
     let child = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-m", &GUEST_MEM_MIB.to_string()])
@@ -784,6 +787,9 @@ fn boot(spec: &BootSpec) -> BootOutcome {
     let (Some(hook_exit), Some(tree)) = (hook_exit, tree) else {
         fail("no hook-exit or tree line on the serial console")
     };
+    if std::env::var_os("SATCHEL_BOOT_LOG").is_some() {
+        eprintln!("--- serial log ---\n{log}");
+    }
     if sha256_hex(&listing) != tree {
         fail("the printed listing does not hash to the printed tree hash (garbled console?)");
     }
@@ -797,195 +803,497 @@ fn boot(spec: &BootSpec) -> BootOutcome {
     }
 }
 
-// --- the smoke boot's stand-in peer ---------------------------------------------
+// --- the real flow ------------------------------------------------------------
 
-/// A plain HTTP/1.0 responder on 127.0.0.1: `GET /v1/boot/<mac>` for the
-/// guest's MAC answers `body` when there is one; anything else is a 404.
-/// Serves only the smoke boot's stand-in fetcher.
-struct Responder {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<thread::JoinHandle<()>>,
+/// The SRV domain the guest looks up.
+const DOMAIN: &str = "boot.test";
+/// The live server's SRV target; its certificate names it.
+const SERVER_NAME: &str = "cfg.boot.test";
+/// A higher-priority SRV target where nothing answers.
+const DEAD_NAME: &str = "dead.boot.test";
+/// Guest-side address of the dead target (forwarded to a closed port).
+const GUEST_DEAD: &str = "10.0.2.102:443";
+/// Guest-side address QEMU forwards to the DNS server's port on host loopback.
+const GUEST_DNS: &str = "10.0.2.101:53";
+/// The guest's site.
+const SITE: &str = "dc1";
+/// The guest's MAC in canonical form.
+const GUEST_MAC_CANON: &str = "52-54-00-5a-7c-01";
+/// Hard limit on one run of a satchel CLI.
+const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+/// Hard limit on the static fetcher's build (a cold build of its
+/// dependencies for the explicit target).
+const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
+/// Time the server gets to write its ready file.
+const SERVER_START: Duration = Duration::from_secs(30);
+/// The static fetcher's build flags: static glibc, no debug info (keeps the
+/// initrd small). The dev profile, so no LTO.
+const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static -C strip=debuginfo";
+/// The target triple the static fetcher is built for (explicit, so the flags
+/// do not reach build scripts and proc macros).
+const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// The workspace's target directory, from this test executable's path
+/// (`<target>/debug/deps/boot-…`).
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.ancestors()
+        .nth(3)
+        .expect("<target>/debug/deps/exe")
+        .to_path_buf()
 }
 
-impl Responder {
-    fn start(body: Option<Vec<u8>>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("addr").port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let want = format!("GET /v1/boot/{} ", GUEST_BOOTIF.trim_start_matches("01-"));
-        let thread = thread::spawn(move || {
-            while !stop2.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((s, _)) => Self::serve(s, &want, body.as_deref()),
-                    Err(_) => thread::sleep(Duration::from_millis(20)),
+/// A binary of the workspace, built for the host (`cargo test --workspace`
+/// builds them all first).
+fn host_bin(name: &str) -> PathBuf {
+    let p = target_dir().join("debug").join(name);
+    assert!(
+        p.is_file(),
+        "{} is not built: run `cargo build -p satchel-server -p satchel-pki -p satchel-bundle` \
+         (cargo test --workspace does it)",
+        p.display()
+    );
+    p
+}
+
+/// Builds `satchel-fetch` statically for the guest (once per test process;
+/// cargo makes later builds no-ops).
+fn static_fetcher() -> &'static Path {
+    static FETCHER: OnceLock<PathBuf> = OnceLock::new();
+    FETCHER.get_or_init(|| {
+        let t = Instant::now();
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo
+            .current_dir(repo())
+            .args([
+                "build",
+                "--locked",
+                "-p",
+                "satchel-fetch",
+                "--target",
+                STATIC_TARGET,
+            ])
+            .env("RUSTFLAGS", STATIC_RUSTFLAGS)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let out = cargo.spawn().expect("spawn cargo");
+        let mut child = KillOnDrop(out);
+        let mut err = String::new();
+        if let Some(mut e) = child.0.stderr.take() {
+            // cargo's progress is small; read it to the end (this also waits).
+            let _ = e.read_to_string(&mut err);
+        }
+        let code = wait_or_kill(&mut child.0, BUILD_TIMEOUT);
+        assert_eq!(
+            code,
+            Some(0),
+            "static build of satchel-fetch failed:\n{err}"
+        );
+        let bin = target_dir().join(STATIC_TARGET).join("debug/satchel-fetch");
+        let ldd = Command::new("ldd").arg(&bin).output().expect("ldd");
+        let text = String::from_utf8_lossy(&ldd.stdout).into_owned()
+            + &String::from_utf8_lossy(&ldd.stderr);
+        assert!(
+            !text.contains("=>"),
+            "{} is dynamically linked:\n{text}",
+            bin.display()
+        );
+        eprintln!(
+            "static satchel-fetch ready in {:.1?} ({} bytes)",
+            t.elapsed(),
+            std::fs::metadata(&bin).expect("stat").len()
+        );
+        bin
+    })
+}
+
+/// Runs a satchel CLI, failing the test with its output if it fails.
+fn cli(bin: &str, args: &[&str], dir: &Path) -> String {
+    let mut cmd = Command::new(host_bin(bin));
+    cmd.current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join(".out")).expect("out"))
+        .stderr(std::fs::File::create(dir.join(".err")).expect("err"));
+    let mut child = KillOnDrop(cmd.spawn().expect("spawn"));
+    let code = wait_or_kill(&mut child.0, CLI_TIMEOUT);
+    let out = std::fs::read_to_string(dir.join(".out")).unwrap_or_default();
+    let err = std::fs::read_to_string(dir.join(".err")).unwrap_or_default();
+    assert_eq!(code, Some(0), "{bin} {args:?} failed:\n{out}\n{err}");
+    out
+}
+
+/// A running `satchel-server` on 127.0.0.1.
+struct Server {
+    _proc: KillOnDrop,
+    port: u16,
+}
+
+/// Everything on the host side of a real boot: a fresh PKI, the admin's
+/// signing key, the node's enrollment, a site and a host bundle, and the
+/// real server holding them.
+struct Fleet {
+    dir: tempfile::TempDir,
+    server: Option<Server>,
+    /// The tree the guest must end with: the site's files overlaid by the host's.
+    expected: PathBuf,
+}
+
+impl Fleet {
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn s(&self, p: &str) -> String {
+        self.path(p).display().to_string()
+    }
+
+    fn new() -> Fleet {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_path_buf();
+        let d = d.as_path();
+        let mut f = Fleet {
+            expected: d.join("expected"),
+            server: None,
+            dir,
+        };
+        let pki = |args: &[&str]| {
+            let mut v = vec!["--dir", "pki"];
+            v.extend_from_slice(args);
+            cli("satchel-pki", &v, d)
+        };
+        pki(&["init", "--name", "boot test CA", "--insecure-plaintext-key"]);
+        pki(&["issue", "server", "--dns", SERVER_NAME, "--out", "server"]);
+        pki(&["issue", "admin", "--name", "alice", "--out", "admin"]);
+        pki(&["crl", "--out", "crl.pem"]);
+        cli(
+            "satchel-bundle",
+            &["keygen", "signing", "--out", "alice"],
+            d,
+        );
+        pki(&[
+            "enroll",
+            "--mac",
+            GUEST_MAC,
+            "--site",
+            SITE,
+            "--signer",
+            "alice.pub",
+            "--domain",
+            DOMAIN,
+            "--out",
+            "enroll",
+        ]);
+
+        // The site's files, then the host's: one file is overridden.
+        let site: &[(&str, &[u8], u32)] = &[
+            ("etc/motd", b"site dc1\n", 0o644),
+            ("etc/resolv.conf", b"nameserver 192.0.2.53\n", 0o644),
+            ("etc/satchel-site", b"dc1\n", 0o644),
+        ];
+        let host: &[(&str, &[u8], u32)] = &[
+            ("etc/hostname", b"node-7\n", 0o644),
+            ("etc/motd", b"node-7 of site dc1\n", 0o644),
+            ("etc/ssh/ssh_host_ed25519_key", b"not a real key\n", 0o600),
+            ("usr/local/bin/hello", b"#!/bin/sh\necho hello\n", 0o755),
+        ];
+        for (name, files) in [("site-tree", site), ("host-tree", host)] {
+            for root in [d.join(name), f.expected.clone()] {
+                for (p, data, mode) in files {
+                    let full = root.join(p);
+                    std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+                    std::fs::write(&full, data).expect("write");
+                    std::fs::set_permissions(&full, std::fs::Permissions::from_mode(*mode))
+                        .expect("chmod");
                 }
             }
-        });
-        Responder {
-            port,
-            stop,
-            thread: Some(thread),
         }
+        f.make_bundle("site", 1, "alice");
+        f.make_bundle("host", 1, "alice");
+        f.start_server(&["alice.pub"]);
+        f.publish("site");
+        f.publish("host");
+        f
     }
 
-    fn serve(mut s: TcpStream, want: &str, body: Option<&[u8]>) {
-        let _ = s.set_nonblocking(false);
-        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-        let mut req = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16 * 1024 {
-            match s.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => req.extend_from_slice(&buf[..n]),
+    /// The age recipient `enroll` wrote for `target` (`site/dc1`, `host/<mac>`).
+    fn recipient(&self, target: &str) -> String {
+        let text = std::fs::read_to_string(self.path("enroll/recipients.txt")).expect("recipients");
+        text.lines()
+            .find_map(|l| l.strip_prefix(target).map(|r| r.trim().to_string()))
+            .unwrap_or_else(|| panic!("no recipient for {target} in:\n{text}"))
+    }
+
+    /// `satchel-bundle create` for the site or the host, signed by `signer`.
+    fn make_bundle(&self, which: &str, serial: u64, signer: &str) {
+        let (target_args, recipient) = match which {
+            "site" => (
+                vec!["--site", SITE],
+                self.recipient(&format!("site/{SITE}")),
+            ),
+            _ => (
+                vec!["--mac", GUEST_MAC, "--site", SITE],
+                self.recipient(&format!("host/{GUEST_MAC_CANON}")),
+            ),
+        };
+        let serial = serial.to_string();
+        let from = format!("{which}-tree");
+        let out = format!("{which}.bundle");
+        let key = format!("{signer}.key");
+        let mut args = vec!["create"];
+        args.extend(target_args);
+        args.extend([
+            "--serial",
+            &serial,
+            "--expires",
+            "1d",
+            "--sign-key",
+            &key,
+            "--recipient",
+            &recipient,
+            "--from-dir",
+            &from,
+            "-o",
+            &out,
+        ]);
+        cli("satchel-bundle", &args, self.dir.path());
+    }
+
+    /// (Re)starts the server trusting `signers`, on a new port, same store.
+    fn start_server(&mut self, signers: &[&str]) {
+        self.server = None;
+        let ready = self.path("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let trusted = format!(
+            "[{}]",
+            signers
+                .iter()
+                .map(|s| format!("{:?}", self.s(s)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut cmd = Command::new(host_bin("satchel-server"));
+        cmd.args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--data-dir", &self.s("store")])
+            .args(["--ca-cert", &self.s("pki/ca.crt")])
+            .args(["--server-cert", &self.s("server.crt")])
+            .args(["--server-key", &self.s("server.key")])
+            .args(["--crl", &self.s("crl.pem")])
+            .args(["--trusted-signers", &trusted])
+            .args(["--ready-file", &self.s("ready.json")])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(self.path("server.out")).expect("out"))
+            .stderr(std::fs::File::create(self.path("server.err")).expect("err"));
+        let mut proc = KillOnDrop(cmd.spawn().expect("spawn satchel-server"));
+        let start = Instant::now();
+        let port = loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+                    let listen = v["listen"].as_str().unwrap_or_default();
+                    if let Ok(a) = listen.parse::<std::net::SocketAddr>() {
+                        break a.port();
+                    }
+                }
             }
-        }
-        match body {
-            Some(body) if req.starts_with(want.as_bytes()) => {
-                let head = format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
-                let _ = s.write_all(head.as_bytes());
-                let _ = s.write_all(body);
+            let exited = proc.0.try_wait().expect("try_wait");
+            if exited.is_some() || start.elapsed() > SERVER_START {
+                panic!(
+                    "satchel-server did not start ({exited:?}):\n{}",
+                    std::fs::read_to_string(self.path("server.err")).unwrap_or_default()
+                );
             }
-            _ => {
-                let _ = s.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-            }
-        }
+            thread::sleep(Duration::from_millis(20));
+        };
+        self.server = Some(Server { _proc: proc, port });
     }
-}
 
-impl Drop for Responder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+    fn port(&self) -> u16 {
+        self.server.as_ref().expect("server running").port
     }
-}
 
-/// The tree the smoke boot's responder serves (and the guest must end with).
-fn smoke_tree(root: &Path) {
-    let files: &[(&str, &[u8], u32)] = &[
-        ("etc/hostname", b"node-7\n", 0o644),
-        ("etc/motd", b"configured by satchel\n", 0o644),
-        ("etc/ssh/ssh_host_ed25519_key", b"not a real key\n", 0o600),
-        ("etc/with space", b"spaces survive\n", 0o640),
-        ("usr/local/bin/hello", b"#!/bin/sh\necho hello\n", 0o755),
-    ];
-    for (p, data, mode) in files {
-        let full = root.join(p);
-        std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&full, data).expect("write");
-        std::fs::set_permissions(&full, std::fs::Permissions::from_mode(*mode)).expect("chmod");
+    /// `GET path` with the admin certificate (curl: no satchel command reads
+    /// the inventory).
+    fn admin_get(&self, path: &str) -> String {
+        need("curl", "curl");
+        run(Command::new("curl")
+            .args(["-sS", "--fail-with-body", "--max-time", "30"])
+            .args(["--cacert", &self.s("pki/ca.crt")])
+            .args([
+                "--cert",
+                &self.s("admin.crt"),
+                "--key",
+                &self.s("admin.key"),
+            ])
+            .arg("--resolve")
+            .arg(format!("{SERVER_NAME}:{}:127.0.0.1", self.port()))
+            .arg(format!("https://{SERVER_NAME}:{}{path}", self.port())))
     }
-    for d in ["etc", "etc/ssh", "usr", "usr/local", "usr/local/bin"] {
-        std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
-    }
-    symlink("../usr/local/bin/hello", root.join("etc/hello-link")).expect("symlink");
-}
 
-/// Builds the smoke overlay: the hook at its installed path, the stand-in at
-/// the fetcher's path, and a config file for the hook to find.
-fn smoke_overlay(dir: &Path) -> PathBuf {
-    let root = dir.join("overlay");
-    let lib = root.join("usr/lib/satchel");
-    std::fs::create_dir_all(&lib).expect("mkdir");
-    std::fs::create_dir_all(root.join("etc/satchel")).expect("mkdir");
-    std::fs::copy(hook_script(), lib.join("satchel-hook")).expect("copy hook");
-    std::fs::copy(
-        boot_dir().join("standin-fetch.sh"),
-        lib.join("satchel-fetch"),
-    )
-    .expect("copy stand-in");
-    for f in ["satchel-hook", "satchel-fetch"] {
-        std::fs::set_permissions(lib.join(f), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
+    /// Publishes `site.bundle` or `host.bundle` with `satchel-bundle publish`.
+    fn publish(&self, which: &str) {
+        let server = format!("https://127.0.0.1:{}", self.port());
+        let bundle = format!("{which}.bundle");
+        cli(
+            "satchel-bundle",
+            &[
+                "publish",
+                &bundle,
+                "--server",
+                &server,
+                "--server-name",
+                SERVER_NAME,
+                "--cert",
+                "admin.crt",
+                "--key",
+                "admin.key",
+                "--ca",
+                "pki/ca.crt",
+            ],
+            self.dir.path(),
+        );
     }
-    std::fs::write(
-        root.join("etc/satchel/satchel.toml"),
-        "# read by the real fetcher; the smoke boot's stand-in only checks it exists\n",
-    )
-    .expect("write config");
-    for d in ["usr", "usr/lib", "usr/lib/satchel", "etc", "etc/satchel"] {
-        std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(0o755))
-            .expect("chmod");
-    }
-    let out = dir.join("overlay.cpio.zst");
-    run(Command::new("sh")
-        .arg(boot_dir().join("initramfs.sh"))
-        .arg("pack")
-        .arg(&root)
-        .arg(&out));
-    out
-}
 
-/// Boots with the stand-in fetcher against a responder serving `tree` as a tar.
-fn smoke_boot(serve: Option<&Path>, params: &[&str]) -> BootOutcome {
-    let work = tempfile::tempdir().expect("tempdir");
-    let body = match serve {
-        Some(tree) => {
-            let tar = work.path().join("tree.tar");
-            let mut top: Vec<String> = std::fs::read_dir(tree)
-                .expect("read_dir")
-                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-                .collect();
-            top.sort();
-            run(Command::new("tar")
-                .args(["--sort=name", "--owner=0", "--group=0", "--numeric-owner"])
-                .arg("-C")
-                .arg(tree)
-                .arg("-cf")
-                .arg(&tar)
-                .args(&top));
-            Some(std::fs::read(&tar).expect("read tar"))
-        }
-        // Without a tree the responder answers nothing but 404s.
-        None => None,
-    };
-    let responder = Responder::start(body);
-    let spec = BootSpec {
-        overlay: smoke_overlay(work.path()),
-        params: params.iter().map(|s| s.to_string()).collect(),
-        forwards: vec![Forward {
-            guest: GUEST_SERVER,
-            host_port: responder.port,
-        }],
-    };
-    let out = boot(&spec);
-    eprintln!("boot to poweroff: {:.2?}", out.elapsed);
-    drop(responder);
-    out
+    /// The node's inventory record, if the server has one.
+    fn node_record(&self) -> Option<serde_json::Value> {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.admin_get("/v1/nodes")).expect("nodes JSON");
+        v["nodes"]
+            .as_array()
+            .expect("nodes array")
+            .iter()
+            .find(|n| n["mac"] == GUEST_MAC_CANON)
+            .cloned()
+    }
+
+    /// The overlay an operator concatenates: `satchel-bundle initrd` around
+    /// the static fetcher and this node's enrollment.
+    fn overlay(&self) -> PathBuf {
+        let fetcher = static_fetcher().display().to_string();
+        cli(
+            "satchel-bundle",
+            &[
+                "initrd",
+                "--enroll",
+                "enroll",
+                "--fetcher",
+                &fetcher,
+                "-o",
+                "overlay.cpio.zst",
+            ],
+            self.dir.path(),
+        );
+        self.path("overlay.cpio.zst")
+    }
+
+    /// Boots the guest against this fleet: DNS answers the SRV name with the
+    /// dead target first (priority 10) and the live server second (20).
+    fn boot(&self, required: &str) -> BootOutcome {
+        use satchel_tests::dns::{DnsRecord, DnsServer};
+        let srv = format!("_satchel._tcp.{DOMAIN}");
+        let (dns_addr, _dns) = DnsServer::start(vec![
+            DnsRecord::srv(&srv, 10, 100, 443, DEAD_NAME),
+            DnsRecord::srv(&srv, 20, 100, 443, SERVER_NAME),
+            DnsRecord::a(DEAD_NAME, [10, 0, 2, 102]),
+            DnsRecord::a(SERVER_NAME, [10, 0, 2, 100]),
+        ])
+        .expect("start DNS");
+        // Nothing listens on this port once the listener is dropped.
+        let dead_port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let spec = BootSpec {
+            overlay: self.overlay(),
+            params: vec![
+                format!("satchel.domain={DOMAIN}"),
+                "satchel.dns=10.0.2.101".into(),
+                "satchel.dns_tcp=1".into(),
+                format!("satchel.required={required}"),
+            ],
+            forwards: vec![
+                Forward {
+                    guest: GUEST_SERVER,
+                    host_port: self.port(),
+                },
+                Forward {
+                    guest: GUEST_DNS,
+                    host_port: dns_addr.port(),
+                },
+                Forward {
+                    guest: GUEST_DEAD,
+                    host_port: dead_port,
+                },
+            ],
+        };
+        let out = boot(&spec);
+        eprintln!("boot to poweroff: {:.2?}", out.elapsed);
+        out
+    }
 }
 
 #[test]
-fn smoke_boot_applies_the_served_tree() {
-    let work = tempfile::tempdir().expect("tempdir");
-    let tree = work.path().join("tree");
-    smoke_tree(&tree);
-    let want = tree_listing(&tree);
-    let out = smoke_boot(Some(&tree), &["satchel.required=1"]);
+fn real_boot_applies_site_then_host_bundle_past_a_dead_srv_target() {
+    let fleet = Fleet::new();
+    let want = tree_listing(&fleet.expected);
+    let out = fleet.boot("1");
     assert_eq!(out.hook_exit, 0, "serial log:\n{}", out.log);
     assert_eq!(out.status.get("result").map(String::as_str), Some("ok"));
     assert_eq!(out.listing, want, "serial log:\n{}", out.log);
     assert_eq!(out.tree, sha256_hex(&want));
+    let node = fleet.node_record().expect("the node reported");
+    assert_eq!(node["last_status"], "applied", "{node}");
+    assert_eq!(node["serials"][format!("site/{SITE}")], 1, "{node}");
+    assert_eq!(
+        node["serials"][format!("host/{GUEST_MAC_CANON}")],
+        1,
+        "{node}"
+    );
+}
+
+/// The rogue scenario: the host bundle re-signed by a key the server trusts
+/// (it was restarted trusting it) but the image does not.
+fn fleet_with_rogue_host_bundle() -> Fleet {
+    let mut fleet = Fleet::new();
+    cli(
+        "satchel-bundle",
+        &["keygen", "signing", "--out", "rogue"],
+        fleet.dir.path(),
+    );
+    std::fs::write(fleet.path("host-tree/etc/motd"), b"rogue\n").expect("write");
+    fleet.make_bundle("host", 2, "rogue");
+    fleet.start_server(&["alice.pub", "rogue.pub"]);
+    fleet.publish("host");
+    fleet
 }
 
 #[test]
-fn smoke_boot_failure_with_required_stops_the_boot() {
-    let out = smoke_boot(None, &["satchel.required=1"]);
+fn real_boot_refuses_a_rogue_bundle_and_stops_when_required() {
+    let fleet = fleet_with_rogue_host_bundle();
+    let out = fleet.boot("1");
     assert_eq!(out.hook_exit, 1, "serial log:\n{}", out.log);
     assert_eq!(out.status.get("result").map(String::as_str), Some("failed"));
-    assert_eq!(out.status.get("required").map(String::as_str), Some("1"));
+    assert_eq!(out.status.get("fetch_exit").map(String::as_str), Some("6"));
     assert_eq!(out.tree, EMPTY_TREE, "serial log:\n{}", out.log);
+    let node = fleet.node_record().expect("the node reported");
+    assert_eq!(node["last_status"], "failed", "{node}");
+    assert!(
+        node["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not a trusted key")),
+        "{node}"
+    );
 }
 
 #[test]
-fn smoke_boot_failure_without_required_continues() {
-    let out = smoke_boot(None, &["satchel.required=0"]);
+fn real_boot_refuses_a_rogue_bundle_and_continues_when_not_required() {
+    let fleet = fleet_with_rogue_host_bundle();
+    let out = fleet.boot("0");
+    // The fetcher itself maps a failure under satchel.required=0 to exit 0.
     assert_eq!(out.hook_exit, 0, "serial log:\n{}", out.log);
-    assert_eq!(out.status.get("result").map(String::as_str), Some("failed"));
     assert_eq!(out.status.get("required").map(String::as_str), Some("0"));
     assert_eq!(out.tree, EMPTY_TREE, "serial log:\n{}", out.log);
+    let node = fleet.node_record().expect("the node reported");
+    assert_eq!(node["last_status"], "failed", "{node}");
 }
