@@ -1,6 +1,6 @@
 //! Fetching the chain a live TLS server presents, for `audit --connect`.
 //!
-//! **Audit only.** The [`RecordingVerifier`] here accepts *any* server
+//! **Audit only.** The `RecordingVerifier` here accepts *any* server
 //! certificate: it records the chain and says yes, so a reviewer can audit a
 //! server whose certificate is expired, revoked or from the wrong CA. It still
 //! checks the handshake signature (the server must hold the key of the

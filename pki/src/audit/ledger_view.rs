@@ -27,6 +27,8 @@ pub struct LedgerView {
     chain_error: Option<String>,
     /// Issued certificates (and the CA's init): sha256 of the DER.
     issued_sha256: BTreeSet<String>,
+    /// Serials of issued certificates (and the CA's), canonical hex.
+    issued_serials: BTreeSet<String>,
     /// Revoked serials (canonical hex).
     revoked: BTreeSet<String>,
 }
@@ -53,6 +55,7 @@ pub fn read(dir: &Path, ca_der: Option<&[u8]>) -> LedgerView {
     v.entries = ledger.lines().len();
     v.issued_sha256 = ledger.certificates().into_keys().collect();
     v.revoked = ledger.revoked().into_keys().collect();
+    v.issued_serials = ledger.issued_serials().into_keys().collect();
     if let Some(ca) = ca_der {
         v.verified = true;
         match ledger.verify(ca) {
@@ -84,6 +87,12 @@ impl LedgerView {
     /// The ledger records this certificate (by DER sha256).
     pub fn contains(&self, c: &Cert) -> bool {
         self.issued_sha256.contains(&c.sha256)
+    }
+
+    /// The ledger records the issuance of *some* certificate with this one's
+    /// serial (which, when [`LedgerView::contains`] is false, is another one).
+    pub fn knows_serial(&self, c: &Cert) -> bool {
+        self.issued_serials.contains(&c.serial_hex)
     }
 
     /// A verified ledger records this certificate's revocation.

@@ -706,6 +706,9 @@ pub struct SetView<'a> {
     pub revoked: &'a [bool],
     /// Per certificate: in the ledger; `None` when there is no usable ledger.
     pub in_ledger: Option<&'a [bool]>,
+    /// Per certificate: the ledger records its serial (for it or another
+    /// certificate); only meaningful with `in_ledger`.
+    pub serial_in_ledger: &'a [bool],
     /// Per certificate: presented by the live server (`--connect`).
     pub presented: &'a [bool],
     /// The live server's end-entity certificate and the host it was reached at.
@@ -925,11 +928,15 @@ fn not_in_ledger(v: &SetView<'_>, out: &mut Vec<Finding>) {
     };
     for (i, c) in v.certs.iter().enumerate() {
         if v.issued_by_ca(i) && !in_ledger[i] {
-            out.push(finding(
-                &E_NOT_IN_LEDGER,
-                c,
-                format!("serial 0x{} is not in the ledger", c.serial_hex),
-            ));
+            let message = if v.serial_in_ledger.get(i).copied().unwrap_or(false) {
+                format!(
+                    "serial 0x{} is in the ledger, but for a different certificate",
+                    c.serial_hex
+                )
+            } else {
+                format!("serial 0x{} is not in the ledger", c.serial_hex)
+            };
+            out.push(finding(&E_NOT_IN_LEDGER, c, message));
         }
     }
 }

@@ -523,6 +523,7 @@ pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
     let in_ledger: Option<Vec<bool>> = ledger
         .usable()
         .then(|| certs.iter().map(|c| ledger.contains(c)).collect());
+    let serial_in_ledger: Vec<bool> = certs.iter().map(|c| ledger.knows_serial(c)).collect();
     let presented: Vec<bool> = entries
         .iter()
         .map(|e| e.origins.iter().any(|o| matches!(o, Origin::Presented(_))))
@@ -545,6 +546,7 @@ pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
         ca,
         revoked: &revoked,
         in_ledger: in_ledger.as_deref(),
+        serial_in_ledger: &serial_in_ledger,
         presented: &presented,
         presented_leaf,
         now: input.now,

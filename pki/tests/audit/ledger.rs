@@ -76,12 +76,14 @@ fn freshly_issued_set_has_no_findings() {
 /// Signs a leaf with the CA directory's (plaintext, test-only) key, outside
 /// the issuing code, so the ledger never hears of it.
 pub fn rogue_leaf(dir: &Path, ca: &Ca) -> Leaf {
+    rogue_leaf_from(dir, ca, leaf_params(LeafKind::Admin))
+}
+
+fn rogue_leaf_from(dir: &Path, ca: &Ca, params: rcgen::CertificateParams) -> Leaf {
     let key = KeyPair::from_pem(&std::fs::read_to_string(dir.join("ca.key")).unwrap()).unwrap();
     let issuer = Issuer::from_ca_cert_pem(ca.cert_pem(), key).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
-    let cert = leaf_params(LeafKind::Admin)
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
+    let cert = params.signed_by(&leaf_key, &issuer).unwrap();
     Leaf {
         der: cert.der().to_vec(),
         pem: cert.pem(),
@@ -106,6 +108,34 @@ lint_test!(e_not_in_ledger, {
     assert_eq!(r.finding_ids(), ["e_not_in_ledger"], "{}", r.to_text());
     on(r, &leaf)
 });
+
+#[test]
+fn a_certificate_reusing_an_issued_serial_is_not_accounted_for() {
+    let t = tempfile::tempdir().unwrap();
+    let (ca, issued) = issued_set(t.path());
+    let mut p = leaf_params(LeafKind::Server);
+    p.serial_number = Some(rcgen::SerialNumber::from_slice(
+        &hex::decode(&issued[0].serial_hex).unwrap(),
+    ));
+    let twin = rogue_leaf_from(t.path(), &ca, p);
+    std::fs::write(t.path().join("twin.crt"), &twin.pem).unwrap();
+    let r = audit_dir(t.path());
+    let about_twin: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.certificate.as_deref() == Some(twin.sha256().as_str()))
+        .map(|f| (f.id, f.message.as_str()))
+        .collect();
+    assert!(about_twin.contains(&(
+        "e_not_in_ledger",
+        format!(
+            "serial 0x{} is in the ledger, but for a different certificate",
+            issued[0].serial_hex
+        )
+        .as_str()
+    )));
+    assert!(about_twin.iter().any(|(id, _)| *id == "e_duplicate_serial"));
+}
 
 /// The ledger's lines, rewritten by `f`.
 fn tamper(dir: &Path, f: impl FnOnce(&mut Vec<String>)) {
