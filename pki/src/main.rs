@@ -221,12 +221,13 @@ fn warn_plaintext() {
 fn prompt_hidden(prompt: &str) -> Result<String> {
     use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
     let stdin = std::io::stdin();
-    eprint!("{prompt}");
-    std::io::stderr().flush().ok();
     let saved = tcgetattr(&stdin).context("reading terminal settings")?;
     let mut quiet = saved.clone();
     quiet.local_modes.remove(LocalModes::ECHO);
     tcsetattr(&stdin, OptionalActions::Now, &quiet).context("turning echo off")?;
+    // The prompt comes only once echo is off, so nothing typed after it shows.
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
     let mut line = String::new();
     let read = stdin.lock().read_line(&mut line);
     let _ = tcsetattr(&stdin, OptionalActions::Now, &saved);

@@ -536,3 +536,87 @@ fn passphrase_protects_the_ca_key() {
     let v = ok(pki(&dir, None, &["ledger", "verify"]));
     assert!(v.contains("ledger OK: 2 lines"), "{v}");
 }
+
+/// Runs `satchel-pki` on a pseudo-terminal (util-linux `script`) and types
+/// `answers`, each after its prompt appears. Returns everything the
+/// terminal showed.
+fn on_terminal(args: &str, answers: &[(&str, &str)]) -> String {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let mut child = Command::new("script")
+        .args(["-qec", &format!("{BIN} {args}"), "/dev/null"])
+        .env_remove("SATCHEL_PKI_PASSPHRASE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let shown = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = shown.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let deadline = Instant::now() + crate::harness::PROCESS_TIMEOUT;
+    let mut stdin = child.stdin.take().unwrap();
+    let mut seen = 0;
+    for (prompt, answer) in answers {
+        loop {
+            let text = String::from_utf8_lossy(&shown.lock().unwrap()).into_owned();
+            if let Some(i) = text[seen..].find(prompt) {
+                seen += i + prompt.len();
+                break;
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("no {prompt:?} prompt; the terminal showed {text:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("satchel-pki on a terminal did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stdin);
+    reader.join().unwrap();
+    let v = shown.lock().unwrap().clone();
+    String::from_utf8_lossy(&v).into_owned()
+}
+
+#[test]
+fn the_passphrase_prompt_does_not_echo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let secret = "typed-on-a-terminal";
+    let shown = on_terminal(
+        &format!("--dir {} init --name Terminal", dir.display()),
+        &[("CA key passphrase:", secret), ("again:", secret)],
+    );
+    assert!(shown.contains("CA created"), "{shown:?}");
+    assert!(!shown.contains(secret), "{shown:?}");
+    satchel_pki::ca::Ca::open(&dir, &satchel_pki::ca::KeySecret::passphrase(secret)).unwrap();
+    // Two different answers: refused, nothing created.
+    let dir2 = tmp.path().join("ca2");
+    let shown = on_terminal(
+        &format!("--dir {} init --name Terminal", dir2.display()),
+        &[("CA key passphrase:", "one"), ("again:", "two")],
+    );
+    assert!(shown.contains("differ"), "{shown:?}");
+    assert!(!dir2.join("ca.crt").exists());
+}
