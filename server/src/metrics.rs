@@ -19,6 +19,13 @@ use tokio::net::TcpListener;
 
 use crate::http_util::{full, Resp};
 
+/// Seconds a metrics scraper has to send its request head.
+pub const METRICS_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest a metrics connection is kept.
+pub const METRICS_CONNECTION_MAX: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most metrics connections served at once (scrapers are few).
+pub const METRICS_MAX_CONNECTIONS: usize = 64;
+
 /// The server's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -294,6 +301,8 @@ pub async fn serve_metrics(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    // Bounds the metrics connections like the API's.
+    let limit = Arc::new(tokio::sync::Semaphore::new(METRICS_MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
             _ = &mut shutdown => return,
@@ -301,6 +310,10 @@ pub async fn serve_metrics(
         };
         let Ok((stream, _)) = accepted else {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            drop(stream);
             continue;
         };
         let metrics = metrics.clone();
@@ -326,9 +339,10 @@ pub async fn serve_metrics(
             let io = hyper_util::rt::TokioIo::new(stream);
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
+                .header_read_timeout(METRICS_HEADER_TIMEOUT)
                 .serve_connection(io, svc);
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(60), conn).await;
+            let _ = tokio::time::timeout(METRICS_CONNECTION_MAX, conn).await;
+            drop(permit);
         });
     }
 }

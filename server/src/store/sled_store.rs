@@ -141,7 +141,7 @@ impl Store for SledStore {
             .transaction(|(m, d)| Ok((m.get(key.as_bytes())?, d.get(key.as_bytes())?)))
             .map_err(|e: TransactionError<()>| backend(format!("{e:?}")))?;
         match got {
-            (Some(m), Some(d)) => Ok(Some((from_json(&m)?, Bytes::copy_from_slice(&d)))),
+            (Some(m), Some(d)) => Ok(Some((from_json(&m)?, Bytes::from_owner(d)))),
             (None, None) => Ok(None),
             _ => Err(StoreError::Backend(format!(
                 "bundle {target} has metadata or data but not both"
@@ -269,7 +269,7 @@ impl Store for SledStore {
             .transaction(|(m, d)| Ok((m.get(id.as_bytes())?, d.get(id.as_bytes())?)))
             .map_err(|e: TransactionError<()>| backend(format!("{e:?}")))?;
         match got {
-            (Some(m), Some(d)) => Ok(Some((from_json(&m)?, Bytes::copy_from_slice(&d)))),
+            (Some(m), Some(d)) => Ok(Some((from_json(&m)?, Bytes::from_owner(d)))),
             (None, None) => Ok(None),
             _ => Err(StoreError::Backend(format!(
                 "upload {id} has metadata or data but not both"
@@ -371,7 +371,7 @@ impl Store for SledStore {
                 let (k, v) = kv.map_err(backend)?;
                 Ok(ForwardItem {
                     seq: be_u64(&k)?,
-                    body: Bytes::copy_from_slice(&v),
+                    body: Bytes::from_owner(v),
                 })
             })
             .collect()
