@@ -831,11 +831,19 @@ fn duplicate_live_scope(v: &SetView<'_>, out: &mut Vec<Finding>) {
     let mut groups: Vec<_> = by.into_iter().filter(|(_, g)| g.len() > 1).collect();
     groups.sort();
     for (key, group) in groups {
+        let serials: Vec<String> = group
+            .iter()
+            .map(|&i| format!("0x{}", v.certs[i].serial_hex))
+            .collect();
         for &i in &group {
             out.push(finding(
                 &W_DUPLICATE_LIVE_SCOPE,
                 &v.certs[i],
-                format!("{} live certificates for {key}", group.len()),
+                format!(
+                    "{} live certificates for {key} (serials {})",
+                    group.len(),
+                    serials.join(", ")
+                ),
             ));
         }
     }

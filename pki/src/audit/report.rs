@@ -429,8 +429,12 @@ impl Report {
         );
         for f in &self.findings {
             let _ = writeln!(o, "  {:<7} {}", f.severity.as_str(), f.id);
-            if let Some(s) = &f.subject {
-                let _ = writeln!(o, "          on   {s}");
+            if let (Some(s), Some(sha)) = (&f.subject, &f.certificate) {
+                let _ = writeln!(
+                    o,
+                    "          on   {s} (sha256 {})",
+                    &sha[..sha.len().min(16)]
+                );
             }
             let _ = writeln!(o, "          what {}", f.message);
             let _ = writeln!(o, "          fix  {}", f.hint);
