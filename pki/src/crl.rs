@@ -266,4 +266,14 @@ mod tests {
         let mut w = CrlWatcher::new("/nonexistent/satchel-test.crl");
         assert!(w.poll().is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = LoadedCrl::parse(&b);
+            let mut pem = b"-----BEGIN X509 CRL-----\n".to_vec();
+            pem.extend_from_slice(&b);
+            let _ = LoadedCrl::parse(&pem);
+        }
+    }
 }

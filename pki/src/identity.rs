@@ -131,4 +131,14 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = PeerIdentity::from_cert_der(&b);
+            let mut seq = vec![0x30, 0x82, 0x01, 0x00];
+            seq.extend_from_slice(&b);
+            let _ = PeerIdentity::from_cert_der(&seq);
+        }
+    }
 }

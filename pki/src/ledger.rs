@@ -771,3 +771,49 @@ pub fn verify_dir(dir: &Path) -> Result<DirReport, LedgerError> {
         head: ledger.head(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_and_keep_every_line(
+            b in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)
+        ) {
+            let l = Ledger::parse(Path::new("x"), &b);
+            let newlines = b.iter().filter(|c| **c == b'\n').count();
+            let want = newlines + usize::from(b.last().is_some_and(|c| *c != b'\n'));
+            proptest::prop_assert_eq!(l.lines().len(), want);
+            let _ = l.head();
+            let _ = l.entries();
+        }
+
+        #[test]
+        fn json_like_lines_never_panic(s in "\\{\"seq\":[0-9]{1,3},[ -~]{0,200},\"sig\":\"[0-9a-f]{0,20}\"\\}") {
+            let l = Ledger::parse(Path::new("x"), format!("{s}\n").as_bytes());
+            proptest::prop_assert_eq!(l.lines().len(), 1);
+        }
+    }
+
+    #[test]
+    fn entry_serialization_is_canonical() {
+        let e = Entry {
+            seq: 3,
+            time: time::macros::datetime!(2026-11-24 23:00:00 UTC),
+            prev: GENESIS_PREV.into(),
+            event: Event::Revoke {
+                serial: "0a".into(),
+                reason: "superseded".into(),
+            },
+        };
+        let body = serde_json::to_string(&e).unwrap_or_default();
+        assert_eq!(
+            body,
+            format!("{{\"seq\":3,\"time\":\"2026-11-24T23:00:00Z\",\"prev\":\"{GENESIS_PREV}\",\"event\":\"revoke\",\"serial\":\"0a\",\"reason\":\"superseded\"}}")
+        );
+        let line = format!("{},\"sig\":\"00\"}}", &body[..body.len() - 1]);
+        let parsed = parse_line(1, line.as_bytes());
+        assert_eq!(parsed.entry.ok(), Some(e));
+    }
+}

@@ -101,4 +101,24 @@ mod tests {
         }
         assert!(parse_serial(&"ab".repeat(20)).is_ok());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_input_parses_or_errors_and_canonical_text_round_trips(s in "\\PC{0,60}") {
+            if let Ok(c) = parse_serial(&s) {
+                proptest::prop_assert_eq!(parse_serial(&c), Ok(c.clone()));
+                proptest::prop_assert!(c.len() <= 2 * MAX_SERIAL_OCTETS);
+            }
+        }
+
+        #[test]
+        fn bytes_round_trip(b in proptest::collection::vec(proptest::num::u8::ANY, 1..20)) {
+            let text = serial_hex(&b);
+            if !text.is_empty() {
+                let back = hex::decode(parse_serial(&text).unwrap_or_default()).unwrap_or_default();
+                let start = b.iter().position(|x| *x != 0).unwrap_or(b.len());
+                proptest::prop_assert_eq!(back, b[start..].to_vec());
+            }
+        }
+    }
 }
