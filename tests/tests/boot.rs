@@ -657,6 +657,9 @@ struct BootSpec {
 #[derive(Debug)]
 struct BootOutcome {
     hook_exit: i32,
+    /// The hook's run time in the guest (fetcher start to switch-root
+    /// readiness), in milliseconds, 10 ms steps.
+    hook_ms: Option<u64>,
     /// sha256 of the guest's `/sysroot` listing.
     tree: String,
     /// The listing itself, one `treehash.sh` line per entry.
@@ -755,6 +758,7 @@ fn boot(spec: &BootSpec) -> BootOutcome {
     }
 
     let mut hook_exit = None;
+    let mut hook_ms = None;
     let mut tree = None;
     let mut listing = String::new();
     let mut status = BTreeMap::new();
@@ -776,6 +780,7 @@ fn boot(spec: &BootSpec) -> BootOutcome {
             }
             "tree" => tree = Some(value.to_string()),
             "hook-exit" => hook_exit = value.parse().ok(),
+            "hook-ms" => hook_ms = value.parse().ok(),
             "done" => done = true,
             "error" => fail(&format!("the guest's /init failed: {value}")),
             _ => {}
@@ -795,6 +800,7 @@ fn boot(spec: &BootSpec) -> BootOutcome {
     }
     BootOutcome {
         hook_exit,
+        hook_ms,
         tree,
         listing,
         status,
@@ -843,10 +849,12 @@ fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// A binary of the workspace, built for the host (`cargo test --workspace`
-/// builds them all first).
+/// A binary of the workspace, built for the host in this test's profile
+/// (`cargo test --workspace` builds them all first).
 fn host_bin(name: &str) -> PathBuf {
-    let p = target_dir().join("debug").join(name);
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.ancestors().nth(2).expect("<target>/<profile>/deps/exe");
+    let p = profile_dir.join(name);
     assert!(
         p.is_file(),
         "{} is not built: run `cargo build -p satchel-server -p satchel-pki -p satchel-bundle` \
@@ -1228,7 +1236,10 @@ impl Fleet {
             ],
         };
         let out = boot(&spec);
-        eprintln!("boot to poweroff: {:.2?}", out.elapsed);
+        eprintln!(
+            "boot to poweroff: {:.2?}; hook in the guest: {:?} ms",
+            out.elapsed, out.hook_ms
+        );
         out
     }
 }
