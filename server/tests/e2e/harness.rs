@@ -298,12 +298,15 @@ impl Server {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.pid.to_string())
-            .status()
-            .expect("kill");
-        assert!(ok.success());
+        use rustix::process::{kill_process, Pid, Signal};
+        let sig = match sig {
+            "TERM" => Signal::TERM,
+            "HUP" => Signal::HUP,
+            "INT" => Signal::INT,
+            other => panic!("signal {other} not used by the tests"),
+        };
+        let pid = Pid::from_raw(self.pid as i32).expect("pid");
+        kill_process(pid, sig).expect("signal the server");
     }
 
     /// SIGKILL and reap.
