@@ -112,12 +112,48 @@ fn the_binary_audits_what_it_issued() {
         &["issue", "admin", "--name", "alice", "--out", &out("admin")],
     );
     ok(&d, &["crl", "--out", &out("published-crl.pem")]);
+    // Boot images written inside the CA directory carry copies of the CA and
+    // client certificates, keys and age identities: still nothing to report.
+    let signer = t.path().join("signer");
+    std::fs::create_dir(&signer).unwrap();
+    super::support::openssl(
+        &signer,
+        &["genpkey", "-algorithm", "ed25519", "-out", "signer.key"],
+    );
+    super::support::openssl(
+        &signer,
+        &["pkey", "-in", "signer.key", "-pubout", "-out", "signer.pub"],
+    );
+    let signer_pub = signer.join("signer.pub");
+    let recipient = age::x25519::Identity::generate().to_public().to_string();
+    // (Another node and site than the certificates above: two live
+    // certificates for one MAC or site would rightly be reported.)
+    for target in [
+        &["--mac", "02-00-00-00-00-09", "--site", "dc2"][..],
+        &["--site", "dc2"],
+    ] {
+        let image = out(&format!("images/{}", target.len()));
+        let mut a = vec!["enroll"];
+        a.extend_from_slice(target);
+        a.extend_from_slice(&[
+            "--signer",
+            signer_pub.to_str().unwrap(),
+            "--admin-recipient",
+            &recipient,
+            "--domain",
+            "example.test",
+            "--out",
+            &image,
+        ]);
+        ok(&d, &a);
+    }
 
     let o = pki(&d, &["audit", "--json", "--fail-on", "notice"]);
     assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
     let v: Value = serde_json::from_str(&o.stdout).unwrap();
     assert_eq!(v["findings"], Value::Array(vec![]), "{}", o.stdout);
-    assert_eq!(v["certificates"].as_array().unwrap().len(), 5);
+    // The CA and four leaves from `issue`, two client certificates from `enroll`.
+    assert_eq!(v["certificates"].as_array().unwrap().len(), 7);
     assert_eq!(v["ledger"]["chain_ok"], true);
     assert_eq!(v["crl"]["fresh"], true);
 
