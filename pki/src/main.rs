@@ -110,11 +110,11 @@ struct Common {
 enum IssueCmd {
     /// A TLS server certificate (serverAuth).
     Server {
-        /// DNS names.
-        #[arg(long)]
+        /// DNS names (`--dns a b` or `--dns a --dns b`).
+        #[arg(long, num_args = 1..)]
         dns: Vec<String>,
         /// IP addresses.
-        #[arg(long)]
+        #[arg(long, num_args = 1..)]
         ip: Vec<IpAddr>,
         #[command(flatten)]
         common: Common,
@@ -169,10 +169,10 @@ struct EnrollArgs {
     #[arg(long)]
     site: Option<SiteName>,
     /// A trusted signer's ed25519 public key (PEM SPKI); repeatable.
-    #[arg(long = "signer", required = true)]
+    #[arg(long = "signer", required = true, num_args = 1..)]
     signers: Vec<PathBuf>,
     /// An admin's age recipient (age1…) for captured uploads; repeatable.
-    #[arg(long = "admin-recipient")]
+    #[arg(long = "admin-recipient", num_args = 1..)]
     admin_recipients: Vec<String>,
     /// DNS domain of the SRV records.
     #[arg(long)]
@@ -181,10 +181,10 @@ struct EnrollArgs {
     #[arg(long)]
     server: Option<String>,
     /// Serial floor `TARGET=N` (TARGET is host/<mac> or site/<name>); repeatable.
-    #[arg(long = "floor", value_parser = parse_floor)]
+    #[arg(long = "floor", value_parser = parse_floor, num_args = 1..)]
     floors: Vec<(Target, u64)>,
     /// A required target (default: every target the image applies); repeatable.
-    #[arg(long = "require")]
+    #[arg(long = "require", num_args = 1..)]
     required: Vec<Target>,
     /// Client certificate validity in days.
     #[arg(long)]

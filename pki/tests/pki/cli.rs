@@ -99,6 +99,7 @@ fn init_issue_revoke_crl_verify_enroll() {
             "server",
             "--dns",
             "boot.example.test",
+            "boot2.example.test",
             "--ip",
             "127.0.0.1",
             "--out",
@@ -148,6 +149,18 @@ fn init_issue_revoke_crl_verify_enroll() {
         ]);
         assert!(o.status.success(), "{n}: {}", text(&o));
     }
+    let san = text(&openssl(&[
+        "x509",
+        "-in",
+        t.join("srv.crt").to_str().unwrap(),
+        "-noout",
+        "-ext",
+        "subjectAltName",
+    ]));
+    assert!(
+        san.contains("DNS:boot.example.test, DNS:boot2.example.test, IP Address:127.0.0.1"),
+        "{san}"
+    );
     // Never overwrite a key.
     assert!(!pki(
         &dir,
