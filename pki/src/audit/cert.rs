@@ -311,6 +311,8 @@ pub struct Cert {
     pub not_after: OffsetDateTime,
     /// Extensions x509-parser could not decode, or that appear twice (by OID).
     pub bad_extensions: Vec<String>,
+    /// What it is for, worked out once at parse time (see [`Cert::kind`]).
+    kind: Kind,
 }
 
 fn hex_lower(b: &[u8]) -> String {
@@ -460,7 +462,7 @@ impl Cert {
             KeyAlgorithm::Other(_) => 0,
         };
         let validity = x.validity();
-        Ok(Cert {
+        let mut cert = Cert {
             der: der.to_vec(),
             sha256: hex_lower(&Sha256::digest(der)),
             serial_raw: x.raw_serial().to_vec(),
@@ -485,7 +487,10 @@ impl Cert {
             not_before: validity.not_before.to_datetime(),
             not_after: validity.not_after.to_datetime(),
             bad_extensions,
-        })
+            kind: Kind::Unknown,
+        };
+        cert.kind = cert.classify();
+        Ok(cert)
     }
 
     /// The SAN URIs.
@@ -515,6 +520,10 @@ impl Cert {
     /// then `site/`, then `admin/` URI, even a malformed one), then a
     /// serverAuth EKU, then CA:true or a self-issued keyCertSign.
     pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    fn classify(&self) -> Kind {
         let has = |k: &str| {
             let prefix = format!("{SCHEME}{k}/");
             self.uris().any(|u| u.starts_with(&prefix))

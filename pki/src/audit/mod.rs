@@ -506,7 +506,8 @@ pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
     // The ledger.
     let ledger = ledger_view::read(&input.dir, ca.map(|i| entries[i].cert.der.as_slice()));
 
-    let certs: Vec<Cert> = entries.iter().map(|e| e.cert.clone()).collect();
+    let (certs, origins): (Vec<Cert>, Vec<Vec<Origin>>) =
+        entries.into_iter().map(|e| (e.cert, e.origins)).unzip();
     let revoked: Vec<bool> = certs
         .iter()
         .enumerate()
@@ -524,9 +525,9 @@ pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
         .usable()
         .then(|| certs.iter().map(|c| ledger.contains(c)).collect());
     let serial_in_ledger: Vec<bool> = certs.iter().map(|c| ledger.knows_serial(c)).collect();
-    let presented: Vec<bool> = entries
+    let presented: Vec<bool> = origins
         .iter()
-        .map(|e| e.origins.iter().any(|o| matches!(o, Origin::Presented(_))))
+        .map(|o| o.iter().any(|o| matches!(o, Origin::Presented(_))))
         .collect();
     // The end entity a live server presented, and the host it was reached at.
     let presented_host = input
@@ -574,13 +575,14 @@ pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
         }
     }
 
-    let inventory = entries
+    let inventory = certs
         .iter()
+        .zip(&origins)
         .enumerate()
-        .map(|(i, e)| {
+        .map(|(i, (c, o))| {
             report::CertificateEntry::new(
-                &e.cert,
-                e.origins.iter().map(Origin::label).collect(),
+                c,
+                o.iter().map(Origin::label).collect(),
                 view.status(i),
                 ca == Some(i),
                 in_ledger.as_ref().map(|l| l[i]),
