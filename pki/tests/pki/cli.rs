@@ -438,6 +438,8 @@ fn hostile_command_line_values_are_refused() {
         format!("{e} --mac aa-bb-cc-dd-ee-ff"),
         format!("{e} --mac aa-bb-cc-dd-ee-ff --signer {{ec}}"),
         format!("{e} --mac aa-bb-cc-dd-ee-ff --signer /nonexistent.pub"),
+        // A private key where a public key belongs is never copied into an image.
+        format!("{e} --mac aa-bb-cc-dd-ee-ff --signer {{sk}}"),
         format!("{e} {m} --admin-recipient AGE-SECRET-KEY-1QQQ"),
         format!("{e} {m} --floor site/dc1=1"),
         format!("{e} {m} --floor host/aa-bb-cc-dd-ee-ff=-1"),
@@ -453,6 +455,7 @@ fn hostile_command_line_values_are_refused() {
             .replace("{img}", &img)
             .replace("{s}", &signer)
             .replace("{ec}", &ec_pub)
+            .replace("{sk}", tmp.path().join("signer.key").to_str().unwrap())
     })
     .collect();
     let before = std::fs::read(dir.join("ledger.jsonl")).unwrap();
