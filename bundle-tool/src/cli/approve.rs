@@ -380,17 +380,18 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     };
     let file = tar.reopen().context("cannot reopen the decrypted upload")?;
     let counter = AtomicU64::new(0);
-    let sealed = seal_to_file(
-        &params,
-        Source::Tar {
-            file,
-            entries: listed.entries.len() as u64,
-        },
-        &key,
-        &a.out,
-        &counter,
-    )
-    .with_context(|| format!("cannot write {}", a.out.display()))?;
+    let entries = listed.entries.len() as u64;
+    let sealed =
+        super::progress::with_progress("sealing", Some(listed.tar_bytes), &counter, || {
+            seal_to_file(
+                &params,
+                Source::Tar { file, entries },
+                &key,
+                &a.out,
+                &counter,
+            )
+        })
+        .with_context(|| format!("cannot write {}", a.out.display()))?;
     drop(tar);
     if a.json {
         print_json(&json!({
