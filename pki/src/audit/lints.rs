@@ -132,8 +132,6 @@ impl ValidityPolicy {
 pub struct Context {
     /// The audit's clock.
     pub now: OffsetDateTime,
-    /// Window for [`W_EXPIRING_SOON`].
-    pub expiring_within: Duration,
     /// Validity ceilings.
     pub policy: ValidityPolicy,
 }
@@ -342,7 +340,6 @@ const CERT_CHECKS: &[(&Lint, CertCheck)] = &[
     (&E_VALIDITY_INVERTED, validity_inverted),
     (&E_MISSING_SUBJECT_KEY_IDENTIFIER, missing_ski),
     (&E_MISSING_AUTHORITY_KEY_IDENTIFIER, missing_aki),
-    (&W_EXPIRING_SOON, expiring_soon),
     (&W_CERT_KIND_UNKNOWN, kind_unknown),
 ];
 
@@ -625,18 +622,6 @@ fn missing_aki(c: &Cert, _: &Context) -> Option<String> {
     })
 }
 
-fn expiring_soon(c: &Cert, ctx: &Context) -> Option<String> {
-    let live = c.not_before <= ctx.now && ctx.now <= c.not_after;
-    let left = c.not_after - ctx.now;
-    (live && left <= ctx.expiring_within).then(|| {
-        format!(
-            "expires {} ({} days left)",
-            super::report::rfc3339(c.not_after),
-            left.whole_days()
-        )
-    })
-}
-
 fn kind_unknown(c: &Cert, _: &Context) -> Option<String> {
     (c.kind() == Kind::Unknown).then(|| "no scope URI, no serverAuth, not a CA".to_string())
 }
@@ -715,6 +700,8 @@ pub struct SetView<'a> {
     pub presented_leaf: Option<(usize, &'a str)>,
     /// The audit's clock.
     pub now: OffsetDateTime,
+    /// Window for [`W_EXPIRING_SOON`].
+    pub expiring_within: Duration,
 }
 
 impl SetView<'_> {
@@ -763,6 +750,7 @@ pub fn lint_set(v: &SetView<'_>) -> Vec<Finding> {
     duplicate_serials(v, &mut out);
     reused_keys(v, &mut out);
     duplicate_live_scope(v, &mut out);
+    expiring_soon(v, &mut out);
     issuer_checks(v, &mut out);
     presented_not_valid(v, &mut out);
     presented_name(v, &mut out);
@@ -843,6 +831,25 @@ fn duplicate_live_scope(v: &SetView<'_>, out: &mut Vec<Finding>) {
                     "{} live certificates for {key} (serials {})",
                     group.len(),
                     serials.join(", ")
+                ),
+            ));
+        }
+    }
+}
+
+/// Live (valid, unrevoked) certificates close to notAfter: a revoked or
+/// expired certificate needs no replacement warning.
+fn expiring_soon(v: &SetView<'_>, out: &mut Vec<Finding>) {
+    for (i, c) in v.certs.iter().enumerate() {
+        let left = c.not_after - v.now;
+        if v.live(i) && left <= v.expiring_within {
+            out.push(finding(
+                &W_EXPIRING_SOON,
+                c,
+                format!(
+                    "expires {} ({} days left)",
+                    super::report::rfc3339(c.not_after),
+                    left.whole_days()
                 ),
             ));
         }

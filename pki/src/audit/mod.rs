@@ -436,7 +436,6 @@ fn gather(input: &AuditInput, findings: &mut Vec<Finding>) -> Result<Gathered, A
 pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
     let ctx = Context {
         now: input.now,
-        expiring_within: input.expiring_within,
         policy: input.policy,
     };
     let mut findings: Vec<Finding> = Vec::new();
@@ -551,6 +550,7 @@ pub fn audit(input: &AuditInput) -> Result<Report, AuditError> {
         presented: &presented,
         presented_leaf,
         now: input.now,
+        expiring_within: input.expiring_within,
     };
 
     for c in &certs {

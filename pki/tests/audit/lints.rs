@@ -576,3 +576,20 @@ fn negative_serial_is_not_positive() {
     assert_eq!(msg.as_deref(), Some("serial 0xfb is negative"));
     check("e_serial_not_positive", c);
 }
+
+#[test]
+fn revoked_or_expired_certificates_are_not_expiring_soon() {
+    let ca = Ca::new("Audit Test CA");
+    let mut p = leaf_params(LeafKind::Server);
+    p.not_after = now() + Duration::days(3);
+    let revoked = ca.sign(&p);
+    let serial = satchel_pki::audit::Cert::from_der(&revoked.der)
+        .unwrap()
+        .serial_raw;
+    let d = Dir::new();
+    d.write("ca.crt", &ca.pem);
+    d.write("crl.pem", ca.crl(2, now() + Duration::days(7), &[&serial]));
+    d.write("certs/revoked.crt", &revoked.pem);
+    let r = d.audit();
+    assert!(!ids_for(&r, &revoked.sha256()).contains(&"w_expiring_soon"));
+}

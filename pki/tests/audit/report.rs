@@ -880,7 +880,6 @@ fn mutated_certificates_never_break_the_audit() {
     let leaf = ca.sign(&leaf_params(LeafKind::Host));
     let ctx = satchel_pki::audit::lints::Context {
         now: now(),
-        expiring_within: Duration::days(14),
         policy: Default::default(),
     };
     let mut parsed = 0;
