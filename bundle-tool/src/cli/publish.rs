@@ -101,3 +101,20 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         s => anyhow::bail!("the server refused {} with {s}: {}", a.bundle.display(), r.error_text()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use satchel_bundle::{Mac, SiteName};
+
+    #[test]
+    fn routes_follow_the_target() {
+        let mac = Mac::parse("AA:BB:CC:DD:EE:FF").expect("mac");
+        assert_eq!(
+            route(&Target::Host(mac)),
+            "/v1/bundles/host/aa-bb-cc-dd-ee-ff"
+        );
+        let site = SiteName::parse("dc1").expect("site");
+        assert_eq!(route(&Target::Site(site)), "/v1/bundles/site/dc1");
+    }
+}

@@ -269,3 +269,47 @@ pub fn run(u: &Uploads) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_ids_are_lowercase_hex_only() {
+        for ok in ["0", "00000000000000a1", &"f".repeat(64)] {
+            assert!(check_id(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "../etc",
+            "ABCDEF",
+            "00ab/cd",
+            "a b",
+            "0x1f",
+            "%2e%2e",
+            &"a".repeat(65),
+        ] {
+            assert!(check_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sidecar_is_beside_the_upload() {
+        assert_eq!(
+            sidecar_path(Path::new("dir/up.bin")),
+            Path::new("dir/up.bin.json")
+        );
+        assert_eq!(sidecar_path(Path::new("up")), Path::new("up.json"));
+    }
+
+    #[test]
+    fn metadata_without_a_cert_is_anonymous() {
+        let m: UploadMeta = serde_json::from_str(
+            r#"{"id":"a1","mac":"aa-bb-cc-dd-ee-ff","sha256":"00","size":1,"source":"127.0.0.1","received":"x","cert_scope":null}"#,
+        )
+        .expect("meta");
+        assert!(m.is_anonymous());
+        // A missing field is an error, not a default: the sidecar is written by `pull`.
+        assert!(serde_json::from_str::<UploadMeta>(r#"{"id":"a1"}"#).is_err());
+    }
+}
