@@ -92,6 +92,14 @@ pub enum CaError {
     /// Bad revocation reason.
     #[error("unknown revocation reason {0:?} (one of: unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn)")]
     Reason(String),
+    /// A leaf that would stay valid after the CA expires.
+    #[error("the certificate would be valid until {leaf} but the CA expires at {ca}; pass a shorter --validity-days or create a new CA")]
+    OutlivesCa {
+        /// The leaf's notAfter.
+        leaf: OffsetDateTime,
+        /// The CA's notAfter.
+        ca: OffsetDateTime,
+    },
     /// A file that must not be overwritten already exists.
     #[error("{0} already exists; refusing to overwrite it")]
     Exists(PathBuf),
@@ -518,6 +526,13 @@ impl Ca {
         &self.cert_der
     }
 
+    /// The CA certificate's notAfter.
+    pub fn not_after(&self) -> Result<OffsetDateTime, CaError> {
+        let (_, x) = X509Certificate::from_der(self.cert_der.as_ref())
+            .map_err(|e| CaError::Cert(e.to_string()))?;
+        Ok(x.validity().not_after.to_datetime())
+    }
+
     /// The ledger as it is now.
     pub fn ledger(&self) -> Result<Ledger, CaError> {
         Ok(Ledger::open(&self.dir)?)
@@ -572,6 +587,13 @@ impl Ca {
         let kind = req.kind();
         let days = days.unwrap_or_else(|| profile::default_validity_days(kind));
         let params = profile::leaf_params(req, days, now)?;
+        let ca_not_after = self.not_after()?;
+        if params.not_after > ca_not_after {
+            return Err(CaError::OutlivesCa {
+                leaf: params.not_after,
+                ca: ca_not_after,
+            });
+        }
         self.check_ledger()?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| CaError::Sign(e.to_string()))?;

@@ -276,3 +276,21 @@ fn a_damaged_ca_directory_is_refused() {
     // init refuses a directory that holds a CA.
     assert!(Ca::init_insecure(&dir, "Again").is_err());
 }
+
+#[test]
+fn a_leaf_never_outlives_its_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut opts = satchel_pki::ca::InitOptions::insecure("Short CA");
+    opts.validity_days = 60;
+    let ca = Ca::init(&tmp.path().join("ca"), opts).unwrap();
+    let e = ca
+        .issue_server(&["localhost".into()], &[], None)
+        .unwrap_err();
+    assert!(e.to_string().contains("CA expires"), "{e}");
+    let ok = ca
+        .issue_server(&["localhost".into()], &[], Some(30))
+        .unwrap();
+    assert!(ok.not_after < ca.not_after().unwrap());
+    // The refused request left no trace.
+    assert_eq!(Ledger::open(ca.dir()).unwrap().entries().len(), 2);
+}
