@@ -9,9 +9,9 @@
 //!   reloading ([`crl`]), scopes ([`scope`]), the node config a boot image
 //!   carries ([`node_config`]) and reading/verifying the issuance ledger
 //!   ([`ledger`]).
-//! - **Issuing** (feature `issuing`): the CA itself ([`ca`]: init, open,
-//!   issue, revoke, CRL), what each certificate kind contains ([`profile`]),
-//!   node enrollment ([`enroll`]) and the reviewers' audit ([`audit`]).
+//! - **Issuing** (feature `issuing`): the CA itself (`ca`: init, open,
+//!   issue, revoke, CRL), what each certificate kind contains (`profile`),
+//!   node enrollment (`enroll`) and the reviewers' audit (`audit`).
 //!   The `satchel-pki` binary (feature `cli`) is a thin shell over it.
 //!
 //! It does not: serve anything or fetch CRLs over a network; hold or use a
