@@ -288,6 +288,39 @@ fn init_issue_revoke_crl_verify_enroll() {
         std::fs::read(Path::new(&img3).join("site.agekey")).unwrap()
     );
     assert_ne!(rec(&img1), rec(&img2));
+    // The bundle tool and the fetcher read what enroll wrote: signer keys
+    // (named by their key id) and age identities matching recipients.txt.
+    for s in &cfg.signers {
+        let k = satchel_bundle::VerifyingKey::read_pem_file(&cfg.resolve(img, s)).unwrap();
+        assert_eq!(
+            s.file_stem().unwrap().to_str().unwrap(),
+            k.key_id().to_string()
+        );
+    }
+    for id in &cfg.identities {
+        satchel_bundle::Identities::read_file(&cfg.resolve(img, id)).unwrap();
+    }
+    for line in std::fs::read_to_string(img.join("recipients.txt"))
+        .unwrap()
+        .lines()
+    {
+        let (target, recipient) = line.split_once(' ').unwrap();
+        let file = if target.starts_with("host/") {
+            "host.agekey"
+        } else {
+            "site.agekey"
+        };
+        let r: age::x25519::Recipient = recipient.parse().unwrap();
+        let sealed = age::encrypt(&r, b"bundle").unwrap();
+        let text = std::fs::read_to_string(img.join(file)).unwrap();
+        let id: age::x25519::Identity = text
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(age::decrypt(&id, &sealed).unwrap(), b"bundle");
+    }
     let site_cfg = NodeConfig::load(&Path::new(&img3).join("satchel.toml")).unwrap();
     assert!(site_cfg.mac.is_none());
     assert_eq!(site_cfg.identities.len(), 1);
