@@ -333,6 +333,18 @@ fn gnu_long_name_and_pax_path_disagree() {
 }
 
 #[test]
+fn pax_size_before_a_gnu_long_name() {
+    // Some readers apply the PAX size to the GNU header that follows, others
+    // to the entry: the two would parse different archives.
+    let t = start()
+        .pax(&[("size", b"0")])
+        .gnu_long(b'L', b"etc/long-name")
+        .file("etc/f", b"")
+        .end();
+    refused(&t, &default(), |e| matches!(e, E::HeaderTrick { .. }));
+}
+
+#[test]
 fn global_pax_header_sets_path() {
     let t = start()
         .pax_global(&[("path", b"../outside/secret")])

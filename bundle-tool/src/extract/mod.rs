@@ -33,7 +33,7 @@
 //!    leaving the root (`..` only as a leading run; absolute targets only if
 //!    [`Options::allow_absolute_symlinks`]); hardlinks to anything but an
 //!    earlier regular file of the payload; a directory becoming a symlink;
-//!    duplicates; devices, FIFOs and other entry types; stacked,
+//!    duplicates; devices, FIFOs and other entry types; stacked, mixed,
 //!    contradicting or unknown PAX/GNU extensions, a PAX size unequal to
 //!    the header's, data on non-files, unsafe names hidden under
 //!    extensions; bad checksums; a truncated stream or anything but zero

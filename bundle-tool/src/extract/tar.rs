@@ -420,6 +420,9 @@ impl<R: Read> TarReader<R> {
                     if pending.pax.is_some() {
                         return Err(trick("two PAX headers for one entry", &header_path));
                     }
+                    if pending.long_name.is_some() || pending.long_link.is_some() {
+                        return Err(trick("PAX and GNU extension headers mixed", &header_path));
+                    }
                     let data = self.meta_data(size, offset)?;
                     let records = parse_pax(&data)
                         .map_err(|reason| ExtractError::MalformedPax { offset, reason })?;
@@ -491,6 +494,11 @@ impl<R: Read> TarReader<R> {
                             "two GNU long-name headers for one entry",
                             &header_path,
                         ));
+                    }
+                    // A PAX `size` would apply to this header for some readers
+                    // and to the entry for others.
+                    if pending.pax.is_some() {
+                        return Err(trick("PAX and GNU extension headers mixed", &header_path));
                     }
                     let data = self.meta_data(size, offset)?;
                     let value = field_str(&data)
