@@ -518,14 +518,24 @@ fn put_octal(field: &mut [u8], value: u64) {
     field[digits] = 0;
 }
 
-/// Writes a whole container: the three members (ustar, mode 0644, owner 0:0,
-/// mtime `mtime`) then two zero blocks. `payload` must yield exactly
-/// `payload_size` bytes.
-pub fn write_container<W: Write, P: Read>(
+/// `n` rounded up to whole tar blocks.
+pub fn round_up(n: u64) -> u64 {
+    n.div_ceil(BLOCK as u64) * BLOCK as u64
+}
+
+/// Bytes in front of `payload.age`'s data for a manifest occupying
+/// `manifest_room` bytes of blocks: three headers, the manifest, the signature.
+pub fn header_region_len(manifest_room: u64) -> u64 {
+    BLOCK as u64 + manifest_room + 2 * BLOCK as u64 + BLOCK as u64
+}
+
+/// Writes everything in front of `payload.age`'s data: the manifest's header
+/// and data (zero-padded), the signature's header and data, the payload's
+/// header (ustar, mode 0644, owner 0:0, mtime `mtime`).
+pub fn write_header_region<W: Write>(
     mut out: W,
     manifest_bytes: &[u8],
     signature: &[u8; 64],
-    payload: P,
     payload_size: u64,
     mtime: u64,
 ) -> Result<W, ContainerError> {
@@ -539,15 +549,37 @@ pub fn write_container<W: Write, P: Read>(
         out.write_all(&zeros[..padding(data.len() as u64)])?;
     }
     out.write_all(&ustar_header(PAYLOAD_NAME, payload_size, mtime))?;
-    let copied = io::copy(&mut payload.take(payload_size), &mut out)?;
-    if copied != payload_size {
-        return Err(ContainerError::Truncated(PAYLOAD_NAME));
-    }
+    Ok(out)
+}
+
+/// Writes what follows `payload.age`'s data: its zero padding and the two
+/// end-of-archive blocks.
+pub fn write_trailer<W: Write>(mut out: W, payload_size: u64) -> Result<W, ContainerError> {
+    let zeros = [0u8; BLOCK];
     out.write_all(&zeros[..padding(payload_size)])?;
     out.write_all(&zeros)?;
     out.write_all(&zeros)?;
     out.flush()?;
     Ok(out)
+}
+
+/// Writes a whole container: the three members (ustar, mode 0644, owner 0:0,
+/// mtime `mtime`) then two zero blocks. `payload` must yield exactly
+/// `payload_size` bytes.
+pub fn write_container<W: Write, P: Read>(
+    out: W,
+    manifest_bytes: &[u8],
+    signature: &[u8; 64],
+    payload: P,
+    payload_size: u64,
+    mtime: u64,
+) -> Result<W, ContainerError> {
+    let mut out = write_header_region(out, manifest_bytes, signature, payload_size, mtime)?;
+    let copied = io::copy(&mut payload.take(payload_size), &mut out)?;
+    if copied != payload_size {
+        return Err(ContainerError::Truncated(PAYLOAD_NAME));
+    }
+    write_trailer(out, payload_size)
 }
 
 #[cfg(test)]

@@ -38,6 +38,12 @@ pub const MAX_PACK_DEPTH: usize = crate::extract::MAX_PATH_DEPTH;
 /// Longest entry name (whole path) packed: what the overlay accepts by default.
 pub const MAX_PACK_PATH_LEN: usize = crate::extract::MAX_PATH_LEN;
 
+/// Files up to this size are read whole into one reused buffer.
+pub const SMALL_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Read size for larger files.
+const LARGE_READ_BYTES: usize = 256 * 1024;
+
 /// The bits refused without `allow_special_bits`: setuid, setgid, sticky,
 /// world-writable.
 pub const SPECIAL_BITS: u32 = 0o7002;
@@ -63,7 +69,8 @@ pub fn pack_dir<W: Write>(root: &Path, opts: &PackOptions, out: W) -> Result<(W,
     let mut b = tar::Builder::new(out);
     b.follow_symlinks(false);
     let mut count = 0u64;
-    walk(root, "", 0, opts, &mut b, &mut count)?;
+    let mut scratch = Vec::new();
+    walk(root, "", 0, opts, &mut b, &mut count, &mut scratch)?;
     let out = b.into_inner()?;
     Ok((out, count))
 }
@@ -82,6 +89,7 @@ fn walk<W: Write>(
     opts: &PackOptions,
     b: &mut tar::Builder<W>,
     count: &mut u64,
+    scratch: &mut Vec<u8>,
 ) -> Result<(), SealError> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir)? {
@@ -160,18 +168,29 @@ fn walk<W: Write>(
             h.set_entry_type(tar::EntryType::Directory);
             h.set_size(0);
             b.append_data(&mut h, format!("{path}/"), io::empty())?;
-            walk(&full, &format!("{path}/"), depth + 1, opts, b, count)?;
+            walk(&full, &format!("{path}/"), depth + 1, opts, b, count, scratch)?;
         } else if ft.is_file() {
             let size = meta.len();
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(size);
             let file = fs::File::open(&full)?;
-            let exact = Exact {
-                inner: file.take(size + 1),
-                remaining: size,
-                path: &path,
-            };
-            b.append_data(&mut h, &path, exact)?;
+            if size <= SMALL_FILE_BYTES {
+                // One read for the whole file (and one to see its end).
+                scratch.clear();
+                scratch.reserve(size as usize + 1);
+                file.take(size + 1).read_to_end(scratch)?;
+                if scratch.len() as u64 != size {
+                    return Err(unpackable(&path, "the file changed size while being packed"));
+                }
+                b.append_data(&mut h, &path, &scratch[..])?;
+            } else {
+                let exact = Exact {
+                    inner: file.take(size + 1),
+                    remaining: size,
+                    path: &path,
+                };
+                b.append_data(&mut h, &path, io::BufReader::with_capacity(LARGE_READ_BYTES, exact))?;
+            }
         } else {
             let kind = if ft.is_fifo() {
                 "a FIFO"

@@ -1,5 +1,10 @@
-//! Creating a bundle: `tar | zstd -3 | age` streamed to a temporary file
-//! beside the output, then the signed container assembled around it.
+//! Creating a bundle: `tar | zstd -3 | age` streamed into a temporary file
+//! beside the output, at the offset where `payload.age` belongs, then the
+//! signed manifest and the tar headers written in front of it and the file
+//! renamed into place. Room for the manifest is reserved from its widest
+//! possible form (sizes of 20 digits); the manifest is padded with spaces
+//! before its final newline when it would otherwise end a tar block early,
+//! so no byte of the payload is ever copied.
 //!
 //! The three stages run on their own threads joined by bounded pipes
 //! ([`crate::pipe`]), as the shell pipeline would, so memory stays at a few
@@ -21,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use crate::container::write_container;
+use crate::container::{header_region_len, round_up, write_header_region, write_trailer, BLOCK};
 use crate::error::SealError;
 use crate::keys::{Recipient, SigningKey};
 use crate::mac::{SiteName, Target};
@@ -114,53 +119,82 @@ pub fn seal_to_file(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut payload_file = tempfile::Builder::new()
-        .prefix(".satchel-payload-")
-        .tempfile_in(dir)?;
-    let (info, _) = encrypt_payload(
-        params,
-        source,
-        BufWriter::with_capacity(256 * 1024, payload_file.as_file_mut()),
-        progress,
-    )?;
-
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format: FORMAT_VERSION,
         target: params.target.clone(),
         site: params.site.clone(),
         serial: params.serial,
         created,
         expires,
-        payload: info,
+        // The widest values: the room reserved for the manifest fits any payload.
+        payload: PayloadInfo {
+            sha256: [0; 32],
+            compressed_size: u64::MAX,
+            uncompressed_size: u64::MAX,
+            entries: u64::MAX,
+        },
         signer: key.key_id(),
         policy: params.policy.clone(),
     };
-    let manifest_bytes = manifest
+    let widest = manifest
         .to_bytes()
         .map_err(|e| SealError::InvalidParameters(e.to_string()))?;
-    let signature = key.sign(&manifest_bytes);
+    let manifest_room = round_up(widest.len() as u64);
+    let payload_offset = header_region_len(manifest_room);
 
+    // The payload goes straight to its place in the output's temporary file;
+    // the headers are written in front of it once the manifest is known.
     let mut bundle = tempfile::Builder::new()
         .prefix(".satchel-bundle-")
         .tempfile_in(dir)?;
-    let payload = payload_file.as_file_mut();
-    payload.seek(SeekFrom::Start(0))?;
-    let mtime = u64::try_from(created.unix_timestamp()).unwrap_or(0);
-    write_container(
-        bundle.as_file_mut(),
-        &manifest_bytes,
-        &signature,
-        payload,
-        manifest.payload.compressed_size,
-        mtime,
+    let file = bundle.as_file_mut();
+    file.seek(SeekFrom::Start(payload_offset))?;
+    let (info, _) = encrypt_payload(
+        params,
+        source,
+        BufWriter::with_capacity(256 * 1024, &mut *file),
+        progress,
     )?;
-    let bundle_size = bundle.as_file().metadata()?.len();
+    manifest.payload = info;
+    let manifest_bytes = pad_manifest(
+        manifest
+            .to_bytes()
+            .map_err(|e| SealError::InvalidParameters(e.to_string()))?,
+        manifest_room,
+    );
+    if round_up(manifest_bytes.len() as u64) != manifest_room {
+        return Err(SealError::InvalidParameters(
+            "the manifest outgrew the room reserved for it".into(),
+        ));
+    }
+    let signature = key.sign(&manifest_bytes);
+    let mtime = u64::try_from(created.unix_timestamp()).unwrap_or(0);
+    let size = manifest.payload.compressed_size;
+    file.seek(SeekFrom::Start(payload_offset + size))?;
+    write_trailer(&mut *file, size)?;
+    file.seek(SeekFrom::Start(0))?;
+    write_header_region(&mut *file, &manifest_bytes, &signature, size, mtime)?;
+    let bundle_size = payload_offset + round_up(size) + 2 * BLOCK as u64;
     bundle.persist(out).map_err(|e| SealError::Io(e.error))?;
     Ok(Sealed {
         manifest,
         manifest_bytes,
         bundle_size,
     })
+}
+
+/// Pads the manifest with spaces before its final newline so that it fills
+/// as many tar blocks as `room` (it never needs more: `room` was computed
+/// for the widest values). Most manifests need no padding.
+fn pad_manifest(mut bytes: Vec<u8>, room: u64) -> Vec<u8> {
+    let len = bytes.len() as u64;
+    if round_up(len) < room {
+        let want = room - BLOCK as u64 + 1;
+        let newline = bytes.pop();
+        bytes.resize((want - 1) as usize, b' ');
+        bytes.extend(newline);
+    }
+    bytes
 }
 
 /// Counts bytes written through it.
@@ -271,7 +305,16 @@ pub fn encrypt_payload<W: Write + Send>(
         };
         let encrypted = (|| -> io::Result<W> {
             let mut stream = encryptor.wrap_output(hashing)?;
-            io::copy(&mut zst_r, &mut stream)?;
+            let mut buf = vec![0u8; 128 * 1024];
+            loop {
+                let n = match zst_r.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                stream.write_all(&buf[..n])?;
+            }
             let mut hashing = stream.finish()?;
             hashing.flush()?;
             Ok(hashing.inner)
@@ -315,4 +358,75 @@ pub fn encrypt_payload<W: Write + Send>(
         },
         out,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padding_fills_the_reserved_blocks_and_keeps_the_json() {
+        let mut m = crate::manifest::sample();
+        for (size, room) in [(1u64, 1024u64), (99_999_999_999, 1024), (5, 1536)] {
+            m.payload.compressed_size = size;
+            let bytes = m.to_bytes().unwrap();
+            let padded = pad_manifest(bytes.clone(), room);
+            assert_eq!(
+                round_up(padded.len() as u64),
+                room.max(round_up(bytes.len() as u64))
+            );
+            assert!(padded.ends_with(b"\n"));
+            assert_eq!(Manifest::parse(&padded).unwrap(), m);
+            if round_up(bytes.len() as u64) == room {
+                assert_eq!(padded, bytes, "no padding when it already fills the room");
+            }
+        }
+    }
+
+    #[test]
+    fn a_sealed_container_reads_back_with_a_padded_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("tree")).unwrap();
+        std::fs::write(dir.path().join("tree/f"), "x").unwrap();
+        let key = SigningKey::generate();
+        let ids = crate::keys::Identities::generate();
+        let now = OffsetDateTime::now_utc();
+        let params = SealParams {
+            target: Target::Site(SiteName::parse("dc1").unwrap()),
+            site: None,
+            serial: 1,
+            created: now,
+            expires: now + time::Duration::days(1),
+            policy: Policy::default(),
+            recipients: ids.recipients(),
+        };
+        let out = dir.path().join("b.bundle");
+        let src = Source::Dir {
+            path: &dir.path().join("tree"),
+            keep_owners: false,
+        };
+        let sealed = seal_to_file(&params, src, &key, &out, &AtomicU64::new(0)).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        assert_eq!(bytes.len() as u64, sealed.bundle_size);
+        let (h, mut p) = crate::container::read_header(&bytes[..]).unwrap();
+        assert_eq!(h.manifest_bytes, sealed.manifest_bytes);
+        assert!(key.verifying_key().verify(&h.manifest_bytes, &h.signature));
+        let mut payload = Vec::new();
+        p.read_to_end(&mut payload).unwrap();
+        p.finish().unwrap();
+        assert_eq!(
+            payload.len() as u64,
+            sealed.manifest.payload.compressed_size
+        );
+        assert_eq!(
+            <[u8; 32]>::from(Sha256::digest(&payload)),
+            sealed.manifest.payload.sha256
+        );
+        // No temporary file is left beside the output.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+    }
 }
