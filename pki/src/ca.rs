@@ -11,7 +11,9 @@
 //!   ledger is never extended);
 //! - an opened CA's key matches `DIR/ca.crt`.
 //!
-//! It does not enforce one writer at a time; the CA is an offline workstation.
+//! One writer at a time: every operation that appends to the ledger holds an
+//! exclusive `flock` on `DIR/.lock` from its ledger check to its append, so
+//! two commands run at once cannot fork the chain.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -154,6 +156,30 @@ pub fn replace_public(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
     let _ = std::fs::remove_file(&tmp);
     write_new(&tmp, bytes, 0o644)?;
     std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
+/// An exclusive `flock` on `DIR/.lock`, released when dropped.
+struct DirLock {
+    _file: std::fs::File,
+}
+
+impl DirLock {
+    fn acquire(dir: &Path) -> Result<DirLock, CaError> {
+        let path = dir.join(layout::LOCK);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+            CaError::Io {
+                path: path.clone(),
+                source: e.into(),
+            }
+        })?;
+        Ok(DirLock { _file: file })
+    }
 }
 
 /// How the CA key is protected at rest.
@@ -540,8 +566,20 @@ impl Ca {
 
     /// Appends a signed event to the ledger.
     pub(crate) fn record_event(&self, event: Event, now: OffsetDateTime) -> Result<(), CaError> {
+        let _lock = self.lock()?;
         self.check_ledger()?;
         self.record(event, now)
+    }
+
+    /// Runs `f` holding the directory's write lock, after checking the
+    /// ledger; `f` gets a function that appends an event without re-locking.
+    pub(crate) fn with_lock<T, E: From<CaError>>(
+        &self,
+        f: impl FnOnce(&dyn Fn(Event, OffsetDateTime) -> Result<(), CaError>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let _lock = self.lock()?;
+        self.check_ledger()?;
+        f(&|event, now| self.record(event, now))
     }
 
     fn record(&self, event: Event, now: OffsetDateTime) -> Result<(), CaError> {
@@ -558,6 +596,12 @@ impl Ca {
     fn issuer(&self) -> Result<Issuer<'static, &KeyPair>, CaError> {
         Issuer::from_ca_cert_der(&self.cert_der, &self.key)
             .map_err(|e| CaError::Cert(e.to_string()))
+    }
+
+    /// Holds the directory's write lock until the guard is dropped. Never
+    /// taken twice by one call chain (flock would wait for itself).
+    fn lock(&self) -> Result<DirLock, CaError> {
+        DirLock::acquire(&self.dir)
     }
 
     /// Refuses to sign on top of a broken ledger.
@@ -594,6 +638,7 @@ impl Ca {
                 ca: ca_not_after,
             });
         }
+        let _lock = self.lock()?;
         self.check_ledger()?;
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
             .map_err(|e| CaError::Sign(e.to_string()))?;
@@ -683,6 +728,7 @@ impl Ca {
     /// Records a revocation (it takes effect in the next [`Ca::crl`]).
     pub fn revoke(&self, serial: &str, reason: Reason) -> Result<String, CaError> {
         let serial = parse_serial(serial)?;
+        let _lock = self.lock()?;
         let ledger = self.check_ledger()?;
         match ledger.issued_serials().get(&serial) {
             None => return Err(CaError::UnknownSerial(serial)),
@@ -727,6 +773,7 @@ impl Ca {
             }
             .into());
         }
+        let _lock = self.lock()?;
         let ledger = self.check_ledger()?;
         let number = ledger.last_crl_number() + 1;
         let now = now.replace_nanosecond(0).unwrap_or(now);

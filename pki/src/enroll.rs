@@ -228,18 +228,24 @@ impl Ca {
         if path.exists() {
             return read_identity(&path);
         }
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let id = age::x25519::Identity::generate();
-        let now = OffsetDateTime::now_utc();
-        write_secret(&path, identity_file(&id, now).as_bytes())?;
-        self.record_event(
-            Event::SiteIdentity {
-                site: site.to_string(),
-                recipient: id.to_public().to_string(),
-            },
-            now,
-        )?;
-        Ok(id)
+        // Under the lock: two enrollments of a new site create one identity.
+        self.with_lock(|record| {
+            if path.exists() {
+                return read_identity(&path);
+            }
+            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            let id = age::x25519::Identity::generate();
+            let now = OffsetDateTime::now_utc();
+            write_secret(&path, identity_file(&id, now).as_bytes())?;
+            record(
+                Event::SiteIdentity {
+                    site: site.to_string(),
+                    recipient: id.to_public().to_string(),
+                },
+                now,
+            )?;
+            Ok(id)
+        })
     }
 
     /// Writes a node's credential set to `opts.out` (see the module doc).

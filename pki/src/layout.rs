@@ -8,6 +8,7 @@
 //! DIR/certs/<serial>.crt a copy of every certificate issued
 //! DIR/crl.pem            the latest CRL
 //! DIR/sites/<site>.agekey  a site's age identity, created once and reused (0600)
+//! DIR/.lock              held (flock) while a command writes to DIR
 //! ```
 
 /// Environment variable naming the default CA directory.
@@ -28,3 +29,5 @@ pub const CERTS_DIR: &str = "certs";
 pub const SITES_DIR: &str = "sites";
 /// The latest CRL.
 pub const CRL_PEM: &str = "crl.pem";
+/// The lock file: one writer at a time.
+pub const LOCK: &str = ".lock";

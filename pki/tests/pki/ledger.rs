@@ -294,3 +294,37 @@ fn a_leaf_never_outlives_its_ca() {
     // The refused request left no trace.
     assert_eq!(Ledger::open(ca.dir()).unwrap().entries().len(), 2);
 }
+
+#[test]
+fn concurrent_writers_keep_one_chain() {
+    let (_tmp, ca) = test_ca();
+    let dir = ca.dir().to_path_buf();
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                // Each worker opens the CA itself, as separate commands would.
+                let ca = Ca::open_insecure(&dir).unwrap();
+                for i in 0..5 {
+                    let s = crate::harness::site(&format!("w{w}s{i}"));
+                    let issued = ca.issue_site(s.clone(), None).unwrap();
+                    if i == 4 {
+                        ca.revoke(&issued.serial_hex, Reason::Superseded).unwrap();
+                        ca.crl(None).unwrap();
+                    }
+                    ca.site_identity(&crate::harness::site("shared")).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let r = verify_dir(&dir).unwrap();
+    assert!(r.is_clean(), "{:?}", r.problems);
+    let l = Ledger::open(&dir).unwrap();
+    // init + 20 issues + 4 revokes + 4 CRLs + one shared site identity.
+    assert_eq!(r.lines, 1 + 20 + 4 + 4 + 1);
+    assert_eq!(l.last_crl_number(), 4);
+    assert!(l.site_recipient("shared").is_some());
+}
