@@ -32,7 +32,8 @@
 //! without its `issue` line, or a head (`seq`, hash) an admin recorded
 //! elsewhere ([`Ledger::head`], `satchel-pki ledger verify --expect-head`).
 //!
-//! It does not lock: one writer at a time (the CA is an offline workstation).
+//! It does not lock: [`Ledger::append`]'s callers in `ca` hold the CA
+//! directory's lock (`DIR/.lock`) from their check to their append.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
