@@ -197,7 +197,7 @@ fn materialise(tree: &Tree, dir: &Path) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 48,
+        cases: 32,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

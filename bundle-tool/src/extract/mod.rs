@@ -65,7 +65,8 @@
 //! - `tar`: a strict streaming tar reader (ustar, PAX, GNU long names).
 //! - `rules`: the archive-wide rules, entry by entry (pure).
 //! - `plan`: the commit plan against a view of the root (pure).
-//! - `fsops`: `openat2`-based primitives, the only way to touch a path.
+//! - `fsops`: `openat2`-based primitives, the only code that resolves a
+//!   multi-component path; everything else acts on one name under an fd.
 //! - `stage`: the staging directory. `commit`: renames with an undo log.
 //! - `error`: [`ExtractError`].
 
