@@ -26,7 +26,7 @@ pub type RespBody = BoxBody<Bytes, Infallible>;
 pub type Resp = Response<RespBody>;
 
 /// Size of each frame of a streamed bundle or upload, in bytes.
-pub const STREAM_CHUNK_BYTES: usize = 64 * 1024;
+pub const STREAM_CHUNK_BYTES: usize = 16 * 1024;
 
 /// A body that hands out `data` in [`STREAM_CHUNK_BYTES`] frames and counts
 /// what it sent in the metrics.

@@ -20,6 +20,12 @@ use satchel_server::config::{Config, SETTINGS};
 use satchel_server::shutdown::{handle_signals, Trigger};
 use satchel_server::{Metrics, Options, ReloadableTls, Signers, SledStore, Store, TlsFiles};
 
+/// Threads for blocking store calls. Every request touches the store, so a
+/// boot storm would otherwise grow the pool towards tokio's default of 512
+/// threads, each with its own stack and allocator arena, for no gain on a
+/// store that serialises its syncs anyway.
+const MAX_BLOCKING_THREADS: usize = 32;
+
 fn dashed(name: &str) -> &'static str {
     Box::leak(name.replace('_', "-").into_boxed_str())
 }
@@ -171,6 +177,7 @@ fn serve_config(
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
