@@ -34,7 +34,22 @@ fn serve_once(cfg: rustls::ServerConfig) -> (std::net::SocketAddr, JoinHandle<Se
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let h = std::thread::spawn(move || {
-        let (sock, _) = listener.accept().map_err(|e| e.to_string())?;
+        // Accept with a deadline, so a client that never connects cannot hang the test.
+        listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + IO_TIMEOUT;
+        let sock = loop {
+            match listener.accept() {
+                Ok((sock, _)) => break sock,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if std::time::Instant::now() > deadline {
+                        return Err("no client connected".into());
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        sock.set_nonblocking(false).unwrap();
         sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         sock.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         let conn = ServerConnection::new(Arc::new(cfg)).map_err(|e| e.to_string())?;
