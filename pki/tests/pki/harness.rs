@@ -61,24 +61,41 @@ pub fn issue_set(ca: &Ca) -> Set {
 }
 
 /// Runs a command with stdin closed; kills it after [`PROCESS_TIMEOUT`].
+/// Output is drained while it runs, so a chatty child cannot block on a
+/// full pipe.
 pub fn run(cmd: &mut Command) -> Output {
+    use std::io::Read;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
     let deadline = Instant::now() + PROCESS_TIMEOUT;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
         }
         if Instant::now() > deadline {
             child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
-            panic!("{cmd:?} ran longer than {PROCESS_TIMEOUT:?}: {out:?}");
+            let _ = child.wait();
+            panic!("{cmd:?} ran longer than {PROCESS_TIMEOUT:?}");
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
     }
 }
 
