@@ -648,8 +648,11 @@ struct Forward {
 struct BootSpec {
     /// The compressed newc cpio concatenated after the base initramfs.
     overlay: PathBuf,
-    /// Kernel parameters after `console=ttyS0 panic=-1 quiet BOOTIF=…`.
+    /// Kernel parameters after `console=ttyS0 panic=-1 quiet`.
     params: Vec<String>,
+    /// Whether the command line carries `BOOTIF=` (as PXELINUX and iPXE
+    /// pass it); without it the fetcher finds the MAC on the NIC.
+    bootif: bool,
     forwards: Vec<Forward>,
 }
 
@@ -706,13 +709,18 @@ fn boot(spec: &BootSpec) -> BootOutcome {
         "console=ttyS0".to_string(),
         "panic=-1".to_string(),
         "quiet".to_string(),
-        format!("BOOTIF={GUEST_BOOTIF}"),
     ];
+    if spec.bootif {
+        append.push(format!("BOOTIF={GUEST_BOOTIF}"));
+    }
     append.extend(spec.params.iter().cloned());
     let mut netdev = "user,id=n0,restrict=on,ipv6=off".to_string();
+    // A fresh relay per guest connection. QEMU hands the relay's stderr to
+    // the guest too, so nc's "connection refused" is silenced: a forward to
+    // a closed port then looks to the guest like a peer that hangs up.
     for f in &spec.forwards {
         netdev.push_str(&format!(
-            ",guestfwd=tcp:{}-cmd:busybox nc 127.0.0.1 {}",
+            ",guestfwd=tcp:{}-cmd:sh -c 'exec busybox nc 127.0.0.1 {} 2>/dev/null'",
             f.guest, f.host_port
         ));
     }
@@ -933,6 +941,19 @@ fn cli(bin: &str, args: &[&str], dir: &Path) -> String {
     out
 }
 
+/// A file of a test tree: path, contents, mode.
+type FileSpec = (&'static str, &'static [u8], u32);
+
+/// Which boot image the node gets.
+#[derive(Clone, Copy, Debug)]
+enum Image {
+    /// `enroll --mac … --site …`: the node's own image; site and host bundles.
+    Host,
+    /// `enroll --site …`: one image for the whole site, no MAC in it; only
+    /// the site bundle.
+    Site,
+}
+
 /// A running `satchel-server` on 127.0.0.1.
 struct Server {
     _proc: KillOnDrop,
@@ -958,7 +979,12 @@ impl Fleet {
         self.path(p).display().to_string()
     }
 
+    /// A per-host image (`enroll --mac … --site …`) with both bundles.
     fn new() -> Fleet {
+        Fleet::with_image(Image::Host)
+    }
+
+    fn with_image(image: Image) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path().to_path_buf();
         let d = d.as_path();
@@ -981,33 +1007,42 @@ impl Fleet {
             &["keygen", "signing", "--out", "alice"],
             d,
         );
+        let scope: &[&str] = match image {
+            Image::Host => &["--mac", GUEST_MAC, "--site", SITE],
+            Image::Site => &["--site", SITE],
+        };
+        let mut enroll = vec!["enroll"];
+        enroll.extend_from_slice(scope);
         pki(&[
-            "enroll",
-            "--mac",
-            GUEST_MAC,
-            "--site",
-            SITE,
-            "--signer",
-            "alice.pub",
-            "--domain",
-            DOMAIN,
-            "--out",
-            "enroll",
-        ]);
+            &enroll[..],
+            &[
+                "--signer",
+                "alice.pub",
+                "--domain",
+                DOMAIN,
+                "--out",
+                "enroll",
+            ],
+        ]
+        .concat());
 
         // The site's files, then the host's: one file is overridden.
-        let site: &[(&str, &[u8], u32)] = &[
+        let site: &[FileSpec] = &[
             ("etc/motd", b"site dc1\n", 0o644),
             ("etc/resolv.conf", b"nameserver 192.0.2.53\n", 0o644),
             ("etc/satchel-site", b"dc1\n", 0o644),
         ];
-        let host: &[(&str, &[u8], u32)] = &[
+        let host: &[FileSpec] = &[
             ("etc/hostname", b"node-7\n", 0o644),
             ("etc/motd", b"node-7 of site dc1\n", 0o644),
             ("etc/ssh/ssh_host_ed25519_key", b"not a real key\n", 0o600),
             ("usr/local/bin/hello", b"#!/bin/sh\necho hello\n", 0o755),
         ];
-        for (name, files) in [("site-tree", site), ("host-tree", host)] {
+        let trees: &[(&str, &[FileSpec])] = match image {
+            Image::Host => &[("site-tree", site), ("host-tree", host)],
+            Image::Site => &[("site-tree", site)],
+        };
+        for &(name, files) in trees {
             for root in [d.join(name), f.expected.clone()] {
                 for (p, data, mode) in files {
                     let full = root.join(p);
@@ -1019,10 +1054,12 @@ impl Fleet {
             }
         }
         f.make_bundle("site", 1, "alice");
-        f.make_bundle("host", 1, "alice");
         f.start_server(&["alice.pub"]);
         f.publish("site");
-        f.publish("host");
+        if matches!(image, Image::Host) {
+            f.make_bundle("host", 1, "alice");
+            f.publish("host");
+        }
         f
     }
 
@@ -1197,7 +1234,7 @@ impl Fleet {
 
     /// Boots the guest against this fleet: DNS answers the SRV name with the
     /// dead target first (priority 10) and the live server second (20).
-    fn boot(&self, required: &str) -> BootOutcome {
+    fn boot(&self, required: &str, bootif: bool) -> BootOutcome {
         use satchel_tests::dns::{DnsRecord, DnsServer};
         let srv = format!("_satchel._tcp.{DOMAIN}");
         let (dns_addr, _dns) = DnsServer::start(vec![
@@ -1220,6 +1257,7 @@ impl Fleet {
                 "satchel.dns_tcp=1".into(),
                 format!("satchel.required={required}"),
             ],
+            bootif,
             forwards: vec![
                 Forward {
                     guest: GUEST_SERVER,
@@ -1248,11 +1286,19 @@ impl Fleet {
 fn real_boot_applies_site_then_host_bundle_past_a_dead_srv_target() {
     let fleet = Fleet::new();
     let want = tree_listing(&fleet.expected);
-    let out = fleet.boot("1");
+    let out = fleet.boot("1", true);
     assert_eq!(out.hook_exit, 0, "serial log:\n{}", out.log);
     assert_eq!(out.status.get("result").map(String::as_str), Some("ok"));
     assert_eq!(out.listing, want, "serial log:\n{}", out.log);
     assert_eq!(out.tree, sha256_hex(&want));
+    // The dead target was tried first.
+    assert!(
+        out.log
+            .lines()
+            .any(|l| l.contains("warning") && l.contains(&format!("via {DEAD_NAME}:443"))),
+        "serial log:\n{}",
+        out.log
+    );
     let node = fleet.node_record().expect("the node reported");
     assert_eq!(node["last_status"], "applied", "{node}");
     assert_eq!(node["serials"][format!("site/{SITE}")], 1, "{node}");
@@ -1261,6 +1307,23 @@ fn real_boot_applies_site_then_host_bundle_past_a_dead_srv_target() {
         1,
         "{node}"
     );
+}
+
+#[test]
+fn real_boot_of_a_site_image_without_bootif_finds_the_mac_on_the_nic() {
+    // A site-wide image carries no MAC: without BOOTIF= the fetcher takes
+    // the first interface with carrier, and reports under that MAC.
+    let fleet = Fleet::with_image(Image::Site);
+    let want = tree_listing(&fleet.expected);
+    let out = fleet.boot("1", false);
+    assert_eq!(out.hook_exit, 0, "serial log:\n{}", out.log);
+    assert_eq!(out.listing, want, "serial log:\n{}", out.log);
+    // The server has the report under the NIC's MAC (the image names none).
+    let node = fleet
+        .node_record()
+        .expect("the node reported under the NIC's MAC");
+    assert_eq!(node["last_status"], "applied", "{node}");
+    assert_eq!(node["serials"][format!("site/{SITE}")], 1, "{node}");
 }
 
 /// The rogue scenario: the host bundle re-signed by a key the server trusts
@@ -1282,7 +1345,7 @@ fn fleet_with_rogue_host_bundle() -> Fleet {
 #[test]
 fn real_boot_refuses_a_rogue_bundle_and_stops_when_required() {
     let fleet = fleet_with_rogue_host_bundle();
-    let out = fleet.boot("1");
+    let out = fleet.boot("1", true);
     assert_eq!(out.hook_exit, 1, "serial log:\n{}", out.log);
     assert_eq!(out.status.get("result").map(String::as_str), Some("failed"));
     assert_eq!(out.status.get("fetch_exit").map(String::as_str), Some("6"));
@@ -1300,7 +1363,7 @@ fn real_boot_refuses_a_rogue_bundle_and_stops_when_required() {
 #[test]
 fn real_boot_refuses_a_rogue_bundle_and_continues_when_not_required() {
     let fleet = fleet_with_rogue_host_bundle();
-    let out = fleet.boot("0");
+    let out = fleet.boot("0", true);
     // The fetcher itself maps a failure under satchel.required=0 to exit 0.
     assert_eq!(out.hook_exit, 0, "serial log:\n{}", out.log);
     assert_eq!(out.status.get("required").map(String::as_str), Some("0"));
