@@ -168,20 +168,27 @@ fn walk<W: Write>(
             h.set_entry_type(tar::EntryType::Directory);
             h.set_size(0);
             b.append_data(&mut h, format!("{path}/"), io::empty())?;
-            walk(&full, &format!("{path}/"), depth + 1, opts, b, count, scratch)?;
+            walk(
+                &full,
+                &format!("{path}/"),
+                depth + 1,
+                opts,
+                b,
+                count,
+                scratch,
+            )?;
         } else if ft.is_file() {
             let size = meta.len();
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(size);
-            let file = fs::File::open(&full)?;
+            let mut file = fs::File::open(&full)?;
             if size <= SMALL_FILE_BYTES {
-                // One read for the whole file (and one to see its end).
+                // One read for the whole file. A file that shrank fails here;
+                // bytes appended meanwhile are not taken (as `tar` does).
                 scratch.clear();
-                scratch.reserve(size as usize + 1);
-                file.take(size + 1).read_to_end(scratch)?;
-                if scratch.len() as u64 != size {
-                    return Err(unpackable(&path, "the file changed size while being packed"));
-                }
+                scratch.resize(size as usize, 0);
+                file.read_exact(scratch)
+                    .map_err(|_| unpackable(&path, "the file changed size while being packed"))?;
                 b.append_data(&mut h, &path, &scratch[..])?;
             } else {
                 let exact = Exact {
@@ -189,7 +196,11 @@ fn walk<W: Write>(
                     remaining: size,
                     path: &path,
                 };
-                b.append_data(&mut h, &path, io::BufReader::with_capacity(LARGE_READ_BYTES, exact))?;
+                b.append_data(
+                    &mut h,
+                    &path,
+                    io::BufReader::with_capacity(LARGE_READ_BYTES, exact),
+                )?;
             }
         } else {
             let kind = if ft.is_fifo() {
