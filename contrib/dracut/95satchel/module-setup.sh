@@ -54,8 +54,9 @@ install() {
     while IFS= read -r -d '' f; do
         inst_simple "$f" "/etc/satchel/${f#"$enroll"/}"
     done < <(find "$enroll" -type f -print0)
-    # The hook's backstop on the fetcher's run time, when the initrd has it.
-    inst_multiple -o timeout
+    # The hook's backstop on the fetcher's run time (timeout), and how it
+    # tells a timeout from a crash (date), when the system has them.
+    inst_multiple -o timeout date
 
     if dracut_module_included "systemd"; then
         inst_simple "$moddir/satchel-fetch.service" "$systemdsystemunitdir/satchel-fetch.service"
