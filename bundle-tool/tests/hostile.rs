@@ -424,6 +424,25 @@ fn too_many_entries() {
 }
 
 #[test]
+fn implied_parents_blow_up_memory() {
+    // Each 4 KiB name implies 63 new parent directories (~127 KiB of paths):
+    // a few hundred such entries would hold gigabytes of names without the
+    // bound on all paths together (64 MiB by default, 1 MiB here to keep
+    // the test quick).
+    let opts = Options {
+        max_name_bytes: 1 << 20,
+        ..Options::default()
+    };
+    let mut t = start();
+    for i in 0..10 {
+        let comp = format!("{i:04}{}", "x".repeat(58));
+        let path = vec![comp; 64].join("/");
+        t = t.pax(&[("path", path.as_bytes())]).file("etc/short", b"");
+    }
+    refused(&t.end(), &opts, |e| matches!(e, E::NamesTooLarge { .. }));
+}
+
+#[test]
 fn total_size_limit() {
     let opts = Options {
         max_total_bytes: 10_000,

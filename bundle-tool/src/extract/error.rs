@@ -259,6 +259,13 @@ pub enum ExtractError {
         /// The limit.
         limit: u64,
     },
+    /// The payload's paths together are longer than
+    /// [`crate::extract::Options::max_name_bytes`].
+    #[error("the payload's paths take more than {limit} bytes")]
+    NamesTooLarge {
+        /// The limit.
+        limit: u64,
+    },
     /// One file is larger than [`crate::extract::Options::max_file_size`].
     #[error("file {path:?} is {size} bytes, more than {limit}")]
     FileTooLarge {

@@ -104,6 +104,10 @@ pub const MAX_FILE_SIZE: u64 = 4 << 30;
 pub const MAX_PATH_LEN: usize = 4095;
 /// Default most components in an entry name.
 pub const MAX_PATH_DEPTH: usize = 64;
+/// Default most bytes of all the paths a payload makes, implied parent
+/// directories included (64 MiB): bounds the overlay's memory, since a
+/// 4 KiB name can imply 64 parents.
+pub const MAX_NAME_BYTES: u64 = 64 << 20;
 
 /// Who owns what the overlay writes. Ownership is always numeric: user
 /// and group names in the archive are ignored.
@@ -121,7 +125,8 @@ pub enum Ownership {
 /// What the overlay accepts. Every limit has a named default above.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Most entries; default [`MAX_ENTRIES`].
+    /// Most entries, and most paths the payload makes (implied parent
+    /// directories and whiteouts included); default [`MAX_ENTRIES`].
     pub max_entries: u64,
     /// Most bytes of file data in total; default [`MAX_TOTAL_BYTES`].
     pub max_total_bytes: u64,
@@ -131,6 +136,8 @@ pub struct Options {
     pub max_path_len: usize,
     /// Most components in a name; default [`MAX_PATH_DEPTH`].
     pub max_path_depth: usize,
+    /// Most bytes of all paths together; default [`MAX_NAME_BYTES`].
+    pub max_name_bytes: u64,
     /// Keep setuid/setgid/sticky and world-writable bits (default: dropped).
     pub allow_special_bits: bool,
     /// Accept absolute symlink targets, read from the root as after
@@ -155,6 +162,7 @@ impl Default for Options {
             max_file_size: MAX_FILE_SIZE,
             max_path_len: MAX_PATH_LEN,
             max_path_depth: MAX_PATH_DEPTH,
+            max_name_bytes: MAX_NAME_BYTES,
             allow_special_bits: false,
             allow_absolute_symlinks: false,
             ownership: Ownership::Auto,

@@ -53,6 +53,9 @@ pub struct Checker<'a> {
     root_seen: bool,
     entries: u64,
     file_bytes: u64,
+    /// Bytes of every path remembered (listed, implied parents, whiteouts):
+    /// bounds this checker's memory and that of staging.
+    name_bytes: u64,
 }
 
 /// Filters permission bits by the policy.
@@ -78,6 +81,7 @@ impl<'a> Checker<'a> {
             root_seen: false,
             entries: 0,
             file_bytes: 0,
+            name_bytes: 0,
         }
     }
 
@@ -154,6 +158,25 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
+    /// Counts a path about to be remembered against the limits: the number
+    /// of paths the payload makes (implied parents included) and their bytes.
+    fn remember(&mut self, path: &RelPath) -> Result<(), ExtractError> {
+        if self.seen.len() + self.whiteouts.len()
+            >= usize::try_from(self.opts.max_entries).unwrap_or(usize::MAX)
+        {
+            return Err(ExtractError::TooManyEntries {
+                limit: self.opts.max_entries,
+            });
+        }
+        self.name_bytes += path.as_str().len() as u64;
+        if self.name_bytes > self.opts.max_name_bytes {
+            return Err(ExtractError::NamesTooLarge {
+                limit: self.opts.max_name_bytes,
+            });
+        }
+        Ok(())
+    }
+
     /// Every ancestor of `path` must be a directory of the payload or not
     /// in it yet; with `mark`, absent ones become implicit directories.
     fn check_ancestors(&mut self, path: &RelPath, mark: bool) -> Result<(), ExtractError> {
@@ -173,6 +196,7 @@ impl<'a> Checker<'a> {
                 }
                 Some(Seen::Dir | Seen::ImplicitDir) => {}
                 None if mark => {
+                    self.remember(&a)?;
                     self.seen.insert(a, Seen::ImplicitDir);
                 }
                 None => {}
@@ -242,6 +266,10 @@ impl<'a> Checker<'a> {
                 });
             }
             self.check_ancestors(&target, false)?;
+            if self.whiteouts.contains(&target) {
+                return Err(ExtractError::Duplicate { path: path.shown() });
+            }
+            self.remember(&target)?;
             if !self.whiteouts.insert(target.clone()) {
                 return Err(ExtractError::Duplicate { path: path.shown() });
             }
@@ -310,6 +338,9 @@ impl<'a> Checker<'a> {
                 Seen::File
             }
         };
+        if !self.seen.contains_key(&path) {
+            self.remember(&path)?;
+        }
         self.seen.insert(path.clone(), seen);
         Ok(Checked {
             path,
@@ -497,6 +528,23 @@ mod tests {
         assert_eq!(
             run(&[f("a"), f("b"), f("c")], &o).map(|_| ()),
             Err("TooManyEntries".into())
+        );
+        let o = Options {
+            max_entries: 5,
+            ..Options::default()
+        };
+        // Two entries, but six paths once their parents are counted.
+        assert_eq!(
+            run(&[f("a/b/c/d"), f("e/f")], &o).map(|_| ()),
+            Err("TooManyEntries".into())
+        );
+        let o = Options {
+            max_name_bytes: 20,
+            ..Options::default()
+        };
+        assert_eq!(
+            run(&[f("abcdefgh/ijklmnop/q")], &o).map(|_| ()),
+            Err("NamesTooLarge".into())
         );
         let o = Options {
             max_total_bytes: 1,
