@@ -38,8 +38,10 @@ use crate::settings::MAX_JSON_BYTES;
 pub const MAX_CAPTURE_BYTES: u64 = 64 << 20;
 /// Most entries in a capture.
 pub const MAX_CAPTURE_ENTRIES: usize = 10_000;
-/// zstd level of captures.
-const ZSTD_LEVEL: i32 = 3;
+/// Largest block of a zstd frame (RFC 8878 §3.1.1.2.4: `Block_Maximum_Size`).
+const ZSTD_BLOCK_MAX: usize = 128 * 1024;
+/// zstd frame magic number, little-endian.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// Deadline of a capture upload.
 pub const CAPTURE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -141,6 +143,39 @@ pub fn pack(paths: &[PathBuf]) -> Result<(Vec<u8>, u64), String> {
     pack_dir(stage.path(), &opts, Vec::new()).map_err(|e| e.to_string())
 }
 
+/// Wraps `data` in a valid zstd frame of raw (stored) blocks, RFC 8878:
+/// single-segment frame with an 8-byte content size, then raw blocks of at
+/// most [`ZSTD_BLOCK_MAX`] bytes, the last one flagged. Any zstd decoder
+/// (`zstd -d`, the bundle library) reads it.
+///
+/// Captures are a few hand-edited files, so compressing them saves little,
+/// while linking the zstd compressor would add about 200 KB to a binary that
+/// otherwise only decompresses (see BENCHMARKS.md). The age layer is what
+/// protects the content.
+pub fn zstd_stored(data: &[u8]) -> Vec<u8> {
+    let blocks = data.len().div_ceil(ZSTD_BLOCK_MAX).max(1);
+    let mut out = Vec::with_capacity(data.len() + 13 + 3 * blocks);
+    out.extend_from_slice(&ZSTD_MAGIC);
+    // Frame_Header_Descriptor: Frame_Content_Size_flag = 3 (8 bytes),
+    // Single_Segment_flag = 1, no checksum, no dictionary.
+    out.push(0b1110_0000);
+    out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    let mut chunks = data.chunks(ZSTD_BLOCK_MAX).peekable();
+    if chunks.peek().is_none() {
+        // An empty frame still has one (last, empty) block.
+        out.extend_from_slice(&[1, 0, 0]);
+    }
+    while let Some(chunk) = chunks.next() {
+        let last = u32::from(chunks.peek().is_none());
+        // Block_Header: Last_Block (bit 0), Block_Type 0 = Raw (bits 1-2),
+        // Block_Size (bits 3-23), 3 bytes little-endian.
+        let header = last | ((chunk.len() as u32) << 3);
+        out.extend_from_slice(&header.to_le_bytes()[..3]);
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
 /// `tar | zstd | age` to `recipients`, in memory.
 pub fn seal(tar: &[u8], recipients: &[String]) -> Result<Vec<u8>, String> {
     if recipients.is_empty() {
@@ -150,7 +185,7 @@ pub fn seal(tar: &[u8], recipients: &[String]) -> Result<Vec<u8>, String> {
         .iter()
         .map(|r| Recipient::parse(r).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
-    let zst = zstd::bulk::compress(tar, ZSTD_LEVEL).map_err(|e| format!("zstd: {e}"))?;
+    let zst = zstd_stored(tar);
     let enc =
         age::Encryptor::with_recipients(parsed.iter().map(|r| r.as_age() as &dyn age::Recipient))
             .map_err(|e| format!("age: {e}"))?;
@@ -314,6 +349,37 @@ mod tests {
         // An absolute symlink target is refused by the bundle packer's rules.
         std::os::unix::fs::symlink("/etc/passwd", etc.join("abs")).expect("ln");
         assert!(pack(&[etc.join("abs")]).is_err());
+    }
+
+    #[test]
+    fn stored_zstd_frames_decode() {
+        let mut rng = rand::thread_rng();
+        for len in [
+            0usize,
+            1,
+            100,
+            ZSTD_BLOCK_MAX - 1,
+            ZSTD_BLOCK_MAX,
+            ZSTD_BLOCK_MAX + 1,
+            3 * ZSTD_BLOCK_MAX + 7,
+            1 << 20,
+        ] {
+            let mut data = vec![0u8; len];
+            rand::Rng::fill(&mut rng, &mut data[..]);
+            let frame = zstd_stored(&data);
+            assert_eq!(
+                zstd::decode_all(&frame[..]).expect("decodes"),
+                data,
+                "length {len}"
+            );
+            // The declared size is the real one.
+            assert_eq!(
+                zstd::zstd_safe::get_frame_content_size(&frame)
+                    .ok()
+                    .flatten(),
+                Some(len as u64)
+            );
+        }
     }
 
     #[test]

@@ -630,3 +630,76 @@ fn bad_command_line_and_config_exit_3() {
     let f = env.run("", &[]);
     assert_eq!(f.code(), 3, "{}", f.stderr);
 }
+
+#[test]
+fn site_then_host_and_a_bad_host_bundle_stops_both() {
+    let mut spec = ImageSpec::host(MAC, DOMAIN);
+    spec.site = Some(satchel_bundle::SiteName::parse("dc1").expect("site"));
+    spec.required = vec![format!("host/{MAC}")];
+    let env = Env::new(spec);
+    let exp = OffsetDateTime::now_utc() + time::Duration::days(1);
+    let site_target = Target::Site(satchel_bundle::SiteName::parse("dc1").expect("site"));
+    let site = env.image.bundle_with(
+        &site_target,
+        9,
+        &[("etc/hostname", "site-default\n"), ("etc/site", "dc1\n")],
+        exp,
+        &env.image.signer,
+        &env.tmp.path().join("site.bundle"),
+    );
+    let good_host = env.bundle(3);
+    let bad_host = corrupt_signature(good_host.clone());
+    let entry = |target: &str, serial: u64, b: &[u8]| {
+        serde_json::json!({"target": target, "serial": serial,
+            "sha256": hex::encode(Sha256::digest(b)), "size": b.len(),
+            "url": format!("/v1/bundles/{target}")})
+    };
+    let host_t = format!("host/{MAC}");
+    let start = |host: Vec<u8>| {
+        // The index lists the host first: the fetcher must still apply the site first.
+        let index =
+            serde_json::json!({"bundles": [entry(&host_t, 3, &host), entry("site/dc1", 9, &site)]});
+        let (site, boot) = (site.clone(), format!("/v1/boot/{MAC}"));
+        let host_path = format!("/v1/bundles/{host_t}");
+        Peer::start(env.tls(&[TARGET_NAME]), move |req, _| {
+            if req.path == boot {
+                Reply::json(&index)
+            } else if req.path == host_path {
+                Reply::bytes(host.clone())
+            } else if req.path == "/v1/bundles/site/dc1" {
+                Reply::bytes(site.clone())
+            } else if req.method == "POST" {
+                Reply::json(&serde_json::json!({"ok": true}))
+            } else {
+                Reply::status(404, &[])
+            }
+        })
+    };
+
+    let before = tree(&env.root);
+    let peer = start(bad_host);
+    let (dns, _d) = env.dns_for(peer.addr().port());
+    let f = env.run(&format!("{} satchel.timeout=20", dns_arg(dns)), &[]);
+    assert_eq!(f.code(), 6, "{}", f.stderr);
+    assert_eq!(
+        tree(&env.root),
+        before,
+        "the site bundle was applied without its host bundle"
+    );
+    assert_failed_report(&peer, "verify", "signature");
+    drop(peer);
+
+    let peer = start(good_host);
+    let (dns, _d) = env.dns_for(peer.addr().port());
+    let f = env.run(&format!("{} satchel.timeout=20", dns_arg(dns)), &[]);
+    assert_eq!(f.code(), 0, "{}", f.stderr);
+    let t = tree(&env.root);
+    assert!(
+        t.contains(&("etc/hostname".into(), "node-from-bundle\n".into())),
+        "host must win: {t:?}"
+    );
+    assert!(t.contains(&("etc/site".into(), "dc1\n".into())), "{t:?}");
+    let r = &reports(&peer)[0];
+    assert_eq!(r["serials"]["site/dc1"], 9, "{r}");
+    assert_eq!(r["serials"][&host_t], 3, "{r}");
+}

@@ -251,4 +251,55 @@ fn fetches_from_the_real_server_and_reports_to_its_inventory() {
             .is_some_and(|s| s.contains("satchel-fetch")),
         "{node}"
     );
+
+    // Capture: files a person changed on the node go to the quarantine,
+    // sealed to the admins; the admin can read them, the server cannot.
+    std::fs::create_dir_all(d.join("node-etc/app.d")).expect("mkdir");
+    write(&d.join("node-etc/app.d/local.conf"), b"tuned=by hand\n");
+    let mut cap = Command::new(harness::bin("satchel-fetch"));
+    cap.arg("capture")
+        .arg("--path")
+        .arg(d.join("node-etc/app.d"))
+        .arg("--upload")
+        .arg("--cmdline")
+        .arg(d.join("cmdline"))
+        .arg("--config")
+        .arg(d.join("image/satchel.toml"))
+        .arg("--kmsg")
+        .arg(d.join("kmsg"))
+        .arg("--resolv-conf")
+        .arg(d.join("no-resolv.conf"))
+        .arg("--sysfs")
+        .arg(d.join("no-sys"));
+    let c = harness::run(cap, KILL_AFTER);
+    assert_eq!(c.code(), 0, "capture:\n{}", c.stderr);
+    let id = c.stdout.trim().to_string();
+    assert!(
+        !id.is_empty() && !id.contains(char::is_whitespace),
+        "{:?}",
+        c.stdout
+    );
+    let (status, sealed) = client::request(
+        addr,
+        SERVER_NAME,
+        &ca_pem,
+        Some(admin_cert),
+        "GET",
+        &format!("/v1/uploads/{id}"),
+        Vec::new(),
+    )
+    .expect("pull");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&sealed));
+    let dec = age::Decryptor::new(&sealed[..]).expect("age file");
+    let mut r = dec
+        .decrypt(admin_id.as_age().iter().map(|i| i as &dyn age::Identity))
+        .expect("the admins can decrypt the capture");
+    let mut zst = Vec::new();
+    std::io::Read::read_to_end(&mut r, &mut zst).expect("read");
+    let tar = zstd::decode_all(&zst[..]).expect("zstd");
+    let text = String::from_utf8_lossy(&tar);
+    assert!(
+        text.contains("app.d/local.conf") && text.contains("tuned=by hand"),
+        "capture tar lacks the file"
+    );
 }

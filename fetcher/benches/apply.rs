@@ -1,0 +1,367 @@
+//! Benchmark (not a test): applying a bundle with `satchel-fetch` against
+//! the equivalent shell pipeline, measured in the same run on the same
+//! loopback server.
+//!
+//! Run (the fetcher measured is the shipped static build; the server and
+//! this driver may be debug builds, the server serves both sides alike):
+//!
+//! ```text
+//! RUSTFLAGS="-C target-feature=+crt-static" cargo build -p satchel-fetch \
+//!     --profile fetcher --target x86_64-unknown-linux-gnu
+//! cargo build -p satchel-server
+//! SATCHEL_FETCH_BIN=target/x86_64-unknown-linux-gnu/fetcher/satchel-fetch \
+//!     cargo bench --profile dev -p satchel-fetch --bench apply
+//! ```
+//!
+//! It needs `curl`, `age`, `zstd`, `tar` and GNU `time` on PATH.
+//!
+//! 1. A 50 MiB / 5,000-file bundle from the real `satchel-server`:
+//!    `satchel-fetch` (discover, download, verify, decrypt, overlay,
+//!    report) vs `curl --cert … | tar -xO payload.age | age -d | zstd -d |
+//!    tar -x` (download and unpack only, no checks): wall time and peak RSS,
+//!    median of [`RUNS`] runs each, interleaved.
+//! 2. The fetcher's peak RSS applying a 1 GiB bundle.
+//!
+//! Prints a Markdown table for BENCHMARKS.md.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use satchel_bundle::manifest::Policy;
+use satchel_bundle::seal::{seal_to_file, SealParams, Source};
+use satchel_bundle::{Identities, Mac, Recipient, SigningKey, Target};
+use satchel_pki::ca::Ca;
+use satchel_pki::enroll::EnrollOptions;
+use satchel_pki::AdminName;
+use satchel_tests::client;
+use satchel_tests::dns::{DnsRecord, DnsServer};
+use satchel_tests::harness::{self, Proc};
+use time::OffsetDateTime;
+
+const RUNS: usize = 5;
+const SERVER_NAME: &str = "cfg.boot.test";
+const DOMAIN: &str = "boot.test";
+const KILL_AFTER: Duration = Duration::from_secs(1800);
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::write(path, bytes).expect("write");
+}
+
+/// A tree of `files` files of `size` bytes each, half random, half text.
+fn make_tree(dir: &Path, files: usize, size: usize, seed: u64) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut buf = vec![0u8; size];
+    for i in 0..files {
+        let sub = dir.join(format!("srv/data/d{:03}", i % 100));
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        rng.fill(&mut buf[..size / 2]);
+        for (j, b) in buf[size / 2..].iter_mut().enumerate() {
+            *b = b"satchel configuration line\n"[j % 27];
+        }
+        write(&sub.join(format!("f{i:05}.conf")), &buf);
+    }
+}
+
+/// Runs `cmd` under GNU time; returns (wall seconds, peak RSS KiB).
+fn timed(cmd: Command) -> (f64, u64) {
+    let mut t = Command::new("/usr/bin/time");
+    t.arg("-f")
+        .arg("%e %M")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            t.env(k, v);
+        }
+    }
+    let start = Instant::now();
+    let f = harness::run(t, KILL_AFTER);
+    let wall = start.elapsed().as_secs_f64();
+    assert_eq!(f.code(), 0, "{}", f.stderr);
+    let last = f
+        .stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    let rss = last
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no time output: {}", f.stderr));
+    (wall, rss)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    ca_pem: Vec<u8>,
+    admin: (String, String),
+    signer: SigningKey,
+    recipients: Vec<Recipient>,
+    mac: Mac,
+    addr: std::net::SocketAddr,
+    _server: Proc,
+    dns: std::net::SocketAddr,
+    _dns: DnsServer,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = harness::tempdir();
+        let d = dir.path();
+        let mac = Mac::parse("52-54-00-be-ec-01").expect("mac");
+        let ca = Ca::init_insecure(&d.join("ca"), "bench CA").expect("ca");
+        write(&d.join("ca.pem"), ca.cert_pem().as_bytes());
+        let server = ca
+            .issue_server(
+                &[SERVER_NAME.into()],
+                &["127.0.0.1".parse().expect("ip")],
+                None,
+            )
+            .expect("server");
+        write(&d.join("server.crt"), server.cert_pem.as_bytes());
+        write(&d.join("server.key"), server.key_pem.expose().as_bytes());
+        let admin = ca
+            .issue_admin(AdminName::parse("bench").expect("n"), None)
+            .expect("admin");
+        write(
+            &d.join("crl.pem"),
+            ca.crl(None).expect("crl").pem.as_bytes(),
+        );
+        let signer = SigningKey::generate();
+        write(
+            &d.join("signer.pub"),
+            signer.verifying_key().to_pem().as_bytes(),
+        );
+        let admin_id = Identities::generate();
+        let enrolled = ca
+            .enroll(&EnrollOptions {
+                mac: Some(mac),
+                signers: vec![d.join("signer.pub")],
+                admin_recipients: vec![admin_id.recipients()[0].to_string()],
+                domain: DOMAIN.into(),
+                out: d.join("image"),
+                ..Default::default()
+            })
+            .expect("enroll");
+        let mut recipients: Vec<Recipient> = enrolled
+            .recipients
+            .iter()
+            .map(|(_, r)| Recipient::parse(r).expect("r"))
+            .collect();
+        recipients.extend(admin_id.recipients());
+        write(
+            &d.join("server.toml"),
+            format!(
+                "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
+                 ca_cert = {:?}\nserver_cert = {:?}\nserver_key = {:?}\ncrl = {:?}\n\
+                 trusted_signers = [{:?}]\nmax_bundle_bytes = {}\n",
+                d.join("data"),
+                d.join("ca.pem"),
+                d.join("server.crt"),
+                d.join("server.key"),
+                d.join("crl.pem"),
+                d.join("signer.pub"),
+                2u64 << 30,
+            )
+            .as_bytes(),
+        );
+        let ready = d.join("ready.json");
+        let mut cmd = Command::new(harness::bin("satchel-server"));
+        cmd.arg("--config")
+            .arg(d.join("server.toml"))
+            .arg("--ready-file")
+            .arg(&ready);
+        let proc = Proc::spawn(cmd, KILL_AFTER).expect("server");
+        let end = Instant::now() + Duration::from_secs(30);
+        let addr: std::net::SocketAddr = loop {
+            if let Ok(t) = std::fs::read_to_string(&ready) {
+                let v: serde_json::Value = serde_json::from_str(&t).expect("ready");
+                break v["listen"].as_str().expect("listen").parse().expect("addr");
+            }
+            assert!(Instant::now() < end, "server not ready");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let (dns, dns_handle) = DnsServer::start(vec![
+            DnsRecord::srv(
+                &format!("_satchel._tcp.{DOMAIN}"),
+                1,
+                1,
+                addr.port(),
+                SERVER_NAME,
+            ),
+            DnsRecord::a(SERVER_NAME, [127, 0, 0, 1]),
+        ])
+        .expect("dns");
+        World {
+            ca_pem: ca.cert_pem().as_bytes().to_vec(),
+            admin: (admin.cert_pem.clone(), admin.key_pem.expose().to_string()),
+            dir,
+            signer,
+            recipients,
+            mac,
+            addr,
+            _server: proc,
+            dns,
+            _dns: dns_handle,
+        }
+    }
+
+    fn d(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Seals the tree `src` with `serial` and publishes it.
+    fn publish(&self, src: &Path, serial: u64) -> u64 {
+        let now = OffsetDateTime::now_utc();
+        let out = self.d().join(format!("b{serial}.bundle"));
+        let sealed = seal_to_file(
+            &SealParams {
+                target: Target::Host(self.mac),
+                site: None,
+                serial,
+                created: now - time::Duration::minutes(1),
+                expires: now + time::Duration::days(1),
+                policy: Policy::default(),
+                recipients: self.recipients.clone(),
+            },
+            Source::Dir {
+                path: src,
+                keep_owners: false,
+            },
+            &self.signer,
+            &out,
+            &AtomicU64::new(0),
+        )
+        .expect("seal");
+        let (status, body) = client::request(
+            self.addr,
+            SERVER_NAME,
+            &self.ca_pem,
+            Some((self.admin.0.as_bytes(), self.admin.1.as_bytes())),
+            "PUT",
+            &format!("/v1/bundles/host/{}", self.mac),
+            std::fs::read(&out).expect("bundle"),
+        )
+        .expect("publish");
+        assert!(
+            (200..300).contains(&status),
+            "{status} {}",
+            String::from_utf8_lossy(&body)
+        );
+        std::fs::remove_file(&out).expect("rm");
+        sealed.bundle_size
+    }
+
+    fn fresh_root(&self, name: &str) -> std::path::PathBuf {
+        let root = self.d().join(name);
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("root");
+        root
+    }
+
+    fn fetcher(&self, root: &Path) -> Command {
+        write(
+            &self.d().join("cmdline"),
+            format!(
+                "satchel.dns={} satchel.root={} satchel.timeout=900\n",
+                self.dns,
+                root.display()
+            )
+            .as_bytes(),
+        );
+        write(&self.d().join("kmsg"), b"");
+        let bin = std::env::var_os("SATCHEL_FETCH_BIN")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| harness::bin("satchel-fetch"));
+        let mut c = Command::new(bin);
+        c.arg("--cmdline")
+            .arg(self.d().join("cmdline"))
+            .arg("--config")
+            .arg(self.d().join("image/satchel.toml"))
+            .arg("--kmsg")
+            .arg(self.d().join("kmsg"));
+        c
+    }
+
+    fn pipeline(&self, root: &Path) -> Command {
+        let img = self.d().join("image");
+        let script = format!(
+            "set -e; curl -sSf --cacert {ca} --cert {crt} --key {key} \
+             --resolve {name}:{port}:127.0.0.1 https://{name}:{port}/v1/bundles/host/{mac} \
+             | tar -xOf - payload.age | age -d -i {id} | zstd -dq | tar -x -C {root}",
+            ca = img.join("ca.crt").display(),
+            crt = img.join("client.crt").display(),
+            key = img.join("client.key").display(),
+            id = img.join("host.agekey").display(),
+            name = SERVER_NAME,
+            port = self.addr.port(),
+            mac = self.mac,
+            root = root.display(),
+        );
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(script);
+        c
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return; // only `cargo bench` runs it; a test build of all targets does not.
+    }
+    let w = World::new();
+    let src = w.d().join("src50");
+    make_tree(&src, 5_000, 10 * 1024, 1);
+    let size = w.publish(&src, 1);
+    let (mut fw, mut fr, mut pw, mut pr) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..RUNS {
+        let root = w.fresh_root("root-fetch");
+        let (t, rss) = timed(w.fetcher(&root));
+        fw.push(t);
+        fr.push(rss as f64);
+        let root = w.fresh_root("root-pipe");
+        let (t, rss) = timed(w.pipeline(&root));
+        pw.push(t);
+        pr.push(rss as f64);
+    }
+    let (fw, fr, pw, pr) = (median(fw), median(fr), median(pw), median(pr));
+    println!(
+        "| 50 MiB / 5,000 files (bundle {:.1} MiB) | wall s | peak RSS MiB |",
+        size as f64 / 1048576.0
+    );
+    println!("|---|---|---|");
+    println!(
+        "| satchel-fetch (verify + overlay + report) | {fw:.2} | {:.1} |",
+        fr / 1024.0
+    );
+    println!(
+        "| curl \\| tar \\| age -d \\| zstd -d \\| tar -x | {pw:.2} | {:.1} |",
+        pr / 1024.0
+    );
+    println!(
+        "| ratio fetch / pipeline | {:.2}× | {:.2}× |",
+        fw / pw,
+        fr / pr
+    );
+
+    std::fs::remove_dir_all(&src).expect("rm src");
+    let big = w.d().join("src1g");
+    make_tree(&big, 64, 16 << 20, 2);
+    let size = w.publish(&big, 2);
+    std::fs::remove_dir_all(&big).expect("rm big");
+    let root = w.fresh_root("root-big");
+    let (t, rss) = timed(w.fetcher(&root));
+    println!(
+        "| 1 GiB payload (bundle {:.0} MiB), satchel-fetch | {t:.2} | {:.1} |",
+        size as f64 / 1048576.0,
+        rss as f64 / 1024.0
+    );
+}
