@@ -58,7 +58,13 @@
 //! It does not apply extended attributes, ACLs, device numbers or
 //! directory times, does not decrypt or decompress (the caller streams the
 //! plain tar), and does not survive power loss midway through a commit (a
-//! diskless root is RAM).
+//! diskless root is RAM). "Untouched" means paths, kinds, modes, owners,
+//! contents and link targets: the root directory's own times do change, as
+//! staging is created in it.
+//!
+//! Needs Linux ≥ 5.6 (`openat2`) and a root filesystem with
+//! `renameat2(RENAME_NOREPLACE)` (tmpfs, ext4, xfs, btrfs, overlayfs); a
+//! path of the payload on another mount inside the root is refused.
 //!
 //! # Layout
 //! - `path`: pure name, link-target and whiteout rules ([`RelPath`]).
