@@ -195,7 +195,12 @@ pub async fn run_forwarder(app: Arc<App>, hook: Webhook, mut stop: watch::Receiv
         }
         for item in batch {
             loop {
-                match hook.post(item.body.clone(), timeout).await {
+                let attempt = tokio::select! {
+                    r = hook.post(item.body.clone(), timeout) => r,
+                    // Shutting down: the report stays queued for the next start.
+                    _ = stop.changed() => return,
+                };
+                match attempt {
                     Ok(()) => {
                         let store = app.store.clone();
                         let seq = item.seq;

@@ -23,6 +23,10 @@
 //! - [`metrics`], [`ratelimit`].
 //! - [`demo`]: the throwaway setup of `satchel-server demo`.
 //!
+//! URLs name MACs in the canonical form only (`aa-bb-cc-dd-ee-ff`); any
+//! other spelling is refused with 400 `non_canonical_mac`, whose message
+//! gives the canonical form (no redirect: one node, one URL).
+//!
 //! The entry point is [`run`]: it takes its listener, TLS state, store and
 //! a shutdown future, so tests drive it in-process.
 
