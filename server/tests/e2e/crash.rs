@@ -30,6 +30,8 @@ struct Ledger {
     publishes: usize,
     /// (id, sha256) of every acknowledged upload.
     uploads: Vec<(String, String)>,
+    /// Reports acknowledged with 202.
+    reports: u64,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,6 +50,7 @@ async fn sigkill_at_random_points_loses_nothing_acknowledged() {
          anonymous_burst_per_source = 100000\nmax_pending_uploads_per_mac = 100000\n",
     );
     let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let reporter_cert = w.host(3, None);
     let mut rng = rand::thread_rng();
     let mut rounds = 0;
     loop {
@@ -64,11 +67,13 @@ async fn sigkill_at_random_points_loses_nothing_acknowledged() {
         if done_pub && done_up && rounds >= MIN_KILLS {
             let l = ledger.lock().expect("lock");
             eprintln!(
-                "crash test: {rounds} SIGKILLs, {} publishes and {} uploads acknowledged, {} publishes attempted",
+                "crash test: {rounds} SIGKILLs, {} publishes, {} uploads and {} reports acknowledged, {} publishes attempted",
                 l.publishes,
                 l.uploads.len(),
+                l.reports,
                 l.attempted_serial
             );
+            assert!(l.reports >= WANT_ACKED as u64, "only {} reports", l.reports);
             assert!(
                 l.publishes >= WANT_ACKED,
                 "only {} publishes acknowledged",
@@ -137,10 +142,35 @@ async fn sigkill_at_random_points_loses_nothing_acknowledged() {
                 }
             })
         };
+        let reporter = {
+            let (host, ledger) = (
+                Client::new(&w, srv.addr, Some(&reporter_cert)),
+                ledger.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let body = format!(
+                        r#"{{"report_id":"{:032x}","status":"applied"}}"#,
+                        rand::random::<u128>()
+                    );
+                    match host
+                        .try_request("POST", &format!("/v1/reports/{}", mac(3)), body, &[])
+                        .await
+                    {
+                        Ok((202, _, _)) => ledger.lock().expect("lock").reports += 1,
+                        Ok((st, _, b)) => panic!("report: {st} {}", String::from_utf8_lossy(&b)),
+                        Err(_) => return,
+                    }
+                    let pause = rand::random::<u64>() % 8;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+            })
+        };
         tokio::time::sleep(Duration::from_millis(rng.gen_range(20..200))).await;
         srv.kill9();
         let _ = tokio::time::timeout(Duration::from_secs(10), publisher).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), uploader).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), reporter).await;
     }
 }
 
@@ -151,10 +181,29 @@ async fn check_state(
     ledger: &Arc<Mutex<Ledger>>,
     bundles: &Arc<Vec<Vec<u8>>>,
 ) {
-    let (acked, attempted, uploads) = {
+    let (acked, attempted, uploads, reports) = {
         let l = ledger.lock().expect("lock");
-        (l.acked_serial, l.attempted_serial, l.uploads.clone())
+        (
+            l.acked_serial,
+            l.attempted_serial,
+            l.uploads.clone(),
+            l.reports,
+        )
     };
+    // Every acknowledged report is counted in the inventory (a report
+    // stored but not acknowledged before the kill may add more).
+    let nodes = admin.json("GET", "/v1/nodes").await;
+    let counted = nodes["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["mac"] == mac(3).to_string())
+        .map(|n| n["reports"].as_u64().expect("count"))
+        .unwrap_or(0);
+    assert!(
+        counted >= reports,
+        "inventory counts {counted} reports, {reports} acknowledged"
+    );
     let (st, h, body) = admin
         .request("GET", &format!("/v1/bundles/{t}"), Bytes::new())
         .await;
