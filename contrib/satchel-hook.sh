@@ -163,13 +163,19 @@ deadline=$DEFAULT_TIMEOUT
 v=$(cmdline_value satchel.timeout)
 case $v in
 '') ;;
-=*[!0-9]* | = | =0*) log "satchel.timeout${v} is not a positive number of seconds; using $DEFAULT_TIMEOUT" ;;
+=*[!0-9]* | =) log "satchel.timeout${v} is not a number of seconds; using $DEFAULT_TIMEOUT" ;;
 *)
+    # Decimal, as the fetcher reads it: drop leading zeros (sh would read octal).
     v=${v#=}
-    if [ "${#v}" -gt 6 ] || [ "$v" -gt "$MAX_TIMEOUT" ]; then
-        v=$MAX_TIMEOUT
+    v=${v#"${v%%[!0]*}"}
+    if [ -z "$v" ]; then
+        log "satchel.timeout=0 is not a positive number of seconds; using $DEFAULT_TIMEOUT"
+    else
+        if [ "${#v}" -gt 6 ] || [ "$v" -gt "$MAX_TIMEOUT" ]; then
+            v=$MAX_TIMEOUT
+        fi
+        deadline=$v
     fi
-    deadline=$v
     ;;
 esac
 

@@ -483,6 +483,47 @@ fn hook_maps_fetcher_outcomes_to_status_and_exit() {
 }
 
 #[test]
+fn hook_reads_satchel_timeout_within_the_fetchers_limits() {
+    need("busybox", "busybox-static");
+    // (kernel command line, the deadline the hook must use, in seconds)
+    let cases: &[(&str, u32)] = &[
+        ("", 300),
+        ("satchel.timeout=60", 60),
+        ("satchel.timeout=1", 1),
+        ("satchel.timeout=3600", 3600),
+        ("satchel.timeout=3601", 3600),
+        ("satchel.timeout=999999", 3600),
+        ("satchel.timeout=99999999999999999999999", 3600),
+        ("satchel.timeout=0", 300),
+        ("satchel.timeout=007", 7),
+        ("satchel.timeout=0090", 90),
+        ("satchel.timeout=000", 300),
+        ("satchel.timeout=0000000000000000000000060", 60),
+        ("satchel.timeout=-5", 300),
+        ("satchel.timeout=5s", 300),
+        ("satchel.timeout=1e3", 300),
+        ("satchel.timeout=", 300),
+        ("satchel.timeout", 300),
+        ("satchel.timeout=$((1+1))", 300),
+        ("satchel.timeout=\"45\"", 45),
+        ("satchel.timeout=10 satchel.timeout=20", 20),
+        ("xsatchel.timeout=10", 300),
+    ];
+    let d = tempfile::tempdir().expect("tempdir");
+    for shell in SHELLS {
+        for (cmdline, want) in cases {
+            let r = run_hook(shell, cmdline, Fetcher::Exits(0), true, d.path());
+            assert_eq!(r.exit, 0, "{shell:?} {cmdline:?}: {r:?}");
+            assert!(
+                r.stderr.contains(&format!("deadline {want}s)")),
+                "{shell:?} {cmdline:?}: want deadline {want}s: {r:?}"
+            );
+            std::fs::remove_dir_all(d.path().join("run")).expect("clear status");
+        }
+    }
+}
+
+#[test]
 fn hook_does_not_run_twice_after_success_but_retries_after_failure() {
     let d = tempfile::tempdir().expect("tempdir");
     let r = run_hook(
