@@ -49,7 +49,9 @@ pub fn open_dir(
     fs::openat2(
         base,
         name,
-        flags | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        // No O_NOFOLLOW: with O_PATH it would open a final symlink itself;
+        // RESOLVE_NO_SYMLINKS already refuses every symlink, the last too.
+        flags | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
         RESOLVE,
     )
@@ -91,5 +93,65 @@ pub struct Probe<'a>(pub BorrowedFd<'a>);
 impl super::plan::RootView for Probe<'_> {
     fn kind(&self, path: &RelPath) -> Result<RootKind, ExtractError> {
         kind_at(self.0.as_fd(), path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::path::{normalise_entry, PathLimits};
+    use super::*;
+
+    fn p(s: &str) -> RelPath {
+        let l = PathLimits {
+            max_len: 4095,
+            max_depth: 64,
+        };
+        normalise_entry(s.as_bytes(), l).expect("valid")
+    }
+
+    #[test]
+    fn resolution_never_follows_a_symlink() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let base = tmp.path().join("base");
+        std::fs::create_dir_all(base.join("real/sub")).expect("mkdir");
+        std::os::unix::fs::symlink(tmp.path(), base.join("up")).expect("symlink");
+        std::os::unix::fs::symlink("real", base.join("alias")).expect("symlink");
+        let fd =
+            fs::open(&base, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).expect("open base");
+        let fd = fd.as_fd();
+
+        assert!(open_dir(fd, &p("real/sub"), OFlags::PATH).is_ok());
+        for through in ["up", "up/base", "alias", "alias/sub"] {
+            assert!(
+                matches!(
+                    open_dir(fd, &p(through), OFlags::PATH),
+                    Err(ExtractError::ThroughSymlink { .. })
+                ),
+                "{through} was followed"
+            );
+        }
+        assert_eq!(kind_at(fd, &p("alias")).expect("lstat"), RootKind::Symlink);
+        assert_eq!(kind_at(fd, &p("real")).expect("lstat"), RootKind::Dir);
+        assert_eq!(
+            kind_at(fd, &p("nothing")).expect("lstat"),
+            RootKind::Missing
+        );
+        assert!(matches!(
+            kind_at(fd, &p("alias/sub")),
+            Err(ExtractError::ThroughSymlink { .. })
+        ));
+    }
+
+    #[test]
+    fn rename_never_replaces() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(tmp.path().join("a"), "a").expect("write");
+        std::fs::write(tmp.path().join("b"), "b").expect("write");
+        let fd =
+            fs::open(tmp.path(), OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).expect("open");
+        let err = rename(fd.as_fd(), "a", fd.as_fd(), "b", &p("b")).expect_err("b exists");
+        assert!(matches!(err, ExtractError::Io { .. }));
+        assert_eq!(std::fs::read(tmp.path().join("b")).expect("read"), b"b");
+        rename(fd.as_fd(), "a", fd.as_fd(), "c", &p("c")).expect("c is free");
     }
 }
