@@ -13,7 +13,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 use bytes::Bytes;
 use satchel_bundle::Target;
@@ -48,6 +48,9 @@ pub struct SledStore {
     upload_admission: Mutex<()>,
     /// Next audit sequence number; also serialises audit trimming.
     audit_next: Mutex<u64>,
+    /// Group commit: concurrent writers share one sync instead of queueing
+    /// one each.
+    commit: GroupCommit,
     /// Entries in `forward`: counted once at open, then kept up to date, so
     /// the queue depth costs no scan per report.
     forward_len: AtomicU64,
@@ -85,6 +88,63 @@ fn tx_err(e: TransactionError<StoreError>) -> StoreError {
     }
 }
 
+/// Group commit: a writer takes a ticket after its write; one writer at a
+/// time syncs on behalf of every ticket taken before its sync started; the
+/// others wait for a sync that covers their ticket (or start the next one).
+#[derive(Debug, Default)]
+struct GroupCommit {
+    state: Mutex<CommitState>,
+    done: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct CommitState {
+    /// Tickets handed out.
+    issued: u64,
+    /// Every ticket up to this one is durable.
+    durable: u64,
+    /// A sync is running.
+    syncing: bool,
+}
+
+impl GroupCommit {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CommitState> {
+        match self.state.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn wait(&self, sync: impl Fn() -> Result<(), StoreError>) -> Result<(), StoreError> {
+        let mut st = self.lock();
+        st.issued += 1;
+        let mine = st.issued;
+        loop {
+            if st.durable >= mine {
+                return Ok(());
+            }
+            if !st.syncing {
+                st.syncing = true;
+                let covers = st.issued;
+                drop(st);
+                let r = sync();
+                st = self.lock();
+                st.syncing = false;
+                if r.is_ok() {
+                    st.durable = st.durable.max(covers);
+                }
+                self.done.notify_all();
+                r?;
+                continue;
+            }
+            st = match self.done.wait(st) {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+        }
+    }
+}
+
 impl SledStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
@@ -104,6 +164,7 @@ impl SledStore {
         let forward = t("forward")?;
         let forward_len = AtomicU64::new(forward.len() as u64);
         Ok(SledStore {
+            commit: GroupCommit::default(),
             forward_len,
             bundle_data: t("bundle_data")?,
             bundle_meta: t("bundle_meta")?,
@@ -119,8 +180,10 @@ impl SledStore {
         })
     }
 
+    /// Returns once every write this thread made before the call is on disk.
     fn durable(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(backend)
+        self.commit
+            .wait(|| self.db.flush().map(|_| ()).map_err(backend))
     }
 
     fn upload_metas(&self) -> Result<Vec<UploadMeta>, StoreError> {
@@ -474,6 +537,42 @@ mod tests {
             sha256: String::new(),
             state: UploadState::Pending,
         }
+    }
+
+    #[test]
+    fn group_commit_covers_every_waiter_with_fewer_syncs() {
+        use std::sync::atomic::AtomicUsize;
+        use std::sync::Arc;
+        let gc = Arc::new(GroupCommit::default());
+        let syncs = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..16)
+            .map(|_| {
+                let (gc, syncs) = (gc.clone(), syncs.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..20 {
+                        gc.wait(|| {
+                            syncs.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(1));
+                            Ok(())
+                        })
+                        .expect("sync");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("join");
+        }
+        let st = gc.state.lock().expect("lock");
+        assert_eq!((st.issued, st.durable), (320, 320));
+        assert!(syncs.load(Ordering::SeqCst) < 320, "no grouping happened");
+        // A failed sync is reported and does not mark anything durable.
+        drop(st);
+        let gc = GroupCommit::default();
+        assert!(gc
+            .wait(|| Err(StoreError::Backend("disk gone".into())))
+            .is_err());
+        assert_eq!(gc.state.lock().expect("lock").durable, 0);
     }
 
     #[test]
