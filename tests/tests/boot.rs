@@ -25,7 +25,6 @@
 //! flow ([`Fleet`]) and its boots.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -937,20 +936,17 @@ fn static_fetcher() -> &'static Path {
             .env("RUSTFLAGS", STATIC_RUSTFLAGS)
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let out = cargo.spawn().expect("spawn cargo");
-        let mut child = KillOnDrop(out);
-        let mut err = String::new();
-        if let Some(mut e) = child.0.stderr.take() {
-            // cargo's progress is small; read it to the end (this also waits).
-            let _ = e.read_to_string(&mut err);
-        }
+            .stdout(Stdio::null());
+        // A file, not a pipe: the kill timer must apply even if cargo hangs.
+        let log = tempfile::NamedTempFile::new().expect("temp file");
+        cargo.stderr(log.reopen().expect("reopen"));
+        let mut child = KillOnDrop(cargo.spawn().expect("spawn cargo"));
         let code = wait_or_kill(&mut child.0, BUILD_TIMEOUT);
+        let err = std::fs::read_to_string(log.path()).unwrap_or_default();
         assert_eq!(
             code,
             Some(0),
-            "static build of satchel-fetch failed:\n{err}"
+            "static build of satchel-fetch failed or ran past {BUILD_TIMEOUT:?}:\n{err}"
         );
         let bin = target_dir().join(STATIC_TARGET).join("debug/satchel-fetch");
         let ldd = Command::new("ldd").arg(&bin).output().expect("ldd");
