@@ -133,3 +133,47 @@ async fn run_is_driven_in_process() {
         .expect("join")
         .expect("run ok");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_swaps_the_server_certificate_without_dropping_service() {
+    let w = World::new();
+    let data = w.path().join("data");
+    let srv = Server::start(&w.config(&data, ""));
+    let anon = Client::new(&w, srv.addr, None);
+    let presented = || async {
+        let tls = anon.raw_tls().await.expect("tls");
+        tls.get_ref().1.peer_certificates().expect("certs")[0]
+            .as_ref()
+            .to_vec()
+    };
+    let before = presented().await;
+    let renewed =
+        w.ca.issue_server(
+            &["localhost".to_string()],
+            &["127.0.0.1".parse().expect("ip")],
+            None,
+        )
+        .expect("renewed cert");
+    // Key first, then certificate: each file replaced whole.
+    std::fs::write(&w.server.key, renewed.key_pem.expose()).expect("key");
+    std::fs::write(&w.server.cert, &renewed.cert_pem).expect("cert");
+    srv.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = presented().await;
+        if now == renewed.cert_der.as_ref() {
+            break;
+        }
+        assert_eq!(now, before, "neither the old nor the new certificate");
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not swap the certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(anon.status("GET", "/healthz", Bytes::new()).await, 200);
+    assert!(srv
+        .metrics_text()
+        .await
+        .contains("satchel_crl_reloads_total 1"));
+}
