@@ -1104,6 +1104,15 @@ impl Fleet {
         f
     }
 
+    /// The serial log and the server's log, for a failed assertion.
+    fn explain(&self, out: &BootOutcome) -> String {
+        format!(
+            "--- serial log ---\n{}\n--- server log ---\n{}",
+            out.log,
+            std::fs::read_to_string(self.path("server.err")).unwrap_or_default()
+        )
+    }
+
     /// Adds `mib` MiB of incompressible bytes to the host's tree (for the
     /// timing of a large bundle; see [`BENCH_MIB_ENV`]).
     fn add_noise_file(&self, mib: usize) {
@@ -1355,17 +1364,17 @@ fn real_boot_applies_site_then_host_bundle_past_a_dead_srv_target() {
     };
     let want = tree_listing(&fleet.expected);
     let out = fleet.boot("1", true);
-    assert_eq!(out.hook_exit, 0, "serial log:\n{}", out.log);
+    assert_eq!(out.hook_exit, 0, "{}", fleet.explain(&out));
     assert_eq!(out.status.get("result").map(String::as_str), Some("ok"));
-    assert_eq!(out.listing, want, "serial log:\n{}", out.log);
+    assert_eq!(out.listing, want, "{}", fleet.explain(&out));
     assert_eq!(out.tree, sha256_hex(&want));
     // The dead target was tried first.
     assert!(
         out.log
             .lines()
             .any(|l| l.contains("warning") && l.contains(&format!("via {DEAD_NAME}:443"))),
-        "serial log:\n{}",
-        out.log
+        "{}",
+        fleet.explain(&out)
     );
     let node = fleet.node_record().expect("the node reported");
     assert_eq!(node["last_status"], "applied", "{node}");
@@ -1384,8 +1393,8 @@ fn real_boot_of_a_site_image_without_bootif_finds_the_mac_on_the_nic() {
     let fleet = Fleet::with_image(Image::Site);
     let want = tree_listing(&fleet.expected);
     let out = fleet.boot("1", false);
-    assert_eq!(out.hook_exit, 0, "serial log:\n{}", out.log);
-    assert_eq!(out.listing, want, "serial log:\n{}", out.log);
+    assert_eq!(out.hook_exit, 0, "{}", fleet.explain(&out));
+    assert_eq!(out.listing, want, "{}", fleet.explain(&out));
     // The server has the report under the NIC's MAC (the image names none).
     let node = fleet
         .node_record()
@@ -1414,10 +1423,10 @@ fn fleet_with_rogue_host_bundle() -> Fleet {
 fn real_boot_refuses_a_rogue_bundle_and_stops_when_required() {
     let fleet = fleet_with_rogue_host_bundle();
     let out = fleet.boot("1", true);
-    assert_eq!(out.hook_exit, 1, "serial log:\n{}", out.log);
+    assert_eq!(out.hook_exit, 1, "{}", fleet.explain(&out));
     assert_eq!(out.status.get("result").map(String::as_str), Some("failed"));
     assert_eq!(out.status.get("fetch_exit").map(String::as_str), Some("6"));
-    assert_eq!(out.tree, EMPTY_TREE, "serial log:\n{}", out.log);
+    assert_eq!(out.tree, EMPTY_TREE, "{}", fleet.explain(&out));
     let node = fleet.node_record().expect("the node reported");
     assert_eq!(node["last_status"], "failed", "{node}");
     assert!(
@@ -1433,9 +1442,9 @@ fn real_boot_refuses_a_rogue_bundle_and_continues_when_not_required() {
     let fleet = fleet_with_rogue_host_bundle();
     let out = fleet.boot("0", true);
     // The fetcher itself maps a failure under satchel.required=0 to exit 0.
-    assert_eq!(out.hook_exit, 0, "serial log:\n{}", out.log);
+    assert_eq!(out.hook_exit, 0, "{}", fleet.explain(&out));
     assert_eq!(out.status.get("required").map(String::as_str), Some("0"));
-    assert_eq!(out.tree, EMPTY_TREE, "serial log:\n{}", out.log);
+    assert_eq!(out.tree, EMPTY_TREE, "{}", fleet.explain(&out));
     let node = fleet.node_record().expect("the node reported");
     assert_eq!(node["last_status"], "failed", "{node}");
 }
