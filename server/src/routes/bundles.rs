@@ -165,6 +165,11 @@ pub async fn delete(app: &Arc<App>, target: Target) -> Result<Resp, ApiError> {
 /// `GET /v1/bundles`: every published bundle's metadata, with the highest
 /// serial ever published per target.
 pub async fn list(app: &Arc<App>) -> Result<Resp, ApiError> {
-    let metas = blocking(app, |s| s.bundle_list()).await?;
-    Ok(json_response(StatusCode::OK, &json!({ "bundles": metas })))
+    let (metas, serials) = blocking(app, |s| Ok((s.bundle_list()?, s.highest_serials()?))).await?;
+    let highest: serde_json::Map<String, serde_json::Value> =
+        serials.into_iter().map(|(t, n)| (t, json!(n))).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "bundles": metas, "highest_serials": highest }),
+    ))
 }

@@ -209,6 +209,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn bundle_list(&self) -> Result<Vec<BundleMeta>, StoreError>;
     /// Highest serial ever published for `target`.
     fn highest_serial(&self, target: &Target) -> Result<Option<u64>, StoreError>;
+    /// Highest serial ever published, for every target ever published
+    /// (deleted ones included), as (`host/…` or `site/…`, serial).
+    fn highest_serials(&self) -> Result<Vec<(String, u64)>, StoreError>;
 
     /// Stores an upload if the limits allow; assigns `meta.id`. Durable on `Ok`.
     fn upload_put(

@@ -285,6 +285,16 @@ impl Store for SledStore {
         }
     }
 
+    fn highest_serials(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.serials
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(backend)?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), be_u64(&v)?))
+            })
+            .collect()
+    }
+
     fn upload_put(
         &self,
         mut meta: UploadMeta,
@@ -596,6 +606,11 @@ mod tests {
         }
         let s = SledStore::open(dir.path()).expect("reopen");
         assert_eq!(s.highest_serial(&t).expect("hs"), Some(5));
+        assert_eq!(
+            s.highest_serials().expect("all"),
+            vec![(t.to_string(), 5)],
+            "kept after DELETE"
+        );
         s.bundle_put(&t, &meta(&t, 6), b"xyz").expect("put 6");
         let (m, b) = s.bundle_get(&t).expect("get").expect("some");
         assert_eq!((m.serial, &b[..]), (6, &b"xyz"[..]));

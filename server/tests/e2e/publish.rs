@@ -88,12 +88,20 @@ async fn serials_only_grow_and_bundles_are_verified() {
     assert_eq!(b["serial"], 10);
     assert_eq!(b["published_by"], "admin/alice");
     assert_eq!(b["size"], good.len() as u64);
+    assert_eq!(list["highest_serials"][t.to_string()], 10);
 
     // Restart: the highest serial survives.
     drop(srv);
     let srv = Server::start(&w.config(&data, ""));
     let admin = Client::new(&w, srv.addr, Some(&w.admin));
     assert_eq!(admin.status("DELETE", &url, Bytes::new()).await, 204);
+    let list = admin.json("GET", "/v1/bundles").await;
+    assert_eq!(list["bundles"].as_array().expect("b").len(), 0);
+    assert_eq!(
+        list["highest_serials"][t.to_string()],
+        10,
+        "kept across DELETE"
+    );
     drop(srv);
     let srv = Server::start(&w.config(&data, ""));
     let admin = Client::new(&w, srv.addr, Some(&w.admin));
