@@ -47,6 +47,9 @@ pub mod shutdown;
 pub mod store;
 pub mod tls;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
