@@ -69,7 +69,9 @@ async fn hostile_requests_and_slow_clients() {
     ];
     for (label, raw, ok) in cases {
         let mut s = host.raw_tls().await.expect("tls");
-        s.write_all(&raw).await.expect("write");
+        // The server may answer (431, 413) and close before all of an
+        // oversized request is written: a failed write is then expected.
+        let _ = s.write_all(&raw).await;
         let (resp, _) = read_until_close(&mut s, Duration::from_secs(5)).await;
         match status_of(&resp) {
             Some(st) => assert!(
