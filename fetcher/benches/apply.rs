@@ -65,8 +65,9 @@ fn make_tree(dir: &Path, files: usize, size: usize, seed: u64) {
     }
 }
 
-/// Runs `cmd` under GNU time; returns (wall seconds, peak RSS KiB).
-fn timed(cmd: Command) -> (f64, u64) {
+/// Runs `cmd` under GNU time; returns (wall seconds, peak RSS KiB, the
+/// fetcher's phase-timing line if it printed one).
+fn timed(cmd: Command) -> (f64, u64, String) {
     let mut t = Command::new("/usr/bin/time");
     t.arg("-f")
         .arg("%e %M")
@@ -92,7 +93,13 @@ fn timed(cmd: Command) -> (f64, u64) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no time output: {}", f.stderr));
-    (wall, rss)
+    let phases = f
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("satchel: applied in "))
+        .unwrap_or("")
+        .to_string();
+    (wall, rss, phases)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -324,11 +331,12 @@ fn main() {
     let (mut fw, mut fr, mut pw, mut pr) = (vec![], vec![], vec![], vec![]);
     for _ in 0..RUNS {
         let root = w.fresh_root("root-fetch");
-        let (t, rss) = timed(w.fetcher(&root));
+        let (t, rss, phases) = timed(w.fetcher(&root));
+        eprintln!("{phases}");
         fw.push(t);
         fr.push(rss as f64);
         let root = w.fresh_root("root-pipe");
-        let (t, rss) = timed(w.pipeline(&root));
+        let (t, rss, _) = timed(w.pipeline(&root));
         pw.push(t);
         pr.push(rss as f64);
     }
@@ -358,7 +366,8 @@ fn main() {
     let size = w.publish(&big, 2);
     std::fs::remove_dir_all(&big).expect("rm big");
     let root = w.fresh_root("root-big");
-    let (t, rss) = timed(w.fetcher(&root));
+    let (t, rss, phases) = timed(w.fetcher(&root));
+    eprintln!("{phases}");
     println!(
         "| 1 GiB payload (bundle {:.0} MiB), satchel-fetch | {t:.2} | {:.1} |",
         size as f64 / 1048576.0,

@@ -408,6 +408,17 @@ pub async fn boot(inputs: &Inputs, log: &Log) -> Outcome {
     if exit != Exit::Applied {
         report.status = "failed";
     }
+    log.info(&format!(
+        "{} in {} ms ({})",
+        report.status,
+        report.duration_ms,
+        report
+            .timings_ms
+            .iter()
+            .map(|(k, v)| format!("{k} {v} ms"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     send_report(&mut session, &p, &report, &inputs.settings).await;
     Outcome {
         exit,
