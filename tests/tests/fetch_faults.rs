@@ -286,6 +286,19 @@ fn reset_mid_stream_leaves_the_root_untouched() {
 }
 
 #[test]
+fn a_body_longer_than_the_index_says_is_refused() {
+    network_fault(
+        |b, _| {
+            let mut longer = b.to_vec();
+            longer.extend_from_slice(&[0u8; 4096]);
+            Reply::bytes(longer)
+        },
+        &[],
+        "exceeds",
+    );
+}
+
+#[test]
 fn one_byte_per_second_does_not_hold_the_boot() {
     network_fault(
         |b, _| Reply::Trickle {

@@ -302,4 +302,44 @@ fn fetches_from_the_real_server_and_reports_to_its_inventory() {
         text.contains("app.d/local.conf") && text.contains("tuned=by hand"),
         "capture tar lacks the file"
     );
+
+    // An image without a client certificate uploads anonymously.
+    std::fs::remove_file(d.join("image/client.crt")).expect("rm cert");
+    let mut anon = Command::new(harness::bin("satchel-fetch"));
+    anon.arg("capture")
+        .arg("--path")
+        .arg(d.join("node-etc/app.d/local.conf"))
+        .arg("--upload")
+        .arg("--cmdline")
+        .arg(d.join("cmdline"))
+        .arg("--config")
+        .arg(d.join("image/satchel.toml"))
+        .arg("--kmsg")
+        .arg(d.join("kmsg"));
+    let c = harness::run(anon, KILL_AFTER);
+    assert_eq!(c.code(), 0, "anonymous capture:\n{}", c.stderr);
+    assert!(c.stderr.contains("anonymously"), "{}", c.stderr);
+    let anon_id = c.stdout.trim().to_string();
+    let (status, list) = client::request(
+        addr,
+        SERVER_NAME,
+        &ca_pem,
+        Some(admin_cert),
+        "GET",
+        "/v1/uploads",
+        Vec::new(),
+    )
+    .expect("list");
+    assert_eq!(status, 200);
+    let list: serde_json::Value = serde_json::from_slice(&list).expect("JSON");
+    let uploads = list["uploads"].as_array().expect("uploads");
+    assert!(uploads.iter().any(|u| u["id"] == id.as_str()), "{list}");
+    let a = uploads
+        .iter()
+        .find(|u| u["id"] == anon_id.as_str())
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(
+        a["cert_scope"].is_null(),
+        "the anonymous upload carries a scope: {a}"
+    );
 }
