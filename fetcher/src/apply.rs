@@ -186,8 +186,76 @@ pub fn apply(path: &Path, checks: &Checks, trust: &Trust, root: &Path) -> Result
     }
 }
 
+/// Removes download files a killed earlier run left directly in `dir`
+/// (regular files named [`DOWNLOAD_PREFIX`]…, never followed through a
+/// symlink). Returns how many were removed.
+pub fn remove_stale_downloads(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let ours = name
+            .to_str()
+            .is_some_and(|s| s.starts_with(DOWNLOAD_PREFIX));
+        let regular = e.file_type().is_ok_and(|t| t.is_file());
+        if ours && regular && std::fs::remove_file(e.path()).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Where temporary downloads go: the root itself (same filesystem as the
 /// commit's staging; RAM in a diskless initrd).
 pub fn download_dir(root: &Path) -> PathBuf {
     root.to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_downloads_and_nothing_else_are_removed() {
+        let t = tempfile::tempdir().expect("tmp");
+        let d = t.path();
+        std::fs::write(d.join(format!("{DOWNLOAD_PREFIX}abc")), "x").expect("w");
+        std::fs::write(d.join("keep-me"), "x").expect("w");
+        std::fs::create_dir(d.join(format!("{DOWNLOAD_PREFIX}dir"))).expect("mkdir");
+        std::fs::write(d.join("target"), "x").expect("w");
+        std::os::unix::fs::symlink(d.join("target"), d.join(format!("{DOWNLOAD_PREFIX}link")))
+            .expect("ln");
+        assert_eq!(remove_stale_downloads(d), 1);
+        assert!(d.join("keep-me").exists());
+        assert!(d.join("target").exists());
+        assert!(d.join(format!("{DOWNLOAD_PREFIX}dir")).is_dir());
+        assert_eq!(remove_stale_downloads(&d.join("missing")), 0);
+    }
+
+    #[test]
+    fn downloads_are_checked_against_the_index() {
+        let t = tempfile::tempdir().expect("tmp");
+        let mut sink = FileSink::new_in(t.path()).expect("sink");
+        Sink::write(&mut sink, b"hello").expect("write");
+        let entry = |size, sha256| Entry {
+            target: "site/dc1".parse().expect("target"),
+            serial: 1,
+            sha256,
+            size,
+            url: "/v1/bundles/site/dc1".into(),
+        };
+        let good: [u8; 32] = Sha256::digest(b"hello").into();
+        assert!(check_download(&entry(5, good), &sink).is_ok());
+        assert!(check_download(&entry(6, good), &sink).is_err());
+        assert!(check_download(&entry(5, [0; 32]), &sink).is_err());
+        // A retry starts over.
+        sink.reset().expect("reset");
+        Sink::write(&mut sink, b"hel").expect("write");
+        assert!(check_download(&entry(5, good), &sink).is_err());
+        let path = sink.path().to_path_buf();
+        drop(sink);
+        assert!(!path.exists(), "the temporary file outlived its sink");
+    }
 }

@@ -473,6 +473,12 @@ async fn steps(
         }
     }
     let dir = apply::download_dir(&p.params.root);
+    let stale = apply::remove_stale_downloads(&dir);
+    if stale > 0 {
+        log.warn(&format!(
+            "removed {stale} download files an earlier run left"
+        ));
+    }
     let mut files = Vec::new();
     for entry in &entries {
         match download(session, entry, &dir, inputs.settings.max_bundle_bytes).await {
