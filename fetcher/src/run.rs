@@ -261,8 +261,9 @@ pub async fn discover(
                     })
                     .collect();
                 log.info(&format!(
-                    "SRV {}.{domain}: {}",
+                    "SRV {}.{domain}: {} targets, in order: {}",
                     discover::SRV_SERVICE,
+                    out.len(),
                     out.iter()
                         .map(|h| h.to_string())
                         .collect::<Vec<_>>()

@@ -716,3 +716,37 @@ fn site_then_host_and_a_bad_host_bundle_stops_both() {
     assert_eq!(r["serials"]["site/dc1"], 9, "{r}");
     assert_eq!(r["serials"][&host_t], 3, "{r}");
 }
+
+#[test]
+fn a_truncated_udp_answer_falls_back_to_tcp() {
+    // 40 SRV records (about 2.4 KB) do not fit the resolver's 1232-byte EDNS
+    // UDP answer: the server truncates it and the resolver must ask again
+    // over TCP to see them all.
+    let env = Env::host();
+    let bundle = env.bundle(3);
+    let peer = Peer::start(
+        env.tls(&[TARGET_NAME]),
+        env.serve(bundle, 3, |b, _| Reply::bytes(b.to_vec())),
+    );
+    let srv = format!("_satchel._tcp.{DOMAIN}");
+    let mut records = vec![
+        DnsRecord::srv(&srv, 10, 10, peer.addr().port(), TARGET_NAME),
+        DnsRecord::a(TARGET_NAME, [127, 0, 0, 1]),
+    ];
+    for i in 0..39 {
+        let name = format!("spare-{i:02}.a-long-label-to-fill-the-answer.{DOMAIN}");
+        records.push(DnsRecord::srv(&srv, 50, 1, 9, &name));
+    }
+    let (dns, _d) = DnsServer::start(records).expect("dns");
+    let f = env.run(&format!("{} satchel.timeout=30", dns_arg(dns)), &[]);
+    assert_eq!(f.code(), 0, "{}", f.stderr);
+    let line = f
+        .stderr
+        .lines()
+        .find(|l| l.contains(&format!("SRV {srv}")))
+        .unwrap_or_else(|| panic!("no SRV line: {}", f.stderr));
+    assert!(
+        line.contains(": 40 targets, in order: "),
+        "not every record arrived: {line}"
+    );
+}
