@@ -143,6 +143,12 @@ fn prepare(inputs: &Inputs, log: &Log) -> Result<Prepared, (String, bool)> {
     }
     let required = params.required;
     let fail = |m: String| (m, required);
+    if !params.root.is_dir() {
+        return Err(fail(format!(
+            "satchel.root {} is not a directory (is the real root mounted?)",
+            params.root.display()
+        )));
+    }
     let config = NodeConfig::load(&inputs.config).map_err(|e| fail(e.to_string()))?;
     let base = inputs
         .config

@@ -639,6 +639,9 @@ fn bad_command_line_and_config_exit_3() {
     let f = env.run("satchel.timeout=forever", &[]);
     assert_eq!(f.code(), 3, "{}", f.stderr);
     assert!(f.stderr.contains("satchel.timeout"), "{}", f.stderr);
+    let f = env.run("satchel.root=/nonexistent-satchel-root", &[]);
+    assert_eq!(f.code(), 3, "{}", f.stderr);
+    assert!(f.stderr.contains("not a directory"), "{}", f.stderr);
     std::fs::write(&env.image.config_path, "version = 1\n").expect("break config");
     let f = env.run("", &[]);
     assert_eq!(f.code(), 3, "{}", f.stderr);
