@@ -140,7 +140,10 @@ fn main() -> ExitCode {
         Ok(Some(a)) => a,
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("satchel: error: {e}\n{USAGE}");
+            eprintln!("satchel: error: {e}");
+            for line in USAGE.lines() {
+                eprintln!("satchel: {line}");
+            }
             return ExitCode::from(2);
         }
     };

@@ -639,6 +639,10 @@ fn bad_command_line_and_config_exit_3() {
     let f = env.run("satchel.timeout=forever", &[]);
     assert_eq!(f.code(), 3, "{}", f.stderr);
     assert!(f.stderr.contains("satchel.timeout"), "{}", f.stderr);
+    let f = env.run("", &["--bogus"]);
+    assert_eq!(f.code(), 2, "{}", f.stderr);
+    let f = env.run("", &["--min-rate", "fast"]);
+    assert_eq!(f.code(), 2, "{}", f.stderr);
     let f = env.run("satchel.root=/nonexistent-satchel-root", &[]);
     assert_eq!(f.code(), 3, "{}", f.stderr);
     assert!(f.stderr.contains("not a directory"), "{}", f.stderr);
