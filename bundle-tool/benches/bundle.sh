@@ -2,8 +2,8 @@
 # Benchmark: satchel-bundle create/open of a 200 MiB tree of 20k files
 # against the shell pipelines `tar -c | zstd -3 | age -r` and
 # `age -d | zstd -d | tar -x`, same machine, same run. Prints wall time
-# (median of RUNS), the ratio, and peak RSS (GNU time's %M: for a pipeline,
-# the largest of its processes).
+# (median and best of RUNS, interleaved), the ratios, CPU time, and peak
+# RSS (GNU time's %M: for a pipeline, the largest of its processes).
 #
 # Rerun from the workspace root:  bundle-tool/benches/bundle.sh
 # Needs: tar, zstd, age, age-keygen, python3, /usr/bin/time (GNU time).
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 
 FILES=${FILES:-20000}
 TOTAL_MIB=${TOTAL_MIB:-200}
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/satchel-bench.XXXXXX")}
 trap 'rm -rf "$WORK"' EXIT
 
@@ -46,31 +46,35 @@ cd "$WORK"
 "$BIN" keygen signing --out admin >/dev/null
 R=$("$BIN" keygen identity --out node.age 2>/dev/null)
 
-# measure NAME CMD...: runs CMD RUNS times (after cleaning), records "wall maxrss_kib".
-measure() {
+# once NAME CMD...: cleans the outputs, runs CMD once, appends "wall maxrss_kib".
+once() {
   local name=$1; shift
-  : > "times.$name"
-  for _ in $(seq "$RUNS"); do
-    rm -rf out.* root.*; mkdir -p root.satchel root.pipe
-    # Write back the previous run's deletions so they do not land in this one.
-    sync
-    /usr/bin/time -f "%e %M" -o "t.$name" "$@" >/dev/null 2>"err.$name" || { cat "err.$name" >&2; exit 1; }
-    cat "t.$name" >> "times.$name"
-  done
+  rm -rf out.* root.*; mkdir -p root.satchel root.pipe
+  # Write back the previous run's deletions so they do not land in this one.
+  sync
+  /usr/bin/time -f "%e %M %U %S" -o "t.$name" "$@" >/dev/null 2>"err.$name" || { cat "err.$name" >&2; exit 1; }
+  cat "t.$name" >> "times.$name"
 }
 median() { sort -n "times.$1" | awk '{w[NR]=$1; m[NR]=$2} END {i=int((NR+1)/2); printf "%.2f %d", w[i], m[i]}'; }
+best() { sort -n "times.$1" | head -1 | awk '{printf "%.2f", $1}'; }
+# Median CPU time (user + system), which load on the machine barely moves.
+cpu() { awk '{print $3 + $4}' "times.$1" | sort -n | awk '{c[NR]=$1} END {printf "%.2f", c[int((NR+1)/2)]}'; }
 
 # Warm the page cache once.
 tar -c -C tree . > /dev/null
-
-measure create_satchel "$BIN" create --mac 52-54-00-12-34-56 --serial 1 --expires 1d --sign-key admin.key \
-  --recipient "$R" --from-dir tree -o out.bundle
-measure create_pipe sh -c "tar -c -C tree . | zstd -3 -q | age -r $R > out.age"
 "$BIN" create --mac 52-54-00-12-34-56 --serial 1 --expires 1d --sign-key admin.key --recipient "$R" \
   --from-dir tree -o bench.bundle >/dev/null
 tar -c -C tree . | zstd -3 -q | age -r "$R" > bench.age
-measure open_satchel "$BIN" open bench.bundle --identity node.age --trust admin.pub --into root.satchel
-measure open_pipe sh -c "age -d -i node.age bench.age | zstd -d -q | tar -x -C root.pipe"
+rm -f times.*
+
+# Interleaved, so that a burst of load on the machine hits both sides alike.
+for _ in $(seq "$RUNS"); do
+  once create_satchel "$BIN" create --mac 52-54-00-12-34-56 --serial 1 --expires 1d --sign-key admin.key \
+    --recipient "$R" --from-dir tree -o out.bundle
+  once create_pipe sh -c "tar -c -C tree . | zstd -3 -q | age -r $R > out.age"
+  once open_satchel "$BIN" open bench.bundle --identity node.age --trust admin.pub --into root.satchel
+  once open_pipe sh -c "age -d -i node.age bench.age | zstd -d -q | tar -x -C root.pipe"
+done
 
 read -r cs_w cs_m <<<"$(median create_satchel)"
 read -r cp_w cp_m <<<"$(median create_pipe)"
@@ -81,7 +85,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'
 echo
 echo "tree: $FILES files, $TOTAL_MIB MiB; bundle $(( $(stat -c %s bench.bundle) >> 20 )) MiB; $(nproc) CPUs; median of $RUNS; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| step | satchel-bundle | shell pipeline | wall ratio | satchel peak RSS | pipeline peak RSS |"
-echo "|---|---|---|---|---|---|"
-echo "| create | ${cs_w} s | ${cp_w} s | $(ratio "$cs_w" "$cp_w")× | $((cs_m / 1024)) MiB | $((cp_m / 1024)) MiB |"
-echo "| open | ${os_w} s | ${op_w} s | $(ratio "$os_w" "$op_w")× | $((os_m / 1024)) MiB | $((op_m / 1024)) MiB |"
+echo "| step | satchel-bundle wall (median / best) | shell pipeline wall (median / best) | wall ratio (median / best) | CPU time satchel / pipeline | satchel peak RSS | pipeline peak RSS |"
+echo "|---|---|---|---|---|---|---|"
+echo "| create | ${cs_w} / $(best create_satchel) s | ${cp_w} / $(best create_pipe) s | $(ratio "$cs_w" "$cp_w")× / $(ratio "$(best create_satchel)" "$(best create_pipe)")× | $(cpu create_satchel) / $(cpu create_pipe) s | $((cs_m / 1024)) MiB | $((cp_m / 1024)) MiB |"
+echo "| open | ${os_w} / $(best open_satchel) s | ${op_w} / $(best open_pipe) s | $(ratio "$os_w" "$op_w")× / $(ratio "$(best open_satchel)" "$(best open_pipe)")× | $(cpu open_satchel) / $(cpu open_pipe) s | $((os_m / 1024)) MiB | $((op_m / 1024)) MiB |"
