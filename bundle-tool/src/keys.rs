@@ -20,7 +20,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey};
 use ed25519_dalek::{Signature, Signer};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -148,6 +148,13 @@ impl fmt::Debug for VerifyingKey {
     }
 }
 
+/// The DER of a PKCS#8 v1 ed25519 private key up to its 32-byte seed:
+/// `SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING {
+/// OCTET STRING (32) } }`.
+const PKCS8_V1_ED25519_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
 /// An ed25519 secret key that signs bundle manifests.
 pub struct SigningKey(ed25519_dalek::SigningKey);
 
@@ -171,9 +178,15 @@ impl SigningKey {
     }
 
     /// The key as PEM PKCS#8 text.
+    ///
+    /// Written as PKCS#8 v1 (RFC 8410: the 32-byte seed only, no public key
+    /// field), exactly what `openssl genpkey -algorithm ed25519` writes, so
+    /// that OpenSSL 3.0, which refuses the v2 form, reads it too.
     pub fn to_pem(&self) -> Result<Zeroizing<String>, KeyError> {
-        self.0
-            .to_pkcs8_pem(LineEnding::LF)
+        let mut der = Zeroizing::new(PKCS8_V1_ED25519_PREFIX.to_vec());
+        der.extend_from_slice(&self.0.to_bytes());
+        ed25519_dalek::pkcs8::spki::der::pem::encode_string("PRIVATE KEY", LineEnding::LF, &der)
+            .map(Zeroizing::new)
             .map_err(|_| KeyError::InvalidSecretKey)
     }
 
@@ -373,6 +386,8 @@ mod tests {
         let sk = SigningKey::generate();
         let pem = sk.to_pem().unwrap();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        // PKCS#8 v1, byte for byte the layout `openssl genpkey` writes.
+        assert!(pem.contains("\nMC4CAQAwBQYDK2VwBCIEI"), "{}", pem.len());
         let sk2 = SigningKey::from_pem(&pem).unwrap();
         let vk = VerifyingKey::from_pem(&sk2.verifying_key().to_pem()).unwrap();
         assert!(vk.to_pem().starts_with("-----BEGIN PUBLIC KEY-----"));

@@ -1081,6 +1081,21 @@ fn cli_keygen_create_inspect_and_refusals() {
             & 0o777,
         0o600
     );
+    // OpenSSL reads the secret key and derives the same public key.
+    let o = Command::new("openssl")
+        .args(["pkey", "-in", "admin.key", "-pubout"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "openssl cannot read admin.key: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        fs::read_to_string(dir.join("admin.pub")).unwrap()
+    );
     let recipient = ok(bin(&["keygen", "identity", "--out", "node.age"], dir))
         .trim()
         .to_string();
