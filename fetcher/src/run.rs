@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use satchel_bundle::{Identities, Mac, VerifyingKey};
+use satchel_bundle::{Identities, Mac, Target, VerifyingKey};
 use satchel_pki::NodeConfig;
 use tokio::time::Instant;
 
@@ -468,7 +468,7 @@ async fn steps(
             Exit::Download,
         );
     }
-    let mine = p.config.targets();
+    let mine = applied_targets(&p.config, p.mac);
     let entries = match index::parse(&body, &mine, inputs.settings.max_bundle_bytes) {
         Ok(e) => e,
         Err(e) => return fail(phases, "download", t, e.to_string(), Exit::Download),
@@ -541,6 +541,21 @@ async fn steps(
     Exit::Applied
 }
 
+/// The targets this node applies, in apply order (site, then host).
+///
+/// A per-host image applies what its config names. A site-wide image names
+/// no MAC, yet its node may still have a host bundle of its own: one whose
+/// signed manifest names the site, which the server lets the site's
+/// certificate fetch and which is encrypted to the site's identity. So it
+/// applies its site, then the host bundle of the MAC it booted with.
+fn applied_targets(config: &NodeConfig, mac: Mac) -> Vec<Target> {
+    let mut targets = config.targets();
+    if config.mac.is_none() {
+        targets.push(Target::Host(mac));
+    }
+    targets
+}
+
 fn build_report(
     p: &Prepared,
     rng: &mut StdRng,
@@ -600,5 +615,51 @@ async fn send_report(session: &mut Session<'_>, p: &Prepared, report: &Report, s
             session.log.error(&format!("report not delivered: {e}"));
             session.log.kmsg_line(3, &report_line(report));
         }
+    }
+}
+
+#[cfg(test)]
+mod targets_tests {
+    use super::*;
+
+    fn config(mac: Option<&str>, site: Option<&str>) -> NodeConfig {
+        let mut text = String::from("version = 1\n");
+        if let Some(m) = mac {
+            text.push_str(&format!("mac = \"{m}\"\n"));
+        }
+        if let Some(s) = site {
+            text.push_str(&format!("site = \"{s}\"\n"));
+        }
+        text.push_str(
+            "domain = \"boot.test\"\nca_cert = \"ca.crt\"\nclient_cert = \"c.crt\"\n\
+             client_key = \"c.key\"\nidentities = [\"id\"]\nsigners = [\"s.pub\"]\n\
+             clock_floor = \"2026-01-01T00:00:00Z\"\n",
+        );
+        NodeConfig::parse(&text).expect("config")
+    }
+
+    #[test]
+    fn applied_targets_follow_the_image_scope() {
+        let booted = Mac::parse("52-54-00-00-00-02").expect("mac");
+        let show = |c: &NodeConfig| -> Vec<String> {
+            applied_targets(c, booted)
+                .iter()
+                .map(Target::to_string)
+                .collect()
+        };
+        // A per-host image applies its site and its own MAC, never the booted one.
+        assert_eq!(
+            show(&config(Some("52-54-00-00-00-01"), Some("dc1"))),
+            ["site/dc1", "host/52-54-00-00-00-01"]
+        );
+        assert_eq!(
+            show(&config(Some("52-54-00-00-00-01"), None)),
+            ["host/52-54-00-00-00-01"]
+        );
+        // A site-wide image applies its site, then the booted node's host bundle.
+        assert_eq!(
+            show(&config(None, Some("dc1"))),
+            ["site/dc1", "host/52-54-00-00-00-02"]
+        );
     }
 }

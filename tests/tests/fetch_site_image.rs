@@ -1,0 +1,284 @@
+//! A site-wide image (enrolled with `--site` alone, no MAC in it) against
+//! the real `satchel-server`: the node applies its site bundle, then the
+//! host bundle its admins made for the MAC it booted with — a host bundle
+//! whose signed manifest names the site, encrypted to the site's identity —
+//! and never a host bundle of another site.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use satchel_bundle::manifest::Policy;
+use satchel_bundle::seal::{seal_to_file, SealParams, Source};
+use satchel_bundle::{Mac, Recipient, SigningKey, SiteName, Target};
+use satchel_pki::ca::Ca;
+use satchel_pki::enroll::EnrollOptions;
+use satchel_pki::AdminName;
+use satchel_tests::client;
+use satchel_tests::harness::{self, Proc};
+use satchel_tests::node::tree;
+use time::OffsetDateTime;
+
+const SERVER_NAME: &str = "cfg.site.test";
+const KILL_AFTER: Duration = Duration::from_secs(90);
+
+fn write(path: &Path, bytes: &[u8]) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    std::fs::write(path, bytes).expect("write");
+}
+
+fn wait_ready(ready: &Path, server: &Proc) -> SocketAddr {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(ready) {
+            let v: serde_json::Value = serde_json::from_str(&text).expect("ready JSON");
+            return v["listen"].as_str().expect("listen").parse().expect("addr");
+        }
+        assert!(
+            Instant::now() < end,
+            "server not ready:\n{}",
+            server.stderr_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Seals `files` for `target` (naming `site` for a host bundle), to `to`.
+fn seal(
+    d: &Path,
+    name: &str,
+    target: Target,
+    site: Option<SiteName>,
+    files: &[(&str, &str)],
+    to: &[Recipient],
+    signer: &SigningKey,
+) -> Vec<u8> {
+    let src = d.join(format!("src-{name}"));
+    for (p, content) in files {
+        write(&src.join(p), content.as_bytes());
+    }
+    let now = OffsetDateTime::now_utc();
+    let out = d.join(format!("{name}.bundle"));
+    seal_to_file(
+        &SealParams {
+            target,
+            site,
+            serial: 3,
+            created: now - time::Duration::minutes(5),
+            expires: now + time::Duration::days(1),
+            policy: Policy::default(),
+            recipients: to.to_vec(),
+        },
+        Source::Dir {
+            path: &src,
+            keep_owners: false,
+        },
+        signer,
+        &out,
+        &AtomicU64::new(0),
+    )
+    .expect("seal");
+    std::fs::read(&out).expect("bundle")
+}
+
+#[test]
+fn a_site_image_applies_its_site_then_the_host_bundle_naming_that_site() {
+    let tmp = harness::tempdir();
+    let d = tmp.path();
+    let site = SiteName::parse("dc7").expect("site");
+    let mac = Mac::parse("52-54-00-5e-00-07").expect("mac");
+    let other_mac = Mac::parse("52-54-00-5e-00-08").expect("mac");
+
+    let ca = Ca::init_insecure(&d.join("ca"), "satchel site test CA").expect("ca");
+    write(&d.join("ca.pem"), ca.cert_pem().as_bytes());
+    let server = ca
+        .issue_server(
+            &[SERVER_NAME.to_string()],
+            &["127.0.0.1".parse().expect("ip")],
+            None,
+        )
+        .expect("server cert");
+    write(&d.join("server.crt"), server.cert_pem.as_bytes());
+    write(&d.join("server.key"), server.key_pem.expose().as_bytes());
+    let admin = ca
+        .issue_admin(AdminName::parse("alice").expect("name"), None)
+        .expect("admin cert");
+    write(
+        &d.join("crl.pem"),
+        ca.crl(None).expect("crl").pem.as_bytes(),
+    );
+    let signer = SigningKey::generate();
+    write(
+        &d.join("signer.pub"),
+        signer.verifying_key().to_pem().as_bytes(),
+    );
+
+    // One image for every node of the site: no MAC in it.
+    let enrolled = ca
+        .enroll(&EnrollOptions {
+            site: Some(site.clone()),
+            signers: vec![d.join("signer.pub")],
+            domain: "site.test".into(),
+            out: d.join("image"),
+            ..Default::default()
+        })
+        .expect("enroll");
+    assert!(enrolled.config.mac.is_none());
+    let to: Vec<Recipient> = enrolled
+        .recipients
+        .iter()
+        .map(|(_, r)| Recipient::parse(r).expect("recipient"))
+        .collect();
+
+    // The site bundle, this node's host bundle (naming the site) which
+    // overrides one file, and another node's host bundle.
+    let site_bundle = seal(
+        d,
+        "site",
+        Target::Site(site.clone()),
+        None,
+        &[("etc/motd", "site\n"), ("etc/ntp.conf", "server ntp.dc7\n")],
+        &to,
+        &signer,
+    );
+    let host_bundle = seal(
+        d,
+        "host",
+        Target::Host(mac),
+        Some(site.clone()),
+        &[("etc/motd", "node 07\n"), ("etc/hostname", "n07\n")],
+        &to,
+        &signer,
+    );
+    let other_bundle = seal(
+        d,
+        "other",
+        Target::Host(other_mac),
+        Some(site.clone()),
+        &[("etc/hostname", "n08\n")],
+        &to,
+        &signer,
+    );
+
+    let cfg = d.join("server.toml");
+    write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
+             ca_cert = {:?}\nserver_cert = {:?}\nserver_key = {:?}\ncrl = {:?}\n\
+             trusted_signers = [{:?}]\n",
+            d.join("data"),
+            d.join("ca.pem"),
+            d.join("server.crt"),
+            d.join("server.key"),
+            d.join("crl.pem"),
+            d.join("signer.pub"),
+        )
+        .as_bytes(),
+    );
+    let ready = d.join("ready.json");
+    let mut cmd = Command::new(harness::bin("satchel-server"));
+    cmd.arg("--config")
+        .arg(&cfg)
+        .arg("--ready-file")
+        .arg(&ready);
+    let server_proc = Proc::spawn(cmd, KILL_AFTER).expect("spawn server");
+    let addr = wait_ready(&ready, &server_proc);
+
+    let ca_pem = ca.cert_pem().as_bytes().to_vec();
+    let admin_cert = (admin.cert_pem.as_bytes(), admin.key_pem.expose().as_bytes());
+    for (route, body) in [
+        (format!("/v1/bundles/site/{site}"), site_bundle),
+        (format!("/v1/bundles/host/{mac}"), host_bundle),
+        (format!("/v1/bundles/host/{other_mac}"), other_bundle),
+    ] {
+        let (status, answer) = client::request(
+            addr,
+            SERVER_NAME,
+            &ca_pem,
+            Some(admin_cert),
+            "PUT",
+            &route,
+            body,
+        )
+        .expect("publish");
+        assert!(
+            (200..300).contains(&status),
+            "PUT {route}: {status} {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+
+    // The node boots with its MAC on the command line (BOOTIF), the server
+    // named directly (this test is about scope, not discovery).
+    let root = d.join("root");
+    std::fs::create_dir_all(&root).expect("root");
+    write(
+        &d.join("cmdline"),
+        format!(
+            "BOOTIF=01-{mac} satchel.server=127.0.0.1:{} satchel.root={} satchel.timeout=30\n",
+            addr.port(),
+            root.display()
+        )
+        .as_bytes(),
+    );
+    // No nameserver at all: discovery fails at once and the named server is used.
+    write(&d.join("no-resolv.conf"), b"");
+    let mut fetch = Command::new(harness::bin("satchel-fetch"));
+    fetch
+        .arg("--cmdline")
+        .arg(d.join("cmdline"))
+        .arg("--config")
+        .arg(d.join("image/satchel.toml"))
+        .arg("--kmsg")
+        .arg(d.join("kmsg"))
+        .arg("--resolv-conf")
+        .arg(d.join("no-resolv.conf"))
+        .arg("--sysfs")
+        .arg(d.join("no-sys"));
+    let f = harness::run(fetch, KILL_AFTER);
+    assert_eq!(
+        f.code(),
+        0,
+        "fetcher:\n{}\nserver:\n{}",
+        f.stderr,
+        server_proc.stderr_so_far()
+    );
+    let t = tree(&root);
+    let want: Vec<(String, String)> = vec![
+        ("etc".into(), "<dir>".into()),
+        ("etc/hostname".into(), "n07\n".into()),
+        ("etc/motd".into(), "node 07\n".into()),
+        ("etc/ntp.conf".into(), "server ntp.dc7\n".into()),
+    ];
+    let mut got = t.clone();
+    got.sort();
+    assert_eq!(got, want, "fetcher:\n{}", f.stderr);
+
+    // The inventory has both serials under the booted MAC.
+    let (status, body) = client::request(
+        addr,
+        SERVER_NAME,
+        &ca_pem,
+        Some(admin_cert),
+        "GET",
+        "/v1/nodes",
+        Vec::new(),
+    )
+    .expect("nodes");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    let node = v["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .find(|n| n["mac"] == mac.to_string())
+        .unwrap_or_else(|| panic!("node not in inventory: {v}"));
+    assert_eq!(node["last_status"], "applied", "{node}");
+    assert_eq!(node["serials"][format!("site/{site}")], 3, "{node}");
+    assert_eq!(node["serials"][format!("host/{mac}")], 3, "{node}");
+}
