@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -275,4 +275,49 @@ pub fn run(cmd: Command, kill_after: Duration) -> Finished {
     Proc::spawn(cmd, kill_after)
         .expect("spawn the command")
         .wait()
+}
+
+/// How long a started server gets to write its ready file.
+const SERVER_READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// Starts the real `satchel-server` on 127.0.0.1 (API and metrics on port
+/// 0) from the files a test wrote into `dir` under their usual names —
+/// `ca.pem`, `server.crt`, `server.key`, `crl.pem`, `signer.pub`, the store
+/// in `data/` — plus `extra` TOML lines, and waits until it is listening.
+/// Returns the API address and the process (killed after `kill_after`).
+pub fn start_server(dir: &Path, extra: &str, kill_after: Duration) -> (SocketAddr, Proc) {
+    let cfg = dir.join("server.toml");
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
+         ca_cert = {:?}\nserver_cert = {:?}\nserver_key = {:?}\ncrl = {:?}\n\
+         trusted_signers = [{:?}]\n{extra}",
+        dir.join("data"),
+        dir.join("ca.pem"),
+        dir.join("server.crt"),
+        dir.join("server.key"),
+        dir.join("crl.pem"),
+        dir.join("signer.pub"),
+    );
+    std::fs::write(&cfg, text).expect("write server.toml");
+    let ready = dir.join("ready.json");
+    let mut cmd = Command::new(bin("satchel-server"));
+    cmd.arg("--config")
+        .arg(&cfg)
+        .arg("--ready-file")
+        .arg(&ready);
+    let server = Proc::spawn(cmd, kill_after).expect("spawn satchel-server");
+    let end = Instant::now() + SERVER_READY_WITHIN;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&ready) {
+            let v: serde_json::Value = serde_json::from_str(&text).expect("ready JSON");
+            let addr = v["listen"].as_str().expect("listen").parse().expect("addr");
+            return (addr, server);
+        }
+        assert!(
+            Instant::now() < end,
+            "satchel-server not ready:\n{}",
+            server.stderr_so_far()
+        );
+        std::thread::sleep(POLL);
+    }
 }

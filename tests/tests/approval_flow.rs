@@ -7,17 +7,16 @@
 //! captured files over its root. Rollback (the same serial again) is
 //! refused with 409, and `uploads reject` empties the quarantine.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use satchel_bundle::{Identities, Mac, SigningKey, Target};
 use satchel_pki::ca::Ca;
 use satchel_pki::enroll::EnrollOptions;
 use satchel_pki::AdminName;
 use satchel_tests::dns::{DnsRecord, DnsServer};
-use satchel_tests::harness::{self, Finished, Proc};
+use satchel_tests::harness::{self, Finished};
 use satchel_tests::node::tree;
 
 const SERVER_NAME: &str = "cfg.approve.test";
@@ -26,22 +25,6 @@ const KILL_AFTER: Duration = Duration::from_secs(90);
 
 fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).expect("write");
-}
-
-fn wait_ready(ready: &Path, server: &Proc) -> SocketAddr {
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(ready) {
-            let v: serde_json::Value = serde_json::from_str(&text).expect("ready JSON");
-            return v["listen"].as_str().expect("listen").parse().expect("addr");
-        }
-        assert!(
-            Instant::now() < end,
-            "server not ready:\n{}",
-            server.stderr_so_far()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `satchel-bundle ARGS…` with a kill timer.
@@ -137,30 +120,7 @@ fn capture_upload_pull_approve_publish_fetch() {
     let node_rcpt = enrolled.recipients[0].1.clone();
 
     // The real server.
-    let cfg = d.join("server.toml");
-    write(
-        &cfg,
-        format!(
-            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
-             ca_cert = {:?}\nserver_cert = {:?}\nserver_key = {:?}\ncrl = {:?}\n\
-             trusted_signers = [{:?}]\n",
-            d.join("data"),
-            d.join("ca.pem"),
-            d.join("server.crt"),
-            d.join("server.key"),
-            d.join("crl.pem"),
-            d.join("signer.pub"),
-        )
-        .as_bytes(),
-    );
-    let ready = d.join("ready.json");
-    let mut cmd = Command::new(harness::bin("satchel-server"));
-    cmd.arg("--config")
-        .arg(&cfg)
-        .arg("--ready-file")
-        .arg(&ready);
-    let server_proc = Proc::spawn(cmd, KILL_AFTER).expect("spawn server");
-    let addr = wait_ready(&ready, &server_proc);
+    let (addr, server_proc) = harness::start_server(d, "", KILL_AFTER);
     let url = format!("https://127.0.0.1:{}", addr.port());
     let admin_tls: Vec<String> = [
         "--server",
@@ -393,30 +353,7 @@ fn admin_commands_fail_clearly() {
         .expect("untrusted key");
     let rcpt = Identities::generate().recipients()[0].to_string();
 
-    let cfg = d.join("server.toml");
-    write(
-        &cfg,
-        format!(
-            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
-             ca_cert = {:?}\nserver_cert = {:?}\nserver_key = {:?}\ncrl = {:?}\n\
-             trusted_signers = [{:?}]\nmax_bundle_bytes = 4096\n",
-            d.join("data"),
-            d.join("ca.pem"),
-            d.join("server.crt"),
-            d.join("server.key"),
-            d.join("crl.pem"),
-            d.join("signer.pub"),
-        )
-        .as_bytes(),
-    );
-    let ready = d.join("ready.json");
-    let mut cmd = Command::new(harness::bin("satchel-server"));
-    cmd.arg("--config")
-        .arg(&cfg)
-        .arg("--ready-file")
-        .arg(&ready);
-    let server_proc = Proc::spawn(cmd, KILL_AFTER).expect("spawn server");
-    let addr = wait_ready(&ready, &server_proc);
+    let (addr, _server) = harness::start_server(d, "max_bundle_bytes = 4096\n", KILL_AFTER);
     let url = format!("https://127.0.0.1:{}", addr.port());
     let tls = |cert: &str, key: &str, ca: &str| -> Vec<String> {
         [

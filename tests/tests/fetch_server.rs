@@ -3,11 +3,10 @@
 //! bundle published by an admin, discovery by SRV, the bundle laid over a
 //! temp root, and the report visible in the server's inventory.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use satchel_bundle::manifest::Policy;
 use satchel_bundle::seal::{seal_to_file, SealParams, Source};
@@ -17,7 +16,7 @@ use satchel_pki::enroll::EnrollOptions;
 use satchel_pki::AdminName;
 use satchel_tests::client;
 use satchel_tests::dns::{DnsRecord, DnsServer};
-use satchel_tests::harness::{self, Proc};
+use satchel_tests::harness::{self};
 use satchel_tests::node::tree;
 use time::OffsetDateTime;
 
@@ -27,22 +26,6 @@ const KILL_AFTER: Duration = Duration::from_secs(90);
 
 fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).expect("write");
-}
-
-fn wait_ready(ready: &Path, server: &Proc) -> SocketAddr {
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(ready) {
-            let v: serde_json::Value = serde_json::from_str(&text).expect("ready JSON");
-            return v["listen"].as_str().expect("listen").parse().expect("addr");
-        }
-        assert!(
-            Instant::now() < end,
-            "server not ready:\n{}",
-            server.stderr_so_far()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -125,30 +108,7 @@ fn fetches_from_the_real_server_and_reports_to_its_inventory() {
     .expect("seal");
 
     // The real server, on loopback.
-    let cfg = d.join("server.toml");
-    write(
-        &cfg,
-        format!(
-            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
-             ca_cert = {:?}\nserver_cert = {:?}\nserver_key = {:?}\ncrl = {:?}\n\
-             trusted_signers = [{:?}]\n",
-            d.join("data"),
-            d.join("ca.pem"),
-            d.join("server.crt"),
-            d.join("server.key"),
-            d.join("crl.pem"),
-            d.join("signer.pub"),
-        )
-        .as_bytes(),
-    );
-    let ready = d.join("ready.json");
-    let mut cmd = Command::new(harness::bin("satchel-server"));
-    cmd.arg("--config")
-        .arg(&cfg)
-        .arg("--ready-file")
-        .arg(&ready);
-    let server_proc = Proc::spawn(cmd, KILL_AFTER).expect("spawn server");
-    let addr = wait_ready(&ready, &server_proc);
+    let (addr, server_proc) = harness::start_server(d, "", KILL_AFTER);
 
     // The admin publishes the bundle.
     let ca_pem = ca.cert_pem().as_bytes().to_vec();
