@@ -2,9 +2,11 @@
 //! with a kill timer (a hung binary cannot hang CI), and reading a bound
 //! address from a log line.
 //!
-//! Binaries are found next to the test executable's `deps/` directory, where
-//! `cargo test --workspace` has built every package's binaries before any
-//! test runs (run `cargo build -p <package>` first when testing one package).
+//! Binaries are found next to the test executable's `deps/` directory.
+//! Cargo builds a package's binary for `cargo test` only when that package
+//! has integration tests of its own; every satchel binary's package does, so
+//! `cargo test --workspace` has built them all before any test runs (run
+//! `cargo build --bins` first when testing this package alone).
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
