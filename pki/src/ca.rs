@@ -141,6 +141,32 @@ pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
     write_new(path, bytes, 0o600)
 }
 
+/// Writes a secret as a new 0600 file that appears whole or not at all:
+/// written under a temporary name in the same directory, then hard-linked
+/// into place (which, like `write_secret`, refuses to overwrite). For files
+/// that other processes read without taking the CA lock.
+pub fn write_secret_whole(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    write_new(&tmp, bytes, 0o600)?;
+    let linked = std::fs::hard_link(&tmp, path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            CaError::Exists(path.to_path_buf())
+        } else {
+            CaError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            }
+        }
+    });
+    let _ = std::fs::remove_file(&tmp);
+    linked
+}
+
 /// Writes a public file (certificate) as a new 0644 file; refuses to overwrite.
 pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
     write_new(path, bytes, 0o644)

@@ -32,7 +32,7 @@ use time::OffsetDateTime;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use crate::ca::{write_public, write_secret, Ca, CaError};
+use crate::ca::{write_public, write_secret, write_secret_whole, Ca, CaError};
 use crate::layout;
 use crate::ledger::Event;
 use crate::node_config::{NodeConfig, NODE_CONFIG_FILE};
@@ -236,7 +236,8 @@ impl Ca {
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
             let id = age::x25519::Identity::generate();
             let now = OffsetDateTime::now_utc();
-            write_secret(&path, identity_file(&id, now).as_bytes())?;
+            // Read without the lock above: it must never be seen half-written.
+            write_secret_whole(&path, identity_file(&id, now).as_bytes())?;
             record(
                 Event::SiteIdentity {
                     site: site.to_string(),
