@@ -114,6 +114,29 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
     }
 }
 
+/// Maps an I/O error on `path`, naming an existing file as [`CaError::Exists`].
+fn new_file_err(path: &Path) -> impl FnOnce(std::io::Error) -> CaError + '_ {
+    move |e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            CaError::Exists(path.to_path_buf())
+        } else {
+            CaError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            }
+        }
+    }
+}
+
+/// A temporary name beside `path` (same directory, so a rename or link is atomic).
+fn temp_beside(path: &Path) -> std::path::PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
+}
+
 /// Writes a new file with the given mode; refuses to overwrite.
 fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -122,16 +145,7 @@ fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CaError> {
         .create_new(true)
         .mode(mode)
         .open(path)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                CaError::Exists(path.to_path_buf())
-            } else {
-                CaError::Io {
-                    path: path.to_path_buf(),
-                    source: e,
-                }
-            }
-        })?;
+        .map_err(new_file_err(path))?;
     f.write_all(bytes).map_err(io_err(path))?;
     f.sync_all().map_err(io_err(path))
 }
@@ -146,23 +160,10 @@ pub fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
 /// into place (which, like `write_secret`, refuses to overwrite). For files
 /// that other processes read without taking the CA lock.
 pub fn write_secret_whole(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let tmp = temp_beside(path);
     let _ = std::fs::remove_file(&tmp);
     write_new(&tmp, bytes, 0o600)?;
-    let linked = std::fs::hard_link(&tmp, path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            CaError::Exists(path.to_path_buf())
-        } else {
-            CaError::Io {
-                path: path.to_path_buf(),
-                source: e,
-            }
-        }
-    });
+    let linked = std::fs::hard_link(&tmp, path).map_err(new_file_err(path));
     let _ = std::fs::remove_file(&tmp);
     linked
 }
@@ -174,11 +175,7 @@ pub fn write_public(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
 
 /// Replaces a public file atomically (temporary file in the same directory, then rename).
 pub fn replace_public(path: &Path, bytes: &[u8]) -> Result<(), CaError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let tmp = temp_beside(path);
     let _ = std::fs::remove_file(&tmp);
     write_new(&tmp, bytes, 0o644)?;
     std::fs::rename(&tmp, path).map_err(io_err(path))
