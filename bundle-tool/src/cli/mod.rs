@@ -140,6 +140,35 @@ impl TargetArgs {
     }
 }
 
+/// The checks `verify` and `open` share: trusted keys, the expected target,
+/// and a serial floor, as a node applies them.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A trusted signing public key (PEM); repeat for several.
+    #[arg(long = "trust", value_name = "PUBKEY", required = true)]
+    pub trust: Vec<PathBuf>,
+    /// The target the bundle must be for (default: any).
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Refuse serials below this (as a node's floor would).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub serial_floor: u64,
+}
+
+impl CheckArgs {
+    /// The bundle library's checks these flags ask for (clock: now).
+    pub fn checks(&self) -> anyhow::Result<satchel_bundle::verify::Checks> {
+        let trusted = load_trust(&self.trust)?;
+        if self.target.mac.is_some() && self.target.site.is_some() {
+            return Err(UsageError("give --mac or --site, not both".into()).into());
+        }
+        let mut checks = satchel_bundle::verify::Checks::new(trusted);
+        checks.target = self.target.parse()?.map(|(t, _)| t);
+        checks.serial_floor = self.serial_floor;
+        Ok(checks)
+    }
+}
+
 /// Reads the trusted signing public keys.
 pub fn load_trust(paths: &[PathBuf]) -> anyhow::Result<Vec<VerifyingKey>> {
     if paths.is_empty() {

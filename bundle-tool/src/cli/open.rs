@@ -9,10 +9,9 @@ use std::sync::atomic::AtomicU64;
 use anyhow::Context;
 use satchel_bundle::extract::Options;
 use satchel_bundle::open::open_into;
-use satchel_bundle::verify::Checks;
 use serde_json::json;
 
-use super::{error_kind, load_identities, load_trust, manifest_json, print_json, TargetArgs};
+use super::{error_kind, load_identities, manifest_json, print_json, CheckArgs};
 
 /// Arguments of `open`.
 #[derive(Debug, clap::Args)]
@@ -22,18 +21,12 @@ pub struct Args {
     /// The age identity that decrypts the payload.
     #[arg(long, value_name = "FILE")]
     pub identity: PathBuf,
-    /// A trusted signing public key (PEM); repeat for several.
-    #[arg(long = "trust", value_name = "PUBKEY", required = true)]
-    pub trust: Vec<PathBuf>,
     /// The directory to lay the payload over (must exist).
     #[arg(long, value_name = "DIR")]
     pub into: PathBuf,
-    /// The target the bundle must be for (default: any).
+    /// Trusted keys, expected target, serial floor.
     #[command(flatten)]
-    pub target: TargetArgs,
-    /// Refuse serials below this (as a node's floor would).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub serial_floor: u64,
+    pub check: CheckArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -41,14 +34,8 @@ pub struct Args {
 
 /// Runs `open`.
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
-    let trusted = load_trust(&a.trust)?;
     let ids = load_identities(&a.identity)?;
-    if a.target.mac.is_some() && a.target.site.is_some() {
-        return Err(super::UsageError("give --mac or --site, not both".into()).into());
-    }
-    let mut checks = Checks::new(trusted);
-    checks.target = a.target.parse()?.map(|(t, _)| t);
-    checks.serial_floor = a.serial_floor;
+    let checks = a.check.checks()?;
     if !a.into.is_dir() {
         return Err(
             super::UsageError(format!("--into {}: not a directory", a.into.display())).into(),

@@ -9,25 +9,18 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
 
 use satchel_bundle::open::{verify_reader, Counted};
-use satchel_bundle::verify::Checks;
 use serde_json::json;
 
-use super::{error_kind, load_trust, manifest_json, manifest_lines, print_json, TargetArgs};
+use super::{error_kind, manifest_json, manifest_lines, print_json, CheckArgs};
 
 /// Arguments of `verify`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The bundle file.
     pub bundle: PathBuf,
-    /// A trusted signing public key (PEM); repeat for several.
-    #[arg(long = "trust", value_name = "PUBKEY", required = true)]
-    pub trust: Vec<PathBuf>,
-    /// The target the bundle must be for (default: any).
+    /// Trusted keys, expected target, serial floor.
     #[command(flatten)]
-    pub target: TargetArgs,
-    /// Refuse serials below this (as a node's floor would).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub serial_floor: u64,
+    pub check: CheckArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -35,13 +28,7 @@ pub struct Args {
 
 /// Runs `verify`.
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
-    let trusted = load_trust(&a.trust)?;
-    if a.target.mac.is_some() && a.target.site.is_some() {
-        return Err(super::UsageError("give --mac or --site, not both".into()).into());
-    }
-    let mut checks = Checks::new(trusted);
-    checks.target = a.target.parse()?.map(|(t, _)| t);
-    checks.serial_floor = a.serial_floor;
+    let checks = a.check.checks()?;
     let size = std::fs::metadata(&a.bundle).map(|m| m.len()).ok();
     let counter = AtomicU64::new(0);
     let result = super::progress::with_progress("verifying", size, &counter, || {
