@@ -15,6 +15,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use satchel_pki::ca::{Ca, Issued};
+use satchel_pki::AdminName;
+
 /// How often a waiting loop looks at a child.
 const POLL: Duration = Duration::from_millis(20);
 
@@ -322,4 +325,33 @@ pub fn start_server(dir: &Path, extra: &str, kill_after: Duration) -> (SocketAdd
         );
         std::thread::sleep(POLL);
     }
+}
+
+/// A throwaway CA in `dir/ca` (plaintext key) and the files
+/// [`start_server`] reads: `ca.pem`, `server.crt`/`server.key` (for
+/// `server_name` and 127.0.0.1) and `crl.pem`; plus an admin certificate
+/// (`admin/alice`) in `admin.crt`/`admin.tls.key`. Returns the CA, for more
+/// issuance and enrollment, and the admin certificate.
+pub fn server_pki(dir: &Path, server_name: &str) -> (Ca, Issued) {
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text).unwrap_or_else(|e| panic!("write {name}: {e}"));
+    };
+    let ca = Ca::init_insecure(&dir.join("ca"), "satchel test CA").expect("test CA");
+    write("ca.pem", ca.cert_pem());
+    let server = ca
+        .issue_server(
+            &[server_name.to_string()],
+            &[std::net::Ipv4Addr::LOCALHOST.into()],
+            None,
+        )
+        .expect("server certificate");
+    write("server.crt", &server.cert_pem);
+    write("server.key", server.key_pem.expose());
+    let admin = ca
+        .issue_admin(AdminName::parse("alice").expect("admin name"), None)
+        .expect("admin certificate");
+    write("admin.crt", &admin.cert_pem);
+    write("admin.tls.key", admin.key_pem.expose());
+    write("crl.pem", &ca.crl(None).expect("CRL").pem);
+    (ca, admin)
 }

@@ -14,7 +14,6 @@ use std::time::Duration;
 use satchel_bundle::{Identities, Mac, SigningKey, Target};
 use satchel_pki::ca::Ca;
 use satchel_pki::enroll::EnrollOptions;
-use satchel_pki::AdminName;
 use satchel_tests::dns::{DnsRecord, DnsServer};
 use satchel_tests::harness::{self, Finished};
 use satchel_tests::node::tree;
@@ -75,26 +74,7 @@ fn capture_upload_pull_approve_publish_fetch() {
     let mac_s = mac.to_string();
 
     // PKI: CA, server and admin certificates, CRL.
-    let ca = Ca::init_insecure(&d.join("ca"), "satchel test CA").expect("ca");
-    write(&d.join("ca.pem"), ca.cert_pem().as_bytes());
-    let server = ca
-        .issue_server(
-            &[SERVER_NAME.to_string()],
-            &["127.0.0.1".parse().expect("ip")],
-            None,
-        )
-        .expect("server cert");
-    write(&d.join("server.crt"), server.cert_pem.as_bytes());
-    write(&d.join("server.key"), server.key_pem.expose().as_bytes());
-    let admin = ca
-        .issue_admin(AdminName::parse("alice").expect("name"), None)
-        .expect("admin cert");
-    write(&d.join("admin.crt"), admin.cert_pem.as_bytes());
-    write(&d.join("admin.tls.key"), admin.key_pem.expose().as_bytes());
-    write(
-        &d.join("crl.pem"),
-        ca.crl(None).expect("crl").pem.as_bytes(),
-    );
+    let (ca, _) = harness::server_pki(d, SERVER_NAME);
 
     // The admin's signing key and age identity; the node's image.
     SigningKey::generate()
@@ -320,29 +300,10 @@ fn admin_commands_fail_clearly() {
     let d = tmp.path();
     let mac = Mac::parse("52-54-00-ab-cd-03").expect("mac");
     let mac_s = mac.to_string();
-    let ca = Ca::init_insecure(&d.join("ca"), "satchel test CA").expect("ca");
-    write(&d.join("ca.pem"), ca.cert_pem().as_bytes());
-    let server = ca
-        .issue_server(
-            &[SERVER_NAME.to_string()],
-            &["127.0.0.1".parse().expect("ip")],
-            None,
-        )
-        .expect("server cert");
-    write(&d.join("server.crt"), server.cert_pem.as_bytes());
-    write(&d.join("server.key"), server.key_pem.expose().as_bytes());
-    let admin = ca
-        .issue_admin(AdminName::parse("alice").expect("name"), None)
-        .expect("admin");
-    write(&d.join("admin.crt"), admin.cert_pem.as_bytes());
-    write(&d.join("admin.tls.key"), admin.key_pem.expose().as_bytes());
+    let (ca, _) = harness::server_pki(d, SERVER_NAME);
     let host = ca.issue_host(mac, None, None).expect("host cert");
     write(&d.join("host.crt"), host.cert_pem.as_bytes());
     write(&d.join("host.tls.key"), host.key_pem.expose().as_bytes());
-    write(
-        &d.join("crl.pem"),
-        ca.crl(None).expect("crl").pem.as_bytes(),
-    );
     let other_ca = Ca::init_insecure(&d.join("other-ca"), "another CA").expect("other ca");
     write(&d.join("other-ca.pem"), other_ca.cert_pem().as_bytes());
     SigningKey::generate()

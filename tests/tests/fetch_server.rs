@@ -11,9 +11,7 @@ use std::time::Duration;
 use satchel_bundle::manifest::Policy;
 use satchel_bundle::seal::{seal_to_file, SealParams, Source};
 use satchel_bundle::{Identities, Mac, Recipient, SigningKey, Target};
-use satchel_pki::ca::Ca;
 use satchel_pki::enroll::EnrollOptions;
-use satchel_pki::AdminName;
 use satchel_tests::client;
 use satchel_tests::dns::{DnsRecord, DnsServer};
 use satchel_tests::harness::{self};
@@ -35,24 +33,7 @@ fn fetches_from_the_real_server_and_reports_to_its_inventory() {
     let mac = Mac::parse("52-54-00-ab-cd-01").expect("mac");
 
     // The CA, the server's and an admin's certificates, and a CRL.
-    let ca = Ca::init_insecure(&d.join("ca"), "satchel test CA").expect("ca");
-    write(&d.join("ca.pem"), ca.cert_pem().as_bytes());
-    let server = ca
-        .issue_server(
-            &[SERVER_NAME.to_string()],
-            &["127.0.0.1".parse().expect("ip")],
-            None,
-        )
-        .expect("server cert");
-    write(&d.join("server.crt"), server.cert_pem.as_bytes());
-    write(&d.join("server.key"), server.key_pem.expose().as_bytes());
-    let admin = ca
-        .issue_admin(AdminName::parse("alice").expect("name"), None)
-        .expect("admin cert");
-    write(
-        &d.join("crl.pem"),
-        ca.crl(None).expect("crl").pem.as_bytes(),
-    );
+    let (ca, admin) = harness::server_pki(d, SERVER_NAME);
 
     // The admin's signing key and age identity, and the node's image.
     let signer = SigningKey::generate();

@@ -12,9 +12,7 @@ use std::time::Duration;
 use satchel_bundle::manifest::Policy;
 use satchel_bundle::seal::{seal_to_file, SealParams, Source};
 use satchel_bundle::{Mac, Recipient, SigningKey, SiteName, Target};
-use satchel_pki::ca::Ca;
 use satchel_pki::enroll::EnrollOptions;
-use satchel_pki::AdminName;
 use satchel_tests::client;
 use satchel_tests::harness::{self};
 use satchel_tests::node::tree;
@@ -76,24 +74,7 @@ fn a_site_image_applies_its_site_then_the_host_bundle_naming_that_site() {
     let mac = Mac::parse("52-54-00-5e-00-07").expect("mac");
     let other_mac = Mac::parse("52-54-00-5e-00-08").expect("mac");
 
-    let ca = Ca::init_insecure(&d.join("ca"), "satchel site test CA").expect("ca");
-    write(&d.join("ca.pem"), ca.cert_pem().as_bytes());
-    let server = ca
-        .issue_server(
-            &[SERVER_NAME.to_string()],
-            &["127.0.0.1".parse().expect("ip")],
-            None,
-        )
-        .expect("server cert");
-    write(&d.join("server.crt"), server.cert_pem.as_bytes());
-    write(&d.join("server.key"), server.key_pem.expose().as_bytes());
-    let admin = ca
-        .issue_admin(AdminName::parse("alice").expect("name"), None)
-        .expect("admin cert");
-    write(
-        &d.join("crl.pem"),
-        ca.crl(None).expect("crl").pem.as_bytes(),
-    );
+    let (ca, admin) = harness::server_pki(d, SERVER_NAME);
     let signer = SigningKey::generate();
     write(
         &d.join("signer.pub"),
