@@ -33,9 +33,7 @@ use rand::{Rng, SeedableRng};
 use satchel_bundle::manifest::Policy;
 use satchel_bundle::seal::{seal_to_file, SealParams, Source};
 use satchel_bundle::{Identities, Mac, Recipient, SigningKey, Target};
-use satchel_pki::ca::Ca;
 use satchel_pki::enroll::EnrollOptions;
-use satchel_pki::AdminName;
 use satchel_tests::client;
 use satchel_tests::dns::{DnsRecord, DnsServer};
 use satchel_tests::harness::{self, Proc};
@@ -125,24 +123,7 @@ impl World {
         let dir = harness::tempdir();
         let d = dir.path();
         let mac = Mac::parse("52-54-00-be-ec-01").expect("mac");
-        let ca = Ca::init_insecure(&d.join("ca"), "bench CA").expect("ca");
-        write(&d.join("ca.pem"), ca.cert_pem().as_bytes());
-        let server = ca
-            .issue_server(
-                &[SERVER_NAME.into()],
-                &["127.0.0.1".parse().expect("ip")],
-                None,
-            )
-            .expect("server");
-        write(&d.join("server.crt"), server.cert_pem.as_bytes());
-        write(&d.join("server.key"), server.key_pem.expose().as_bytes());
-        let admin = ca
-            .issue_admin(AdminName::parse("bench").expect("n"), None)
-            .expect("admin");
-        write(
-            &d.join("crl.pem"),
-            ca.crl(None).expect("crl").pem.as_bytes(),
-        );
+        let (ca, admin) = harness::server_pki(d, SERVER_NAME);
         let signer = SigningKey::generate();
         write(
             &d.join("signer.pub"),
@@ -165,38 +146,11 @@ impl World {
             .map(|(_, r)| Recipient::parse(r).expect("r"))
             .collect();
         recipients.extend(admin_id.recipients());
-        write(
-            &d.join("server.toml"),
-            format!(
-                "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\
-                 ca_cert = {:?}\nserver_cert = {:?}\nserver_key = {:?}\ncrl = {:?}\n\
-                 trusted_signers = [{:?}]\nmax_bundle_bytes = {}\n",
-                d.join("data"),
-                d.join("ca.pem"),
-                d.join("server.crt"),
-                d.join("server.key"),
-                d.join("crl.pem"),
-                d.join("signer.pub"),
-                2u64 << 30,
-            )
-            .as_bytes(),
+        let (addr, proc) = harness::start_server(
+            d,
+            &format!("max_bundle_bytes = {}\n", 2u64 << 30),
+            KILL_AFTER,
         );
-        let ready = d.join("ready.json");
-        let mut cmd = Command::new(harness::bin("satchel-server"));
-        cmd.arg("--config")
-            .arg(d.join("server.toml"))
-            .arg("--ready-file")
-            .arg(&ready);
-        let proc = Proc::spawn(cmd, KILL_AFTER).expect("server");
-        let end = Instant::now() + Duration::from_secs(30);
-        let addr: std::net::SocketAddr = loop {
-            if let Ok(t) = std::fs::read_to_string(&ready) {
-                let v: serde_json::Value = serde_json::from_str(&t).expect("ready");
-                break v["listen"].as_str().expect("listen").parse().expect("addr");
-            }
-            assert!(Instant::now() < end, "server not ready");
-            std::thread::sleep(Duration::from_millis(50));
-        };
         let (dns, dns_handle) = DnsServer::start(vec![
             DnsRecord::srv(
                 &format!("_satchel._tcp.{DOMAIN}"),
