@@ -26,21 +26,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-/// What an entry is (mirrors the overlay's entry kinds).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// A regular file.
-    File,
-    /// A directory.
-    Dir,
-    /// A symbolic link.
-    Symlink,
-    /// A hard link to another file of the same payload.
-    Hardlink,
-    /// The deletion of a path of the root.
-    Whiteout,
-}
+/// What an entry is: the overlay's own kinds, so a listing from
+/// `check_archive` is compared as the overlay will apply it.
+pub use crate::extract::EntryKind as Kind;
 
 /// One path of a listing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use satchel_bundle::diff::{self, Diff, Entry, Kind};
-use satchel_bundle::extract::{check_archive, ArchiveEntry, EntryKind, Options};
+use satchel_bundle::diff::{self, Diff, Entry};
+use satchel_bundle::extract::{check_archive, ArchiveEntry, Options};
 use satchel_bundle::open::{inspect_reader, overlay_options};
 use satchel_bundle::pack::{pack_dir, PackOptions};
 use satchel_bundle::pipe::pipe;
@@ -44,13 +44,7 @@ pub fn to_entries(list: &[ArchiveEntry]) -> Vec<Entry> {
     list.iter()
         .map(|e| Entry {
             path: e.path.clone(),
-            kind: match e.kind {
-                EntryKind::File => Kind::File,
-                EntryKind::Dir => Kind::Dir,
-                EntryKind::Symlink => Kind::Symlink,
-                EntryKind::Hardlink => Kind::Hardlink,
-                EntryKind::Whiteout => Kind::Whiteout,
-            },
+            kind: e.kind,
             mode: e.mode,
             uid: e.uid,
             gid: e.gid,
