@@ -450,6 +450,46 @@ fn ownership_policies() {
     }
 }
 
+/// The overlay skips `chown` for files already created with the payload's
+/// owner; the result must not depend on that, including under a
+/// set-group-ID root whose group new files would inherit.
+#[test]
+fn owners_are_exact_whether_or_not_chown_was_needed() {
+    if !is_root() {
+        return;
+    }
+    let owned = |name: &str, uid: u32, gid: u32| {
+        let mut h = Hdr::new(name, b'0');
+        (h.uid, h.gid, h.size) = (uid, gid, 1);
+        h
+    };
+    let (mine, half, other) = (
+        owned("d/mine", 0, 0),
+        owned("d/half", 0, 8765),
+        owned("d/other", 4321, 0),
+    );
+    let t = Tar::new()
+        .entry(mine, b"a")
+        .entry(half, b"b")
+        .entry(other, b"c")
+        .end();
+    for setgid in [false, true] {
+        let fx = Fixture::new();
+        if setgid {
+            std::os::unix::fs::chown(&fx.root, None, Some(4242)).expect("chgrp");
+            fs::set_permissions(&fx.root, fs::Permissions::from_mode(0o2755)).expect("chmod");
+        }
+        extract::apply(&t[..], &fx.root, &Options::default()).expect("apply");
+        let owner = |n: &str| {
+            let m = fs::metadata(fx.root.join("d").join(n)).expect("stat");
+            (m.uid(), m.gid())
+        };
+        assert_eq!(owner("mine"), (0, 0), "setgid root: {setgid}");
+        assert_eq!(owner("half"), (0, 8765), "setgid root: {setgid}");
+        assert_eq!(owner("other"), (4321, 0), "setgid root: {setgid}");
+    }
+}
+
 #[test]
 fn root_entry_never_changes_the_root() {
     let fx = Fixture::new();

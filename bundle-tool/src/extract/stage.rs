@@ -6,6 +6,12 @@
 //! be) and `old/` (what the commit moved aside), and is removed when
 //! [`Staging`] is dropped unless [`Staging::keep`] was called (only when a
 //! restore failed and `old/` holds the root's originals).
+//!
+//! Entries arrive grouped by directory, so the parent directory of the last
+//! entry stays open for the next one (an `O_PATH` fd of a directory this
+//! module created in its private tree, opened with the same
+//! [`open_dir`] rules). A file is only `chown`ed when the owner it was
+//! created with differs from the payload's.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -46,6 +52,11 @@ pub struct Staging {
     created: HashSet<RelPath>,
     dirs: BTreeMap<RelPath, DirAttrs>,
     moved_aside: u64,
+    /// The last parent directory opened in the tree, kept for the next entry.
+    last_parent: Option<(RelPath, OwnedFd)>,
+    /// Who owns a new file in the tree: `(euid, egid)`, or `None` when the
+    /// tree is set-group-ID (new files take its group).
+    new_owner: Option<(u32, u32)>,
 }
 
 fn io_err<'a>(op: &'static str, path: &'a RelPath) -> impl Fn(Errno) -> ExtractError + 'a {
@@ -77,6 +88,7 @@ impl Staging {
         };
         match open() {
             Ok((tree, old)) => Ok(Staging {
+                new_owner: new_file_owner(tree.as_fd()),
                 path: root_path.join(&name),
                 tree,
                 old,
@@ -85,6 +97,7 @@ impl Staging {
                 created: HashSet::new(),
                 dirs: BTreeMap::new(),
                 moved_aside: 0,
+                last_parent: None,
             }),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(root_path.join(&name));
@@ -121,8 +134,9 @@ impl Staging {
     }
 
     /// Creates the missing parents of `path` in the tree and opens its
-    /// parent.
-    fn parent(&mut self, path: &RelPath) -> Result<(OwnedFd, String), ExtractError> {
+    /// parent, or takes the one kept from the previous entry when it is the
+    /// same ([`Staging::write`] puts it back).
+    fn parent(&mut self, path: &RelPath) -> Result<(RelPath, OwnedFd, String), ExtractError> {
         for a in path.ancestors() {
             if self.created.contains(&a) {
                 continue;
@@ -140,10 +154,11 @@ impl Staging {
             self.created.insert(a);
         }
         let (parent, name) = path.split_last();
-        Ok((
-            open_dir(self.tree(), &parent, OFlags::PATH)?,
-            name.to_string(),
-        ))
+        let fd = match self.last_parent.take() {
+            Some((p, fd)) if p == parent => fd,
+            _ => open_dir(self.tree(), &parent, OFlags::PATH)?,
+        };
+        Ok((parent, fd, name.to_string()))
     }
 
     fn owner(&self, c: &Checked) -> (Option<Uid>, Option<Gid>) {
@@ -167,12 +182,27 @@ impl Staging {
         if c.path.is_root() || e.kind == EntryKind::Whiteout {
             return Ok(());
         }
-        let (dir, name) = self.parent(&c.path)?;
-        let name = name.as_str();
         let (uid, gid) = self.owner(c);
+        let (parent, dir, name) = self.parent(&c.path)?;
+        self.write_in(c, tar, dir.as_fd(), &name, uid, gid)?;
+        self.last_parent = Some((parent, dir));
+        Ok(())
+    }
+
+    /// [`Staging::write`] in the entry's opened parent `dir`.
+    fn write_in<R: std::io::Read>(
+        &mut self,
+        c: &Checked,
+        tar: &mut TarReader<R>,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        uid: Option<Uid>,
+        gid: Option<Gid>,
+    ) -> Result<(), ExtractError> {
+        let e = &c.entry;
         match e.kind {
             EntryKind::Dir => {
-                match fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700)) {
+                match fs::mkdirat(dir, name, Mode::from_raw_mode(0o700)) {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(err) => return Err(resolve_error("create directory", &c.path, err)),
                 }
@@ -187,7 +217,7 @@ impl Staging {
             }
             EntryKind::File => {
                 let fd = fs::openat(
-                    &dir,
+                    dir,
                     name,
                     OFlags::WRONLY
                         | OFlags::CREATE
@@ -201,7 +231,7 @@ impl Staging {
                 tar.copy_data(&mut file)?;
                 file.flush()
                     .map_err(|err| ExtractError::io("write", c.path.shown(), err))?;
-                if uid.is_some() {
+                if uid.is_some() && self.new_owner != Some((e.uid, e.gid)) {
                     fs::fchown(&file, uid, gid).map_err(io_err("chown", &c.path))?;
                 }
                 fs::fchmod(&file, Mode::from_raw_mode(e.mode)).map_err(io_err("chmod", &c.path))?;
@@ -220,9 +250,9 @@ impl Staging {
             }
             EntryKind::Symlink => {
                 let target = e.link_target.as_deref().unwrap_or_default();
-                fs::symlinkat(target, &dir, name).map_err(io_err("create symlink", &c.path))?;
+                fs::symlinkat(target, dir, name).map_err(io_err("create symlink", &c.path))?;
                 if uid.is_some() {
-                    fs::chownat(&dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
+                    fs::chownat(dir, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)
                         .map_err(io_err("chown", &c.path))?;
                 }
             }
@@ -235,7 +265,7 @@ impl Staging {
                 };
                 let (tparent, tname) = target.split_last();
                 let tdir = open_dir(self.tree(), &tparent, OFlags::PATH)?;
-                fs::linkat(&tdir, tname, &dir, name, AtFlags::empty())
+                fs::linkat(&tdir, tname, dir, name, AtFlags::empty())
                     .map_err(io_err("hardlink", &c.path))?;
             }
             EntryKind::Whiteout => {}
@@ -260,6 +290,21 @@ impl Staging {
         }
         Ok(())
     }
+}
+
+/// Who owns a file newly created in `tree`: the effective user and group,
+/// unless `tree` is set-group-ID (inherited from the root's directory), in
+/// which case the group is not known in advance and `None` says "always
+/// chown".
+fn new_file_owner(tree: BorrowedFd<'_>) -> Option<(u32, u32)> {
+    let st = fs::fstat(tree).ok()?;
+    if st.st_mode & 0o2000 != 0 {
+        return None;
+    }
+    Some((
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    ))
 }
 
 /// Makes every directory under `path` writable by its owner, so that an
