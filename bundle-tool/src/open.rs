@@ -49,16 +49,25 @@ pub type TakenPayload<R> = BufReader<io::Take<R>>;
 /// What [`open_reader`] returns: the verified header and the payload tar.
 pub type Opened<R> = (Verified, PayloadTar<TakenPayload<R>>);
 
-/// A bundle whose header and payload hash checked out.
+/// A bundle whose header and payload hash checked out. Only verification
+/// makes one, so holding it means the checks passed.
 #[derive(Clone, Debug)]
 pub struct Verified {
-    /// The container header (manifest, its bytes, signature, payload position).
-    pub header: Header,
-    /// The trusted key that signed it.
-    pub signer: KeyId,
+    header: Header,
+    signer: KeyId,
 }
 
 impl Verified {
+    /// The container header (manifest, its bytes, signature, payload position).
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The trusted key that signed it.
+    pub fn signer(&self) -> &KeyId {
+        &self.signer
+    }
+
     /// The manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.header.manifest
@@ -92,6 +101,120 @@ fn check_payload<R: Read>(header: &Header, mut payload: Payload<R>) -> Result<()
     check.finish(&header.manifest)?;
     payload.finish()?;
     Ok(())
+}
+
+/// What a [`StreamVerifier`] found: the sha256 and length of every byte it
+/// was given, and the verification of those bytes as a bundle.
+#[derive(Debug)]
+pub struct Streamed {
+    /// sha256 of all the bytes written.
+    pub sha256: [u8; 32],
+    /// How many bytes were written.
+    pub len: u64,
+    /// [`verify_reader`] over those bytes.
+    pub verified: Result<Verified, OpenError>,
+}
+
+/// [`verify_reader`] run on its own thread over bytes as they arrive (a
+/// download), so that verification costs no time after the last byte.
+/// Every byte written is also hashed as a whole, for callers that know the
+/// sha256 of the whole file (a boot index).
+///
+/// Writes block while the verifying thread is more than a few chunks
+/// behind (memory stays bounded). Dropping it without [`finish`] stops the
+/// thread. Verifying a stream is not permission to decrypt a *copy* of it:
+/// [`apply_verified`] hashes the payload it decrypts again.
+///
+/// [`finish`]: StreamVerifier::finish
+pub struct StreamVerifier {
+    pipe: Option<crate::pipe::PipeWriter>,
+    thread: Option<std::thread::JoinHandle<Streamed>>,
+}
+
+impl std::fmt::Debug for StreamVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamVerifier").finish_non_exhaustive()
+    }
+}
+
+/// Hashes and counts everything read through it.
+struct Hashing<R> {
+    inner: R,
+    hash: sha2::Sha256,
+    len: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+impl StreamVerifier {
+    /// Starts the verifying thread.
+    pub fn start(checks: Checks) -> io::Result<Self> {
+        let (w, r) = pipe();
+        let thread = std::thread::Builder::new()
+            .name("verify".into())
+            .spawn(move || {
+                use sha2::Digest;
+                let mut input = Hashing {
+                    inner: r,
+                    hash: sha2::Sha256::new(),
+                    len: 0,
+                };
+                let verified = verify_reader(&mut input, &checks);
+                // Whatever follows the container (or follows the point where
+                // verification failed) still counts for the whole-file hash,
+                // and the writer must never block on a reader that left.
+                let _ = io::copy(&mut input, &mut io::sink());
+                Streamed {
+                    sha256: input.hash.finalize().into(),
+                    len: input.len,
+                    verified,
+                }
+            })?;
+        Ok(StreamVerifier {
+            pipe: Some(w),
+            thread: Some(thread),
+        })
+    }
+
+    /// Passes the next bytes to the verifying thread.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        match &mut self.pipe {
+            Some(p) => p.write_all(data),
+            None => Err(io::Error::other("the stream verifier already finished")),
+        }
+    }
+
+    /// Marks the end of the stream and waits for the verdict.
+    pub fn finish(mut self) -> io::Result<Streamed> {
+        let pipe = self.pipe.take();
+        let thread = self.thread.take();
+        if let Some(p) = pipe {
+            p.finish()?;
+        }
+        match thread.map(|t| t.join()) {
+            Some(Ok(s)) => Ok(s),
+            _ => Err(io::Error::other("the verifying thread failed")),
+        }
+    }
+}
+
+impl Drop for StreamVerifier {
+    fn drop(&mut self) {
+        // Dropping the writer unfinished makes the reader fail, which ends
+        // the thread; wait for it so no thread outlives its verifier.
+        drop(self.pipe.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// For `inspect` only: checks the container and the payload's size and
@@ -343,10 +466,9 @@ pub fn overlay_options(manifest: &Manifest, base: &Options) -> Options {
     }
 }
 
-/// The whole verified open: [`open_reader`] on the file at `path`, then the
-/// payload tar laid over `root` by [`crate::extract::apply`] with
-/// [`overlay_options`]. Decryption and decompression run on their own
-/// thread. `progress` counts bundle bytes read (about twice its size).
+/// The whole verified open: [`verify_reader`] on the file at `path`, then
+/// [`apply_verified`] on the same file. `progress` counts bundle bytes read
+/// (about twice its size).
 pub fn open_into(
     path: &Path,
     checks: &Checks,
@@ -355,8 +477,33 @@ pub fn open_into(
     base: &Options,
     progress: &AtomicU64,
 ) -> Result<(Verified, Applied), OpenError> {
-    let file = Counted::new(File::open(path)?, progress);
-    let (verified, mut tar) = open_reader(file, checks, identities)?;
+    let mut file = Counted::new(File::open(path)?, progress);
+    let verified = verify_reader(BufReader::with_capacity(READ_BUFFER, &mut file), checks)?;
+    file.seek(SeekFrom::Start(0))?;
+    let applied = apply_verified(file, &verified, identities, root, base)?;
+    Ok((verified, applied))
+}
+
+/// Lays the payload of a bundle that [`verify_reader`] (or
+/// [`verify_file`]) already verified over `root`: seeks `input` (the same
+/// bundle, positioned at its start) to `payload.age`, decrypts and
+/// decompresses it on its own thread, and runs [`crate::extract::apply`]
+/// with [`overlay_options`] on the calling one, joined by a bounded pipe.
+///
+/// The payload is not trusted to be the bytes verified earlier: this second
+/// pass hashes them again as they are decrypted (see [`PayloadTar`]), and
+/// the overlay commits only after that hash matched the verified manifest.
+pub fn apply_verified<R: Read + Seek + Send>(
+    mut input: R,
+    verified: &Verified,
+    identities: &Identities,
+    root: &Path,
+    base: &Options,
+) -> Result<Applied, OpenError> {
+    let start = input.stream_position()?;
+    input.seek(SeekFrom::Start(start + verified.header.payload_offset))?;
+    let payload = BufReader::with_capacity(READ_BUFFER, input.take(verified.header.payload_size));
+    let mut tar = decrypt_payload(verified.manifest(), payload, identities)?;
     let opts = overlay_options(verified.manifest(), base);
     let (mut w, r) = pipe();
     let (produced, applied) = std::thread::scope(|s| {
@@ -390,5 +537,5 @@ pub fn open_into(
         Ok(Err(e)) => return Err(e),
         Err(_) => return Err(OpenError::Payload("the decryption thread panicked".into())),
     }
-    Ok((verified, applied?))
+    Ok(applied?)
 }

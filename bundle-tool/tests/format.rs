@@ -22,7 +22,7 @@ use satchel_bundle::container::{read_header, write_container};
 use satchel_bundle::error::{ContainerError, ManifestError, OpenError, VerifyError};
 use satchel_bundle::extract::{ExtractError, Options};
 use satchel_bundle::manifest::{PayloadInfo, Policy};
-use satchel_bundle::open::{open_into, verify_file};
+use satchel_bundle::open::{apply_verified, open_into, verify_file, StreamVerifier};
 use satchel_bundle::seal::{seal_to_file, SealParams, Source};
 use satchel_bundle::verify::Checks;
 use satchel_bundle::{Identities, Mac, Manifest, SigningKey, SiteName, Target, FORMAT_VERSION};
@@ -199,7 +199,7 @@ fn round_trip_lays_the_tree_over_a_root() {
         &AtomicU64::new(0),
     )
     .unwrap();
-    assert_eq!(v.signer, f.key.key_id());
+    assert_eq!(*v.signer(), f.key.key_id());
     assert_eq!(
         applied.summary.entries.len() as u64,
         v.manifest().payload.entries
@@ -253,6 +253,105 @@ fn site_bundles_round_trip_and_creation_is_deterministic_but_for_encryption() {
         a.payload.sha256, b.payload.sha256,
         "age uses a fresh file key"
     );
+}
+
+/// Feeds `bytes` to a [`StreamVerifier`] in uneven chunks.
+fn stream_verify(bytes: &[u8], checks: &Checks) -> satchel_bundle::open::Streamed {
+    let mut v = StreamVerifier::start(checks.clone()).unwrap();
+    let mut rest = bytes;
+    let mut n = 1;
+    while !rest.is_empty() {
+        let k = n.min(rest.len());
+        v.write(&rest[..k]).unwrap();
+        rest = &rest[k..];
+        n = n * 7 % 100_003 + 1;
+    }
+    v.finish().unwrap()
+}
+
+#[test]
+fn a_stream_verifies_like_the_file_and_hashes_every_byte() {
+    use sha2::Digest;
+    let f = Fixture::new();
+    let bundle = f.seal(&f.params(), "b.bundle");
+    let bytes = fs::read(&bundle).unwrap();
+    let whole: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+
+    let s = stream_verify(&bytes, &f.checks());
+    assert_eq!((s.sha256, s.len), (whole, bytes.len() as u64));
+    let v = s.verified.unwrap();
+    assert_eq!(
+        v.manifest(),
+        verify_file(&bundle, &f.checks()).unwrap().manifest()
+    );
+
+    // Refusals are the file's refusals, and the whole hash still covers
+    // every byte (the writer is never left blocked).
+    let mut wrong_serial = f.checks();
+    wrong_serial.serial_floor = 8;
+    let s = stream_verify(&bytes, &wrong_serial);
+    assert_eq!(s.len, bytes.len() as u64);
+    assert!(
+        matches!(s.verified, Err(OpenError::Verify(_))),
+        "{:?}",
+        s.verified
+    );
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 2000;
+    flipped[last] ^= 1;
+    let s = stream_verify(&flipped, &f.checks());
+    assert!(s.verified.is_err());
+    let s = stream_verify(&bytes[..bytes.len() / 2], &f.checks());
+    assert!(s.verified.is_err(), "a truncated stream verified");
+    let mut junk = vec![0x5au8; 4 << 20];
+    junk[..bytes.len().min(100)].copy_from_slice(&bytes[..bytes.len().min(100)]);
+    let s = stream_verify(&junk, &f.checks());
+    assert_eq!(s.len, junk.len() as u64);
+    assert!(s.verified.is_err());
+
+    // Dropped midway: the thread ends, nothing hangs.
+    let mut v = StreamVerifier::start(f.checks()).unwrap();
+    v.write(&bytes[..bytes.len() / 3]).unwrap();
+    drop(v);
+}
+
+#[test]
+fn a_file_swapped_after_verification_is_not_applied() {
+    let f = Fixture::new();
+    let good = f.seal(&f.params(), "good.bundle");
+    let verified = verify_file(&good, &f.checks()).unwrap();
+    // Same size, other payload that decrypts fine: another seal of the
+    // same tree (age's random grease stanza varies the length; retry).
+    let (gm, gsig, gpayload) = parts(&good);
+    let payload = (0..500)
+        .map(|_| parts(&f.seal(&f.params(), "other.bundle")).2)
+        .find(|p| p.len() == gpayload.len() && *p != gpayload)
+        .expect("a same-size seal");
+    let swapped = assemble(&gm, &gsig, &payload);
+    let root = f.path("root");
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join("keep"), "untouched").unwrap();
+    let before = snapshot(&root);
+    let r = apply_verified(
+        std::io::Cursor::new(swapped),
+        &verified,
+        &f.node,
+        &root,
+        &Options::default(),
+    );
+    // Refused by the second pass's hash, not by decryption.
+    assert!(matches!(r, Err(OpenError::Verify(_))), "{r:?}");
+    assert_eq!(snapshot(&root), before);
+    // The file as verified applies.
+    apply_verified(
+        fs::File::open(&good).unwrap(),
+        &verified,
+        &f.node,
+        &root,
+        &Options::default(),
+    )
+    .unwrap();
+    assert!(snapshot(&root).len() > before.len());
 }
 
 #[test]

@@ -88,7 +88,7 @@ pub fn verify(bytes: &[u8], target: &Target, signers: &Signers) -> Result<Checke
         serial: m.serial,
         site: m.site.clone(),
         sha256: hex::encode(Sha256::digest(bytes)),
-        signer: verified.signer.to_string(),
+        signer: verified.signer().to_string(),
         expires: crate::rfc3339(m.expires),
     })
 }

@@ -131,7 +131,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     checks.target = Some(Target::Host(mac));
     checks.serial_floor = 1;
     let v = verify_file(&out, &checks)?;
-    println!("   valid, signed by {}", v.signer);
+    println!("   valid, signed by {}", v.signer());
 
     step(
         6,

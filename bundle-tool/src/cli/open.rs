@@ -61,7 +61,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                 print_json(&json!({
                     "bundle": a.bundle,
                     "into": a.into,
-                    "signer": verified.signer.to_string(),
+                    "signer": verified.signer().to_string(),
                     "manifest": manifest_json(verified.manifest()),
                     "entries": applied.summary.entries,
                     "changes": applied.changes,
@@ -72,7 +72,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                     a.bundle.display(),
                     a.into.display(),
                     verified.manifest().payload.entries,
-                    verified.signer
+                    verified.signer()
                 );
                 for line in super::changes_lines(&applied.changes) {
                     println!("  {line}");

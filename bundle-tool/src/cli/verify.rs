@@ -41,14 +41,14 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                 print_json(&json!({
                     "valid": true,
                     "bundle": a.bundle,
-                    "signer": v.signer.to_string(),
+                    "signer": v.signer().to_string(),
                     "manifest": manifest_json(v.manifest()),
                 }))?;
             } else {
                 println!(
                     "{}: valid, signed by trusted key {}",
                     a.bundle.display(),
-                    v.signer
+                    v.signer()
                 );
                 for line in manifest_lines(v.manifest()) {
                     println!("  {line}");
