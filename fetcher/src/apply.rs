@@ -1,12 +1,14 @@
 //! Downloading, verifying and applying the bundles of a boot index.
 //!
 //! A bundle is streamed into a temporary file beside the root (same
-//! filesystem), hashed on the way; its size and sha256 must match the
-//! index before the bundle library sees it. Then the bundle library
-//! verifies it (signature, target, expiry against `max(clock, clock
-//! floor)`, serial ≥ floor, payload hash and sizes) and only a verified
-//! bundle is handed to the safe overlay, which stages and commits it as a
-//! whole.
+//! filesystem) and, byte for byte, to the bundle library's
+//! [`StreamVerifier`], which hashes the whole download and verifies it
+//! (signature, target, expiry against `max(clock, clock floor)`, serial ≥
+//! floor, payload hash and sizes) on its own thread while it arrives. Its
+//! size and sha256 must match the index, and only a verified bundle is
+//! handed to the safe overlay, which decrypts the file — hashing the
+//! payload again as it reads it, so a file changed after verification is
+//! refused before the commit — and stages and commits it as a whole.
 //!
 //! Invariant: nothing is written beneath the root for a bundle unless that
 //! bundle verified; every bundle of the index verifies before the first one
@@ -18,9 +20,9 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use satchel_bundle::extract::Options;
+use satchel_bundle::open::{StreamVerifier, Streamed, Verified};
 use satchel_bundle::verify::Checks;
 use satchel_bundle::{Identities, Target, VerifyingKey};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::http::Sink;
@@ -29,29 +31,28 @@ use crate::index::Entry;
 /// Prefix of the temporary download files.
 pub const DOWNLOAD_PREFIX: &str = ".satchel-download-";
 
-/// A downloaded bundle in a temporary file, hashed on the way.
+/// A bundle being downloaded into a temporary file. The same bytes go to a
+/// [`StreamVerifier`], which hashes them as a whole and runs the bundle
+/// library's whole verification on them while they arrive.
 #[derive(Debug)]
 pub struct FileSink {
     file: tempfile::NamedTempFile,
-    hash: Sha256,
-    len: u64,
+    checks: Checks,
+    verifier: Option<StreamVerifier>,
+    streamed: Option<Streamed>,
 }
 
 impl FileSink {
-    /// A new temporary file in `dir`.
-    pub fn new_in(dir: &Path) -> std::io::Result<Self> {
+    /// A new temporary file in `dir`; the bundle will be verified with `checks`.
+    pub fn new_in(dir: &Path, checks: Checks) -> std::io::Result<Self> {
         Ok(FileSink {
             file: tempfile::Builder::new()
                 .prefix(DOWNLOAD_PREFIX)
                 .tempfile_in(dir)?,
-            hash: Sha256::new(),
-            len: 0,
+            verifier: Some(StreamVerifier::start(checks.clone())?),
+            checks,
+            streamed: None,
         })
-    }
-
-    /// The sha256 and length of what was written.
-    pub fn digest(&self) -> ([u8; 32], u64) {
-        (self.hash.clone().finalize().into(), self.len)
     }
 
     /// The file's path (removed when the sink is dropped).
@@ -59,12 +60,30 @@ impl FileSink {
         self.file.path()
     }
 
-    /// Flushes and rewinds the file.
-    pub fn done(&mut self) -> std::io::Result<&mut File> {
-        let f = self.file.as_file_mut();
-        f.flush()?;
-        f.seek(SeekFrom::Start(0))?;
-        Ok(f)
+    /// Ends the download: flushes the file and waits for the verdict on
+    /// what was written. Idempotent.
+    pub fn finish(&mut self) -> std::io::Result<&Streamed> {
+        if let Some(v) = self.verifier.take() {
+            self.file.as_file_mut().flush()?;
+            self.streamed = Some(v.finish()?);
+        }
+        self.streamed
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the download was not verified"))
+    }
+
+    /// The verification of the downloaded bundle (after [`FileSink::finish`]).
+    pub fn take_verified(&mut self) -> Result<Verified, String> {
+        match self.streamed.as_mut().map(|s| {
+            std::mem::replace(
+                &mut s.verified,
+                Err(satchel_bundle::OpenError::Payload("already taken".into())),
+            )
+        }) {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("the download was not verified".into()),
+        }
     }
 }
 
@@ -73,21 +92,24 @@ impl Sink for FileSink {
         let f = self.file.as_file_mut();
         f.set_len(0)?;
         f.seek(SeekFrom::Start(0))?;
-        self.hash = Sha256::new();
-        self.len = 0;
+        self.streamed = None;
+        // Dropping the old verifier stops its thread.
+        self.verifier = Some(StreamVerifier::start(self.checks.clone())?);
         Ok(())
     }
     fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
         self.file.as_file_mut().write_all(chunk)?;
-        self.hash.update(chunk);
-        self.len += chunk.len() as u64;
-        Ok(())
+        match &mut self.verifier {
+            Some(v) => v.write(chunk),
+            None => Err(std::io::Error::other("the download already finished")),
+        }
     }
 }
 
-/// Checks a download against its index entry.
-pub fn check_download(entry: &Entry, sink: &FileSink) -> Result<(), String> {
-    let (sha, len) = sink.digest();
+/// Ends a download and checks it against its index entry.
+pub fn check_download(entry: &Entry, sink: &mut FileSink) -> Result<(), String> {
+    let s = sink.finish().map_err(|e| format!("{}: {e}", entry.url))?;
+    let (sha, len) = (s.sha256, s.len);
     if len != entry.size {
         return Err(format!(
             "{} is {len} bytes, the index says {}",
@@ -136,13 +158,6 @@ pub fn checks(trust: &Trust, target: &Target, serial_floor: u64) -> Checks {
     }
 }
 
-/// Verifies a downloaded bundle file; returns its manifest serial.
-pub fn verify(path: &Path, checks: &Checks) -> Result<u64, String> {
-    satchel_bundle::open::verify_file(path, checks)
-        .map(|v| v.manifest().serial)
-        .map_err(|e| e.to_string())
-}
-
 /// What applying one bundle changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Applied {
@@ -152,38 +167,31 @@ pub struct Applied {
     pub changed: usize,
 }
 
-/// Verifies again (the file is read anew), decrypts and lays the bundle
-/// over `root` with the safe overlay, told the manifest's entry count, size
-/// and special-bits policy.
-pub fn apply(path: &Path, checks: &Checks, trust: &Trust, root: &Path) -> Result<Applied, String> {
-    let (verified, mut tar) = satchel_bundle::open::open_file(path, checks, &trust.identities)
-        .map_err(|e| e.to_string())?;
-    let m = verified.manifest();
-    let opts = Options {
-        allow_special_bits: m.policy.allow_special_bits,
-        expected_entries: Some(m.payload.entries),
-        expected_size: Some(m.payload.uncompressed_size),
-        ..Options::default()
-    };
-    let entries = m.payload.entries;
-    match satchel_bundle::extract::apply(&mut tar, root, &opts) {
-        Ok(a) => {
-            let c = &a.changes;
-            Ok(Applied {
-                entries,
-                changed: c.installed.len()
-                    + c.replaced.len()
-                    + c.removed.len()
-                    + c.updated_dirs.len(),
-            })
-        }
-        // A decryption or decompression failure is the cause of the
-        // overlay's read error: report it first.
-        Err(e) => Err(tar
-            .take_failure()
-            .map(|f| f.to_string())
-            .unwrap_or_else(|| e.to_string())),
-    }
+/// Decrypts the verified bundle at `path` and lays it over `root` with the
+/// safe overlay, told the manifest's entry count, size and special-bits
+/// policy. Decryption runs on its own thread and hashes `payload.age`
+/// again as it reads it: the overlay commits only if those bytes still
+/// match the verified manifest.
+pub fn apply(
+    path: &Path,
+    verified: &Verified,
+    trust: &Trust,
+    root: &Path,
+) -> Result<Applied, String> {
+    let file = File::open(path).map_err(|e| format!("open {}: {e}", path.display()))?;
+    let a = satchel_bundle::open::apply_verified(
+        file,
+        verified,
+        &trust.identities,
+        root,
+        &Options::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let c = &a.changes;
+    Ok(Applied {
+        entries: verified.manifest().payload.entries,
+        changed: c.installed.len() + c.replaced.len() + c.removed.len() + c.updated_dirs.len(),
+    })
 }
 
 /// Removes download files a killed earlier run left directly in `dir`
@@ -216,6 +224,7 @@ pub fn download_dir(root: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
 
     #[test]
     fn stale_downloads_and_nothing_else_are_removed() {
@@ -237,7 +246,7 @@ mod tests {
     #[test]
     fn downloads_are_checked_against_the_index() {
         let t = tempfile::tempdir().expect("tmp");
-        let mut sink = FileSink::new_in(t.path()).expect("sink");
+        let mut sink = FileSink::new_in(t.path(), Checks::new(vec![])).expect("sink");
         Sink::write(&mut sink, b"hello").expect("write");
         let entry = |size, sha256| Entry {
             target: "site/dc1".parse().expect("target"),
@@ -247,13 +256,17 @@ mod tests {
             url: "/v1/bundles/site/dc1".into(),
         };
         let good: [u8; 32] = Sha256::digest(b"hello").into();
-        assert!(check_download(&entry(5, good), &sink).is_ok());
-        assert!(check_download(&entry(6, good), &sink).is_err());
-        assert!(check_download(&entry(5, [0; 32]), &sink).is_err());
+        assert!(check_download(&entry(5, good), &mut sink).is_ok());
+        assert!(check_download(&entry(6, good), &mut sink).is_err());
+        assert!(check_download(&entry(5, [0; 32]), &mut sink).is_err());
+        assert!(
+            sink.take_verified().is_err(),
+            "\"hello\" verified as a bundle"
+        );
         // A retry starts over.
         sink.reset().expect("reset");
         Sink::write(&mut sink, b"hel").expect("write");
-        assert!(check_download(&entry(5, good), &sink).is_err());
+        assert!(check_download(&entry(5, good), &mut sink).is_err());
         let path = sink.path().to_path_buf();
         drop(sink);
         assert!(!path.exists(), "the temporary file outlived its sink");

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use satchel_bundle::verify::Checks;
 use satchel_bundle::{Identities, Mac, Target, VerifyingKey};
 use satchel_pki::NodeConfig;
 use tokio::time::Instant;
@@ -305,11 +306,12 @@ pub async fn discover(
 async fn download(
     session: &mut Session<'_>,
     entry: &Entry,
+    checks: Checks,
     dir: &Path,
     max: u64,
 ) -> Result<FileSink, String> {
-    let mut sink =
-        FileSink::new_in(dir).map_err(|e| format!("temporary file in {}: {e}", dir.display()))?;
+    let mut sink = FileSink::new_in(dir, checks)
+        .map_err(|e| format!("temporary file in {}: {e}", dir.display()))?;
     let mut attempt = 0u32;
     loop {
         let req = Request {
@@ -323,7 +325,7 @@ async fn download(
             .call(&req, &mut sink)
             .await
             .map_err(|e| format!("GET {}: {e}", entry.url))?;
-        match apply::check_download(entry, &sink) {
+        match apply::check_download(entry, &mut sink) {
             Ok(()) => return Ok(sink),
             Err(e) => {
                 session.log.warn(&e);
@@ -488,7 +490,16 @@ async fn steps(
     }
     let mut files = Vec::new();
     for entry in &entries {
-        match download(session, entry, &dir, inputs.settings.max_bundle_bytes).await {
+        let checks = apply::checks(&p.trust, &entry.target, p.config.floor(&entry.target));
+        match download(
+            session,
+            entry,
+            checks,
+            &dir,
+            inputs.settings.max_bundle_bytes,
+        )
+        .await
+        {
             Ok(f) => {
                 log.info(&format!(
                     "downloaded {} ({} bytes)",
@@ -501,18 +512,15 @@ async fn steps(
     }
     phases.record("download", t.elapsed(), None);
 
-    // Verify every bundle before applying any.
+    // Every bundle verified (while it downloaded) before any is applied.
     let t = Instant::now();
     let mut checked = Vec::new();
     for (entry, mut f) in files {
-        let checks = apply::checks(&p.trust, &entry.target, p.config.floor(&entry.target));
-        if let Err(e) = f.done() {
-            return fail(phases, "verify", t, e.to_string(), Exit::Verify);
-        }
-        match apply::verify(f.path(), &checks) {
-            Ok(serial) => {
+        match f.take_verified() {
+            Ok(verified) => {
+                let serial = verified.manifest().serial;
                 log.info(&format!("{} serial {serial} verified", entry.target));
-                checked.push((entry, f, checks, serial));
+                checked.push((entry, f, verified, serial));
             }
             Err(e) => {
                 let e = format!("{} refused: {e}", entry.target);
@@ -524,8 +532,8 @@ async fn steps(
 
     // Apply, site then host, each all or nothing.
     let t = Instant::now();
-    for (entry, f, checks, serial) in checked {
-        match apply::apply(f.path(), &checks, &p.trust, &p.params.root) {
+    for (entry, f, verified, serial) in checked {
+        match apply::apply(f.path(), &verified, &p.trust, &p.params.root) {
             Ok(a) => log.info(&format!(
                 "{} serial {serial} applied: {} entries, {} paths changed",
                 entry.target, a.entries, a.changed
