@@ -1507,3 +1507,63 @@ fn create_and_open_of_a_bundle_four_times_the_rss_cap_stay_under_it() {
         rss_open
     );
 }
+
+/// The overlay skips `chmod` when creating a file with its mode already
+/// gives that mode; under any umask the modes must still come out exact.
+#[test]
+fn opened_modes_are_exact_under_any_umask() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let modes = [
+        0o644, 0o600, 0o755, 0o640, 0o444, 0o775, 0o000, 0o701, 0o070,
+    ];
+    fs::create_dir(dir.join("tree")).unwrap();
+    for m in modes {
+        let p = dir.join(format!("tree/f{m:03o}"));
+        fs::write(&p, format!("{m:o}")).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(m)).unwrap();
+    }
+    let recipient = keygen(dir);
+    ok(bin(
+        &[
+            "create",
+            "--mac",
+            "52:54:00:12:34:56",
+            "--serial",
+            "1",
+            "--expires",
+            "1d",
+            "--sign-key",
+            "admin.key",
+            "--recipient",
+            &recipient,
+            "--from-dir",
+            "tree",
+            "-o",
+            "b.bundle",
+        ],
+        dir,
+    ));
+    for umask in ["000", "022", "027", "077", "777"] {
+        let root = format!("root{umask}");
+        fs::create_dir(dir.join(&root)).unwrap();
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask {umask} && exec \"$0\" open b.bundle --identity node.age --trust admin.pub --into {root}"
+            ))
+            .arg(BIN)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        ok(o);
+        for m in modes {
+            let got = fs::metadata(dir.join(format!("{root}/f{m:03o}")))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777;
+            assert_eq!(got, m, "umask {umask}: f{m:03o} came out {got:03o}");
+        }
+    }
+}

@@ -11,7 +11,10 @@
 //! entry stays open for the next one (an `O_PATH` fd of a directory this
 //! module created in its private tree, opened with the same
 //! [`open_dir`] rules). A file is only `chown`ed when the owner it was
-//! created with differs from the payload's.
+//! created with differs from the payload's, and only `chmod`ed when
+//! creating it with its mode could not give that mode exactly: a probe
+//! file made once per staging measures which permission bits creation
+//! keeps (the umask, or a default ACL's mask, both act as a bitwise and).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -57,6 +60,9 @@ pub struct Staging {
     /// Who owns a new file in the tree: `(euid, egid)`, or `None` when the
     /// tree is set-group-ID (new files take its group).
     new_owner: Option<(u32, u32)>,
+    /// The permission bits a file created in the tree with mode 0o777
+    /// keeps (0 if unknown: then every file is `chmod`ed).
+    create_keeps: u32,
 }
 
 fn io_err<'a>(op: &'static str, path: &'a RelPath) -> impl Fn(Errno) -> ExtractError + 'a {
@@ -75,7 +81,7 @@ impl Staging {
         let shown = RelPath::root().join(&name);
         fs::mkdirat(root, name.as_str(), Mode::from_raw_mode(0o700))
             .map_err(io_err("create staging", &shown))?;
-        let open = || -> Result<(OwnedFd, OwnedFd), ExtractError> {
+        let open = || -> Result<(OwnedFd, OwnedFd, u32), ExtractError> {
             let dir = open_dir(root, &shown, OFlags::PATH)?;
             for sub in ["tree", "old"] {
                 fs::mkdirat(&dir, sub, Mode::from_raw_mode(0o700))
@@ -84,11 +90,15 @@ impl Staging {
             Ok((
                 open_dir(dir.as_fd(), &RelPath::root().join("tree"), OFlags::PATH)?,
                 open_dir(dir.as_fd(), &RelPath::root().join("old"), OFlags::PATH)?,
+                // Beside `tree`, never in it: a probe left behind by a
+                // failed unlink is removed with the staging directory.
+                create_keeps(dir.as_fd()),
             ))
         };
         match open() {
-            Ok((tree, old)) => Ok(Staging {
+            Ok((tree, old, create_keeps)) => Ok(Staging {
                 new_owner: new_file_owner(tree.as_fd()),
+                create_keeps,
                 path: root_path.join(&name),
                 tree,
                 old,
@@ -216,6 +226,7 @@ impl Staging {
                 );
             }
             EntryKind::File => {
+                let exact = e.mode & !0o777 == 0 && e.mode & !self.create_keeps == 0;
                 let fd = fs::openat(
                     dir,
                     name,
@@ -224,7 +235,7 @@ impl Staging {
                         | OFlags::EXCL
                         | OFlags::NOFOLLOW
                         | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
+                    Mode::from_raw_mode(if exact { e.mode } else { 0o600 }),
                 )
                 .map_err(io_err("create file", &c.path))?;
                 let mut file = std::fs::File::from(fd);
@@ -234,7 +245,10 @@ impl Staging {
                 if uid.is_some() && self.new_owner != Some((e.uid, e.gid)) {
                     fs::fchown(&file, uid, gid).map_err(io_err("chown", &c.path))?;
                 }
-                fs::fchmod(&file, Mode::from_raw_mode(e.mode)).map_err(io_err("chmod", &c.path))?;
+                if !exact {
+                    fs::fchmod(&file, Mode::from_raw_mode(e.mode))
+                        .map_err(io_err("chmod", &c.path))?;
+                }
                 let t = Timespec {
                     tv_sec: e.mtime,
                     tv_nsec: 0,
@@ -305,6 +319,27 @@ fn new_file_owner(tree: BorrowedFd<'_>) -> Option<(u32, u32)> {
         rustix::process::geteuid().as_raw(),
         rustix::process::getegid().as_raw(),
     ))
+}
+
+/// Name of the probe file [`create_keeps`] makes in the staging directory.
+const PROBE: &str = "mode-probe";
+
+/// Which permission bits a file created in `dir` (and so in the tree
+/// beside it, which inherits the same default ACL if any) with mode 0o777
+/// keeps; 0 (so every file is `chmod`ed) if the probe fails.
+fn create_keeps(dir: BorrowedFd<'_>) -> u32 {
+    let probe = || -> Result<u32, Errno> {
+        let fd = fs::openat(
+            dir,
+            PROBE,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o777),
+        )?;
+        let st = fs::fstat(&fd);
+        fs::unlinkat(dir, PROBE, AtFlags::empty())?;
+        Ok(st?.st_mode & 0o777)
+    };
+    probe().unwrap_or(0)
 }
 
 /// Makes every directory under `path` writable by its owner, so that an

@@ -99,7 +99,13 @@ pub struct TarReader<R> {
     pad_left: u64,
     /// The stream is also cut off here (the manifest's size, if known).
     cap: Option<u64>,
+    /// Reused by [`TarReader::copy_data`] (one allocation per archive, not
+    /// per entry).
+    copy_buf: Vec<u8>,
 }
+
+/// Size of [`TarReader::copy_data`]'s buffer.
+const COPY_BUFFER: usize = 64 * 1024;
 
 fn pad_of(size: u64) -> u64 {
     (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
@@ -237,6 +243,7 @@ impl<R: Read> TarReader<R> {
             data_left: 0,
             pad_left: 0,
             cap,
+            copy_buf: Vec::new(),
         }
     }
 
@@ -281,7 +288,18 @@ impl<R: Read> TarReader<R> {
     /// Copies the current entry's data to `sink` (all of it) and skips its
     /// padding.
     pub fn copy_data(&mut self, sink: &mut dyn Write) -> Result<u64, ExtractError> {
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = std::mem::take(&mut self.copy_buf);
+        buf.resize(COPY_BUFFER, 0);
+        let copied = self.copy_data_with(sink, &mut buf);
+        self.copy_buf = buf;
+        copied
+    }
+
+    fn copy_data_with(
+        &mut self,
+        sink: &mut dyn Write,
+        buf: &mut [u8],
+    ) -> Result<u64, ExtractError> {
         let mut copied = 0;
         while self.data_left > 0 {
             let want = usize::try_from(self.data_left.min(buf.len() as u64)).unwrap_or(buf.len());
