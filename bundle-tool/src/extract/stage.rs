@@ -147,6 +147,13 @@ impl Staging {
     /// parent, or takes the one kept from the previous entry when it is the
     /// same ([`Staging::write`] puts it back).
     fn parent(&mut self, path: &RelPath) -> Result<(RelPath, OwnedFd, String), ExtractError> {
+        let (parent, name) = path.split_last();
+        if let Some((p, fd)) = self.last_parent.take() {
+            if p == parent {
+                // Kept open from the previous entry: it and its ancestors exist.
+                return Ok((parent, fd, name.to_string()));
+            }
+        }
         for a in path.ancestors() {
             if self.created.contains(&a) {
                 continue;
@@ -163,11 +170,7 @@ impl Staging {
             });
             self.created.insert(a);
         }
-        let (parent, name) = path.split_last();
-        let fd = match self.last_parent.take() {
-            Some((p, fd)) if p == parent => fd,
-            _ => open_dir(self.tree(), &parent, OFlags::PATH)?,
-        };
+        let fd = open_dir(self.tree(), &parent, OFlags::PATH)?;
         Ok((parent, fd, name.to_string()))
     }
 
