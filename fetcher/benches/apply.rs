@@ -2,18 +2,21 @@
 //! the equivalent shell pipeline, measured in the same run on the same
 //! loopback server.
 //!
-//! Run (the fetcher measured is the shipped static build; the server and
-//! this driver may be debug builds, the server serves both sides alike):
+//! Run (the fetcher measured is the shipped static build; the server is
+//! the release build, as deployed, and serves both sides alike):
 //!
 //! ```text
 //! RUSTFLAGS="-C target-feature=+crt-static" cargo build -p satchel-fetch \
 //!     --profile fetcher --target x86_64-unknown-linux-gnu
-//! cargo build -p satchel-server
+//! cargo build --release -p satchel-server
 //! SATCHEL_FETCH_BIN=target/x86_64-unknown-linux-gnu/fetcher/satchel-fetch \
-//!     cargo bench --profile dev -p satchel-fetch --bench apply
+//!     cargo bench -p satchel-fetch --bench apply
 //! ```
 //!
-//! It needs `curl`, `age`, `zstd`, `tar` and GNU `time` on PATH.
+//! The roots both sides unpack into are on a tmpfs (`/dev/shm`, or
+//! `SATCHEL_BENCH_ROOTS`), as a diskless node's root is; the server's
+//! store is in the temporary directory. It needs `curl`, `age`, `zstd`,
+//! `tar` and GNU `time` on PATH.
 //!
 //! 1. A 50 MiB / 5,000-file bundle from the real `satchel-server`:
 //!    `satchel-fetch` (discover, download, verify, decrypt, overlay,
@@ -39,7 +42,7 @@ use satchel_tests::dns::{DnsRecord, DnsServer};
 use satchel_tests::harness::{self, Proc};
 use time::OffsetDateTime;
 
-const RUNS: usize = 5;
+const RUNS: usize = 15;
 const SERVER_NAME: &str = "cfg.boot.test";
 const DOMAIN: &str = "boot.test";
 const KILL_AFTER: Duration = Duration::from_secs(1800);
@@ -100,6 +103,20 @@ fn timed(cmd: Command) -> (f64, u64, String) {
     (wall, rss, phases)
 }
 
+/// Where the roots go: `SATCHEL_BENCH_ROOTS`, else `/dev/shm` (a tmpfs,
+/// like a diskless node's root), else the temporary directory.
+fn roots_base() -> std::path::PathBuf {
+    if let Some(d) = std::env::var_os("SATCHEL_BENCH_ROOTS") {
+        return d.into();
+    }
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -107,6 +124,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 struct World {
     dir: tempfile::TempDir,
+    /// Where the roots are laid out: RAM, as on a diskless node.
+    roots: tempfile::TempDir,
     ca_pem: Vec<u8>,
     admin: (String, String),
     signer: SigningKey,
@@ -163,6 +182,10 @@ impl World {
         ])
         .expect("dns");
         World {
+            roots: tempfile::Builder::new()
+                .prefix("satchel-bench-roots-")
+                .tempdir_in(roots_base())
+                .expect("roots dir"),
             ca_pem: ca.cert_pem().as_bytes().to_vec(),
             admin: (admin.cert_pem.clone(), admin.key_pem.expose().to_string()),
             dir,
@@ -223,7 +246,7 @@ impl World {
     }
 
     fn fresh_root(&self, name: &str) -> std::path::PathBuf {
-        let root = self.d().join(name);
+        let root = self.roots.path().join(name);
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("root");
         root
@@ -240,8 +263,10 @@ impl World {
             .as_bytes(),
         );
         write(&self.d().join("kmsg"), b"");
+        // A relative path is taken from the workspace root (cargo runs
+        // benches in the package's directory).
         let bin = std::env::var_os("SATCHEL_FETCH_BIN")
-            .map(std::path::PathBuf::from)
+            .map(|p| Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p))
             .unwrap_or_else(|| harness::bin("satchel-fetch"));
         let mut c = Command::new(bin);
         c.arg("--cmdline")
@@ -286,11 +311,12 @@ fn main() {
     for _ in 0..RUNS {
         let root = w.fresh_root("root-fetch");
         let (t, rss, phases) = timed(w.fetcher(&root));
-        eprintln!("{phases}");
+        eprintln!("fetch {t:.3} s: {phases}");
         fw.push(t);
         fr.push(rss as f64);
         let root = w.fresh_root("root-pipe");
         let (t, rss, _) = timed(w.pipeline(&root));
+        eprintln!("pipeline {t:.3} s");
         pw.push(t);
         pr.push(rss as f64);
     }
@@ -301,11 +327,11 @@ fn main() {
     );
     println!("|---|---|---|");
     println!(
-        "| satchel-fetch (verify + overlay + report) | {fw:.2} | {:.1} |",
+        "| satchel-fetch (verify + overlay + report) | {fw:.3} | {:.1} |",
         fr / 1024.0
     );
     println!(
-        "| curl \\| tar \\| age -d \\| zstd -d \\| tar -x | {pw:.2} | {:.1} |",
+        "| curl \\| tar \\| age -d \\| zstd -d \\| tar -x | {pw:.3} | {:.1} |",
         pr / 1024.0
     );
     println!(
