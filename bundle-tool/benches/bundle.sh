@@ -13,7 +13,15 @@ cd "$(dirname "$0")/../.."
 FILES=${FILES:-20000}
 TOTAL_MIB=${TOTAL_MIB:-200}
 RUNS=${RUNS:-5}
-WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/satchel-bench.XXXXXX")}
+STEPS=${STEPS:-create open}   # which steps to measure
+# The tree, bundles and roots go to a tmpfs by default, so that the run
+# measures the tools and not the disk: on a disk, writeback of the earlier
+# runs' 20,000 files lands in later runs and makes medians swing.
+# BENCH_DIR=/some/disk/dir measures on a disk instead.
+if [[ -z "${BENCH_DIR:-}" ]]; then
+  if [[ -d /dev/shm ]]; then BENCH_DIR=/dev/shm; else BENCH_DIR=${TMPDIR:-/tmp}; fi
+fi
+WORK=${WORK:-$(mktemp -d "$BENCH_DIR/satchel-bench.XXXXXX")}
 trap 'rm -rf "$WORK"' EXIT
 
 for tool in tar zstd age age-keygen python3 /usr/bin/time; do
@@ -69,23 +77,30 @@ rm -f times.*
 
 # Interleaved, so that a burst of load on the machine hits both sides alike.
 for _ in $(seq "$RUNS"); do
-  once create_satchel "$BIN" create --mac 52-54-00-12-34-56 --serial 1 --expires 1d --sign-key admin.key \
-    --recipient "$R" --from-dir tree -o out.bundle
-  once create_pipe sh -c "tar -c -C tree . | zstd -3 -q | age -r $R > out.age"
-  once open_satchel "$BIN" open bench.bundle --identity node.age --trust admin.pub --into root.satchel
-  once open_pipe sh -c "age -d -i node.age bench.age | zstd -d -q | tar -x -C root.pipe"
+  if [[ " $STEPS " == *" create "* ]]; then
+    once create_satchel "$BIN" create --mac 52-54-00-12-34-56 --serial 1 --expires 1d --sign-key admin.key \
+      --recipient "$R" --from-dir tree -o out.bundle
+    once create_pipe sh -c "tar -c -C tree . | zstd -3 -q | age -r $R > out.age"
+  fi
+  if [[ " $STEPS " == *" open "* ]]; then
+    once open_satchel "$BIN" open bench.bundle --identity node.age --trust admin.pub --into root.satchel
+    once open_pipe sh -c "age -d -i node.age bench.age | zstd -d -q | tar -x -C root.pipe"
+  fi
 done
-
-read -r cs_w cs_m <<<"$(median create_satchel)"
-read -r cp_w cp_m <<<"$(median create_pipe)"
-read -r os_w os_m <<<"$(median open_satchel)"
-read -r op_w op_m <<<"$(median open_pipe)"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
 echo
-echo "tree: $FILES files, $TOTAL_MIB MiB; bundle $(( $(stat -c %s bench.bundle) >> 20 )) MiB; $(nproc) CPUs; median of $RUNS; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "in $(df --output=fstype "$WORK" | tail -1) ($WORK); tree: $FILES files, $TOTAL_MIB MiB; bundle $(( $(stat -c %s bench.bundle) >> 20 )) MiB; $(nproc) CPUs; median of $RUNS; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| step | satchel-bundle wall (median / best) | shell pipeline wall (median / best) | wall ratio (median / best) | CPU time satchel / pipeline | satchel peak RSS | pipeline peak RSS |"
 echo "|---|---|---|---|---|---|---|"
+if [[ " $STEPS " == *" create "* ]]; then
+read -r cs_w cs_m <<<"$(median create_satchel)"
+read -r cp_w cp_m <<<"$(median create_pipe)"
 echo "| create | ${cs_w} / $(best create_satchel) s | ${cp_w} / $(best create_pipe) s | $(ratio "$cs_w" "$cp_w")× / $(ratio "$(best create_satchel)" "$(best create_pipe)")× | $(cpu create_satchel) / $(cpu create_pipe) s | $((cs_m / 1024)) MiB | $((cp_m / 1024)) MiB |"
+fi
+if [[ " $STEPS " == *" open "* ]]; then
+read -r os_w os_m <<<"$(median open_satchel)"
+read -r op_w op_m <<<"$(median open_pipe)"
 echo "| open | ${os_w} / $(best open_satchel) s | ${op_w} / $(best open_pipe) s | $(ratio "$os_w" "$op_w")× / $(ratio "$(best open_satchel)" "$(best open_pipe)")× | $(cpu open_satchel) / $(cpu open_pipe) s | $((os_m / 1024)) MiB | $((op_m / 1024)) MiB |"
+fi
