@@ -82,10 +82,13 @@ fn setup(identities: usize) -> Setup {
     write(&crl, ca.crl(None).expect("crl").pem);
     let ca_bytes = std::fs::read(&ca_pem).expect("ca");
     let cfg = |cert: &str, key: &str| {
-        Arc::new(
+        let mut c =
             satchel_pki::tls::client_config(&ca_bytes, Some((cert.as_bytes(), key.as_bytes())))
-                .expect("client config"),
-        )
+                .expect("client config");
+        // A booting node has no session to resume: every connection makes
+        // a full handshake, against both peers.
+        c.resumption = rustls::client::Resumption::disabled();
+        Arc::new(c)
     };
     let admin = ca
         .issue_admin(AdminName::parse("bench").expect("name"), None)
@@ -358,7 +361,7 @@ fn start_nginx(s: &Setup, workers: usize) -> Option<(Proc, SocketAddr)> {
              error_log {d}/error.log warn;\nevents {{ worker_connections 12000; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/tmp/body;\n  proxy_temp_path {d}/tmp/proxy;\n\
              fastcgi_temp_path {d}/tmp/fcgi;\n  uwsgi_temp_path {d}/tmp/uwsgi;\n  scgi_temp_path {d}/tmp/scgi;\n\
-             server {{\n    listen {addr} ssl backlog=1024;\n    ssl_protocols TLSv1.3;\n\
+             server {{\n    listen {addr} ssl backlog=4096;\n    ssl_protocols TLSv1.3;\n\
              ssl_certificate {crt};\n    ssl_certificate_key {key};\n    ssl_client_certificate {ca};\n\
              ssl_verify_client on;\n    ssl_crl {crl};\n    root {d}/www;\n\
              location /v1/bundles/ {{ default_type application/x-tar; }}\n\

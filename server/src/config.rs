@@ -97,6 +97,11 @@ settings! {
     /// Maximum simultaneous client connections; connections over it are closed
     /// right after accept.
     max_connections: usize = 4096;
+    /// Length of the kernel's queue of connections waiting to be accepted
+    /// (capped by `net.core.somaxconn`). A rack booting at once connects
+    /// faster than TLS handshakes finish; a short queue drops SYNs and costs
+    /// each dropped node a one-second retransmit.
+    listen_backlog: u32 = 4096;
     /// Seconds a client has to complete the TLS handshake.
     handshake_timeout_secs: u64 = 10;
     /// Seconds a client has to send a request's headers; also how long an idle
@@ -181,6 +186,7 @@ impl Config {
         let positive: &[(&str, u64)] = &[
             ("crl_poll_secs", self.crl_poll_secs),
             ("max_connections", self.max_connections as u64),
+            ("listen_backlog", u64::from(self.listen_backlog)),
             ("handshake_timeout_secs", self.handshake_timeout_secs),
             ("header_read_timeout_secs", self.header_read_timeout_secs),
             ("body_read_timeout_secs", self.body_read_timeout_secs),

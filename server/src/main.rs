@@ -201,8 +201,7 @@ fn serve_config(
         if signers.is_empty() {
             tracing::warn!("no trusted_signers configured: publishing is refused");
         }
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        let listener = bind_api(config.listen, config.listen_backlog)
             .with_context(|| format!("binding {}", config.listen))?;
         let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
             .await
@@ -249,4 +248,17 @@ fn serve_config(
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Binds the API listener with `backlog` (tokio's `bind` uses 128, which a
+/// booting rack overflows).
+fn bind_api(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }

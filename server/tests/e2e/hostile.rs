@@ -232,3 +232,23 @@ fn example_config_in_contrib_matches_the_binary() {
         "regenerate with `satchel-server example-config`"
     );
 }
+
+/// The API socket listens with `listen_backlog` (tokio's own bind would use
+/// 128, which a booting rack overflows). `ss` shows a listening socket's
+/// backlog as its Send-Q.
+#[test]
+fn the_api_socket_listens_with_the_configured_backlog() {
+    let w = World::new();
+    let data = w.path().join("data");
+    let srv = Server::start(&w.config(&data, "listen_backlog = 777\n"));
+    let out = Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{}", srv.addr.port())])
+        .output()
+        .expect("run ss (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let send_q = text
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("no listening socket in: {text:?}"));
+    assert_eq!(send_q, "777", "{text}");
+}
