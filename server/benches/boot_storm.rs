@@ -210,6 +210,25 @@ struct Outcome {
     p99: Duration,
     errors: usize,
     peak_rss_kib: u64,
+    /// CPU time (user + system) per node: the peer's, the generator's.
+    cpu_ms_per_node: (f64, f64),
+}
+
+/// CPU seconds (user + system) `pid` has used so far (`/proc/PID/stat`,
+/// clock ticks of 1/100 s as on Linux x86).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th of the line.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// CPU seconds of a process and its children (nginx's workers).
+fn tree_cpu_secs(pid: u32) -> f64 {
+    cpu_secs(pid) + children(pid).into_iter().map(cpu_secs).sum::<f64>()
 }
 
 async fn storm(
@@ -291,6 +310,17 @@ fn children(pid: u32) -> Vec<u32> {
 struct Proc(Child);
 impl Drop for Proc {
     fn drop(&mut self) {
+        // SIGTERM first: nginx's master then stops its workers (a SIGKILLed
+        // master leaves them running, orphaned); then make sure.
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -434,7 +464,13 @@ fn main() {
         // satchel-server: a fresh process per level, so its peak RSS is this level's.
         let (proc_, addr) = start_satchel(&s, threads);
         rt.block_on(publish(&s, addr));
+        let me = std::process::id();
+        let (peer0, gen0) = (cpu_secs(proc_.0.id()), cpu_secs(me));
         let (nps, lat, errors) = rt.block_on(storm(&s, addr, nodes, 202));
+        let cpu = (
+            (cpu_secs(proc_.0.id()) - peer0) * 1000.0 / nodes as f64,
+            (cpu_secs(me) - gen0) * 1000.0 / nodes as f64,
+        );
         let rss = vm_hwm_kib(proc_.0.id());
         drop(proc_);
         results.insert(
@@ -445,12 +481,19 @@ fn main() {
                 p99: pct(&lat, 0.99),
                 errors,
                 peak_rss_kib: rss,
+                cpu_ms_per_node: cpu,
             },
         );
         eprintln!("satchel-server {nodes}: {nps:.0} nodes/s, {errors} errors");
         if let Some((proc_, addr)) = start_nginx(&s, threads) {
-            let (nps, lat, errors) = rt.block_on(storm(&s, addr, nodes, 204));
             let pid = proc_.0.id();
+            let me = std::process::id();
+            let (peer0, gen0) = (tree_cpu_secs(pid), cpu_secs(me));
+            let (nps, lat, errors) = rt.block_on(storm(&s, addr, nodes, 204));
+            let cpu = (
+                (tree_cpu_secs(pid) - peer0) * 1000.0 / nodes as f64,
+                (cpu_secs(me) - gen0) * 1000.0 / nodes as f64,
+            );
             let rss = vm_hwm_kib(pid) + children(pid).into_iter().map(vm_hwm_kib).sum::<u64>();
             drop(proc_);
             results.insert(
@@ -461,6 +504,7 @@ fn main() {
                     p99: pct(&lat, 0.99),
                     errors,
                     peak_rss_kib: rss,
+                    cpu_ms_per_node: cpu,
                 },
             );
             eprintln!("nginx {nodes}: {nps:.0} nodes/s, {errors} errors");
@@ -468,16 +512,20 @@ fn main() {
             eprintln!("nginx not found: only satchel-server measured");
         }
     }
-    println!("| nodes | peer | nodes/s | p50 | p99 | errors | peak RSS |");
-    println!("|---:|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| nodes | peer | nodes/s | p50 | p99 | errors | peak RSS | CPU ms/node, peer | CPU ms/node, generator |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for ((nodes, peer), o) in &results {
         println!(
-            "| {nodes} | {peer} | {:.0} | {:.0} ms | {:.0} ms | {} | {:.1} MiB |",
+            "| {nodes} | {peer} | {:.0} | {:.0} ms | {:.0} ms | {} | {:.1} MiB | {:.2} | {:.2} |",
             o.nodes_per_sec,
             o.p50.as_secs_f64() * 1000.0,
             o.p99.as_secs_f64() * 1000.0,
             o.errors,
-            o.peak_rss_kib as f64 / 1024.0
+            o.peak_rss_kib as f64 / 1024.0,
+            o.cpu_ms_per_node.0,
+            o.cpu_ms_per_node.1
         );
     }
     for &nodes in &levels {
