@@ -846,6 +846,27 @@ fn ok(out: Output) -> String {
 }
 
 /// keygen both kinds with the binary; returns the node's recipient.
+/// `create` arguments for a serial-1 host bundle of `tree/`, signed with
+/// `admin.key`, for `recipient`, written to `out`.
+fn create_host_bundle<'a>(recipient: &'a str, out: &'a str) -> [&'a str; 15] {
+    [
+        "create",
+        "--mac",
+        "52-54-00-12-34-56",
+        "--serial",
+        "1",
+        "--expires",
+        "1d",
+        "--sign-key",
+        "admin.key",
+        "--recipient",
+        recipient,
+        "--from-dir",
+        "tree",
+        "-o",
+        out,
+    ]
+}
 fn keygen(dir: &Path) -> String {
     ok(bin(&["keygen", "signing", "--out", "admin"], dir));
     ok(bin(&["keygen", "identity", "--out", "node.age"], dir))
@@ -1449,26 +1470,7 @@ fn create_and_open_of_a_bundle_four_times_the_rss_cap_stay_under_it() {
         fs::write(tree.join(format!("data/small{i}")), format!("{i}\n")).unwrap();
     }
     let recipient = keygen(dir);
-    let rss_create = peak_rss(
-        &[
-            "create",
-            "--mac",
-            "52-54-00-12-34-56",
-            "--serial",
-            "1",
-            "--expires",
-            "1d",
-            "--sign-key",
-            "admin.key",
-            "--recipient",
-            &recipient,
-            "--from-dir",
-            "tree",
-            "-o",
-            "big.bundle",
-        ],
-        dir,
-    );
+    let rss_create = peak_rss(&create_host_bundle(&recipient, "big.bundle"), dir);
     let size = fs::metadata(dir.join("big.bundle")).unwrap().len();
     assert!(
         size > 4 * RSS_CAP_KIB * 1024,
@@ -1524,26 +1526,7 @@ fn opened_modes_are_exact_under_any_umask() {
         fs::set_permissions(&p, fs::Permissions::from_mode(m)).unwrap();
     }
     let recipient = keygen(dir);
-    ok(bin(
-        &[
-            "create",
-            "--mac",
-            "52:54:00:12:34:56",
-            "--serial",
-            "1",
-            "--expires",
-            "1d",
-            "--sign-key",
-            "admin.key",
-            "--recipient",
-            &recipient,
-            "--from-dir",
-            "tree",
-            "-o",
-            "b.bundle",
-        ],
-        dir,
-    ));
+    ok(bin(&create_host_bundle(&recipient, "b.bundle"), dir));
     for umask in ["000", "022", "027", "077", "777"] {
         let root = format!("root{umask}");
         fs::create_dir(dir.join(&root)).unwrap();
