@@ -38,7 +38,7 @@ use satchel_bundle::seal::{seal_to_file, SealParams, Source};
 use satchel_bundle::{Identities, Mac, Recipient, SigningKey, Target};
 use satchel_pki::enroll::EnrollOptions;
 use satchel_tests::client;
-use satchel_tests::dns::{DnsRecord, DnsServer};
+use satchel_tests::dns::DnsServer;
 use satchel_tests::harness::{self, Proc};
 use time::OffsetDateTime;
 
@@ -170,17 +170,8 @@ impl World {
             &format!("max_bundle_bytes = {}\n", 2u64 << 30),
             KILL_AFTER,
         );
-        let (dns, dns_handle) = DnsServer::start(vec![
-            DnsRecord::srv(
-                &format!("_satchel._tcp.{DOMAIN}"),
-                1,
-                1,
-                addr.port(),
-                SERVER_NAME,
-            ),
-            DnsRecord::a(SERVER_NAME, [127, 0, 0, 1]),
-        ])
-        .expect("dns");
+        let (dns, dns_handle) =
+            DnsServer::for_server(DOMAIN, SERVER_NAME, addr.port()).expect("dns");
         World {
             roots: tempfile::Builder::new()
                 .prefix("satchel-bench-roots-")

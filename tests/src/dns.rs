@@ -151,6 +151,20 @@ impl DnsServer {
         Self::start_on(records, true)
     }
 
+    /// Serves what a node needs to find one server: `_satchel._tcp.<domain>`
+    /// SRV (priority 10, weight 10) naming `name` at `port`, and `name`'s A
+    /// record on 127.0.0.1.
+    pub fn for_server(
+        domain: &str,
+        name: &str,
+        port: u16,
+    ) -> std::io::Result<(SocketAddr, DnsServer)> {
+        Self::start(vec![
+            DnsRecord::srv(&format!("_satchel._tcp.{domain}"), 10, 10, port, name),
+            DnsRecord::a(name, [127, 0, 0, 1]),
+        ])
+    }
+
     /// Like [`DnsServer::start`], but serving TCP only (for networks that
     /// pass only TCP; a UDP query to the port gets no answer).
     pub fn start_tcp_only(records: Vec<DnsRecord>) -> std::io::Result<(SocketAddr, DnsServer)> {

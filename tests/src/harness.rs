@@ -283,6 +283,25 @@ pub fn run(cmd: Command, kill_after: Duration) -> Finished {
         .wait()
 }
 
+/// The real `satchel-fetch` with `extra` first (a subcommand and its
+/// flags, if any), then a node's inputs under their usual names in `dir`:
+/// `cmdline`, `image/satchel.toml`, `kmsg`, `no-resolv.conf`, `no-sys`.
+pub fn node_fetcher(dir: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("satchel-fetch"));
+    cmd.args(extra)
+        .arg("--cmdline")
+        .arg(dir.join("cmdline"))
+        .arg("--config")
+        .arg(dir.join("image/satchel.toml"))
+        .arg("--kmsg")
+        .arg(dir.join("kmsg"))
+        .arg("--resolv-conf")
+        .arg(dir.join("no-resolv.conf"))
+        .arg("--sysfs")
+        .arg(dir.join("no-sys"));
+    cmd
+}
+
 /// How long a started server gets to write its ready file.
 const SERVER_READY_WITHIN: Duration = Duration::from_secs(30);
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use satchel_bundle::{Identities, Mac, SigningKey, Target};
 use satchel_pki::ca::Ca;
 use satchel_pki::enroll::EnrollOptions;
-use satchel_tests::dns::{DnsRecord, DnsServer};
+use satchel_tests::dns::DnsServer;
 use satchel_tests::harness::{self, Finished};
 use satchel_tests::node::tree;
 
@@ -51,19 +51,7 @@ fn s(p: &Path) -> &str {
 
 /// The node's fetcher (boot run or capture) with the test's inputs.
 fn fetch(d: &Path, extra: &[&str]) -> Finished {
-    let mut cmd = Command::new(harness::bin("satchel-fetch"));
-    cmd.args(extra)
-        .arg("--cmdline")
-        .arg(d.join("cmdline"))
-        .arg("--config")
-        .arg(d.join("image/satchel.toml"))
-        .arg("--kmsg")
-        .arg(d.join("kmsg"))
-        .arg("--resolv-conf")
-        .arg(d.join("no-resolv.conf"))
-        .arg("--sysfs")
-        .arg(d.join("no-sys"));
-    harness::run(cmd, KILL_AFTER)
+    harness::run(harness::node_fetcher(d, extra), KILL_AFTER)
 }
 
 #[test]
@@ -162,17 +150,7 @@ fn capture_upload_pull_approve_publish_fetch() {
     );
 
     // DNS and the node's first boot.
-    let (dns, _dns) = DnsServer::start(vec![
-        DnsRecord::srv(
-            &format!("_satchel._tcp.{DOMAIN}"),
-            10,
-            10,
-            addr.port(),
-            SERVER_NAME,
-        ),
-        DnsRecord::a(SERVER_NAME, [127, 0, 0, 1]),
-    ])
-    .expect("dns");
+    let (dns, _dns) = DnsServer::for_server(DOMAIN, SERVER_NAME, addr.port()).expect("dns");
     let root = d.join("root");
     std::fs::create_dir_all(&root).expect("root");
     write(

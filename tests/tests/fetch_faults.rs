@@ -121,17 +121,7 @@ impl Env {
     }
 
     fn dns_for(&self, port: u16) -> (std::net::SocketAddr, DnsServer) {
-        DnsServer::start(vec![
-            DnsRecord::srv(
-                &format!("_satchel._tcp.{DOMAIN}"),
-                10,
-                10,
-                port,
-                TARGET_NAME,
-            ),
-            DnsRecord::a(TARGET_NAME, [127, 0, 0, 1]),
-        ])
-        .expect("dns")
+        DnsServer::for_server(DOMAIN, TARGET_NAME, port).expect("dns")
     }
 
     fn run(&self, cmdline: &str, extra: &[&str]) -> Finished {

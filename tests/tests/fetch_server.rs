@@ -13,7 +13,7 @@ use satchel_bundle::seal::{seal_to_file, SealParams, Source};
 use satchel_bundle::{Identities, Mac, Recipient, SigningKey, Target};
 use satchel_pki::enroll::EnrollOptions;
 use satchel_tests::client;
-use satchel_tests::dns::{DnsRecord, DnsServer};
+use satchel_tests::dns::DnsServer;
 use satchel_tests::harness::{self};
 use satchel_tests::node::tree;
 use time::OffsetDateTime;
@@ -111,17 +111,7 @@ fn fetches_from_the_real_server_and_reports_to_its_inventory() {
     );
 
     // DNS names the server; the fetcher finds it, applies, reports.
-    let (dns, _dns) = DnsServer::start(vec![
-        DnsRecord::srv(
-            &format!("_satchel._tcp.{DOMAIN}"),
-            10,
-            10,
-            addr.port(),
-            SERVER_NAME,
-        ),
-        DnsRecord::a(SERVER_NAME, [127, 0, 0, 1]),
-    ])
-    .expect("dns");
+    let (dns, _dns) = DnsServer::for_server(DOMAIN, SERVER_NAME, addr.port()).expect("dns");
     let root = d.join("root");
     std::fs::create_dir_all(root.join("etc")).expect("root");
     write(&root.join("etc/hostname"), b"image-default\n");
@@ -134,19 +124,7 @@ fn fetches_from_the_real_server_and_reports_to_its_inventory() {
         .as_bytes(),
     );
     write(&d.join("kmsg"), b"");
-    let mut fetch = Command::new(harness::bin("satchel-fetch"));
-    fetch
-        .arg("--cmdline")
-        .arg(d.join("cmdline"))
-        .arg("--config")
-        .arg(d.join("image/satchel.toml"))
-        .arg("--kmsg")
-        .arg(d.join("kmsg"))
-        .arg("--resolv-conf")
-        .arg(d.join("no-resolv.conf"))
-        .arg("--sysfs")
-        .arg(d.join("no-sys"));
-    let f = harness::run(fetch, KILL_AFTER);
+    let f = harness::run(harness::node_fetcher(d, &[]), KILL_AFTER);
     assert_eq!(
         f.code(),
         0,
@@ -197,21 +175,16 @@ fn fetches_from_the_real_server_and_reports_to_its_inventory() {
     // sealed to the admins; the admin can read them, the server cannot.
     std::fs::create_dir_all(d.join("node-etc/app.d")).expect("mkdir");
     write(&d.join("node-etc/app.d/local.conf"), b"tuned=by hand\n");
-    let mut cap = Command::new(harness::bin("satchel-fetch"));
-    cap.arg("capture")
-        .arg("--path")
-        .arg(d.join("node-etc/app.d"))
-        .arg("--upload")
-        .arg("--cmdline")
-        .arg(d.join("cmdline"))
-        .arg("--config")
-        .arg(d.join("image/satchel.toml"))
-        .arg("--kmsg")
-        .arg(d.join("kmsg"))
-        .arg("--resolv-conf")
-        .arg(d.join("no-resolv.conf"))
-        .arg("--sysfs")
-        .arg(d.join("no-sys"));
+    let app_d = d.join("node-etc/app.d");
+    let cap = harness::node_fetcher(
+        d,
+        &[
+            "capture",
+            "--path",
+            app_d.to_str().expect("utf8"),
+            "--upload",
+        ],
+    );
     let c = harness::run(cap, KILL_AFTER);
     assert_eq!(c.code(), 0, "capture:\n{}", c.stderr);
     let id = c.stdout.trim().to_string();

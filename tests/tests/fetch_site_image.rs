@@ -5,7 +5,6 @@
 //! and never a host bundle of another site.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -169,19 +168,7 @@ fn a_site_image_applies_its_site_then_the_host_bundle_naming_that_site() {
     );
     // No nameserver at all: discovery fails at once and the named server is used.
     write(&d.join("no-resolv.conf"), b"");
-    let mut fetch = Command::new(harness::bin("satchel-fetch"));
-    fetch
-        .arg("--cmdline")
-        .arg(d.join("cmdline"))
-        .arg("--config")
-        .arg(d.join("image/satchel.toml"))
-        .arg("--kmsg")
-        .arg(d.join("kmsg"))
-        .arg("--resolv-conf")
-        .arg(d.join("no-resolv.conf"))
-        .arg("--sysfs")
-        .arg(d.join("no-sys"));
-    let f = harness::run(fetch, KILL_AFTER);
+    let f = harness::run(harness::node_fetcher(d, &[]), KILL_AFTER);
     assert_eq!(
         f.code(),
         0,
