@@ -6,6 +6,10 @@
 //! end-of-file only after [`PipeWriter::finish`]; a writer dropped without it
 //! (its stage failed) makes the reader fail, so a consumer never mistakes a
 //! truncated stream for a complete one.
+//!
+//! The reader hands spent chunks back for the writer to fill again, so a
+//! long stream reuses the same few buffers instead of allocating (and the
+//! kernel zero-filling) a fresh one per chunk.
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -24,13 +28,16 @@ enum Msg {
 /// A bounded pipe; see the module doc.
 pub fn pipe() -> (PipeWriter, PipeReader) {
     let (tx, rx) = sync_channel(CHUNKS_IN_FLIGHT);
+    let (spent_tx, spent_rx) = sync_channel(CHUNKS_IN_FLIGHT + 2);
     (
         PipeWriter {
             tx,
+            spare: spent_rx,
             buf: Vec::with_capacity(CHUNK_BYTES),
         },
         PipeReader {
             rx,
+            spent: spent_tx,
             cur: Vec::new(),
             pos: 0,
             done: false,
@@ -42,6 +49,8 @@ pub fn pipe() -> (PipeWriter, PipeReader) {
 pub struct PipeWriter {
     /// Bounded: a stage that runs ahead blocks instead of buffering.
     tx: SyncSender<Msg>,
+    /// Chunks the reader is done with, to fill again.
+    spare: Receiver<Vec<u8>>,
     buf: Vec<u8>,
 }
 
@@ -60,7 +69,11 @@ impl PipeWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES));
+        let next = match self.spare.try_recv() {
+            Ok(spent) => spent,
+            Err(_) => Vec::with_capacity(CHUNK_BYTES),
+        };
+        let chunk = std::mem::replace(&mut self.buf, next);
         self.tx.send(Msg::Data(chunk)).map_err(|_| closed())
     }
 
@@ -90,6 +103,8 @@ impl Write for PipeWriter {
 /// The reading end of a [`pipe`].
 pub struct PipeReader {
     rx: Receiver<Msg>,
+    /// Where spent chunks go back to the writer (dropped when it is full).
+    spent: SyncSender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
     done: bool,
@@ -109,8 +124,14 @@ impl Read for PipeReader {
             }
             match self.rx.recv() {
                 Ok(Msg::Data(chunk)) => {
-                    self.cur = chunk;
+                    let mut spent = std::mem::replace(&mut self.cur, chunk);
                     self.pos = 0;
+                    if spent.capacity() >= CHUNK_BYTES {
+                        spent.clear();
+                        // A writer that has enough spares, or is gone,
+                        // does not need it.
+                        let _ = self.spent.try_send(spent);
+                    }
                 }
                 Ok(Msg::End) => self.done = true,
                 Err(_) => {

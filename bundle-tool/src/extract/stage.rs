@@ -15,11 +15,19 @@
 //! creating it with its mode could not give that mode exactly: a probe
 //! file made once per staging measures which permission bits creation
 //! keeps (the umask, or a default ACL's mask, both act as a bitwise and).
+//!
+//! Written files are closed on a helper thread, in batches ([`Closer`]):
+//! a close has nothing to report for a file already written and stamped
+//! (std ignores its result too), and on a tmpfs root it is a good part of
+//! the kernel's work per file. Every file is closed before the
+//! directories get their final modes and before the commit.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
 
 use rustix::fs::{self, AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
@@ -63,6 +71,64 @@ pub struct Staging {
     /// The permission bits a file created in the tree with mode 0o777
     /// keeps (0 if unknown: then every file is `chmod`ed).
     create_keeps: u32,
+    closer: Closer,
+}
+
+/// Files written in the tree wait in a batch of this many, then are closed
+/// on the closing thread.
+pub const CLOSE_BATCH: usize = 32;
+/// Batches handed to the closing thread and not yet closed, at most: with
+/// the batch being filled, at most `CLOSE_BATCH * (CLOSE_QUEUE + 2)` file
+/// descriptors are open at once.
+pub const CLOSE_QUEUE: usize = 4;
+
+/// Closes written files on a thread of its own (started with the first
+/// full batch, so a small payload starts none).
+#[derive(Debug, Default)]
+struct Closer {
+    batch: Vec<OwnedFd>,
+    queue: Option<(SyncSender<Vec<OwnedFd>>, JoinHandle<()>)>,
+}
+
+impl Closer {
+    fn push(&mut self, fd: OwnedFd) {
+        self.batch.push(fd);
+        if self.batch.len() < CLOSE_BATCH {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(CLOSE_BATCH));
+        if self.queue.is_none() {
+            let (tx, rx) = sync_channel::<Vec<OwnedFd>>(CLOSE_QUEUE);
+            let spawned = std::thread::Builder::new()
+                .name("close".into())
+                .spawn(move || rx.iter().for_each(drop));
+            // Without a thread, files are closed here.
+            if let Ok(thread) = spawned {
+                self.queue = Some((tx, thread));
+            }
+        }
+        match &self.queue {
+            // A send only fails if the thread is gone; the batch is then
+            // handed back and closed here.
+            Some((tx, _)) => drop(tx.send(batch)),
+            None => drop(batch),
+        }
+    }
+
+    /// Closes every file pushed so far; returns when they are closed.
+    fn finish(&mut self) {
+        self.batch.clear();
+        if let Some((tx, thread)) = self.queue.take() {
+            drop(tx);
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 fn io_err<'a>(op: &'static str, path: &'a RelPath) -> impl Fn(Errno) -> ExtractError + 'a {
@@ -108,6 +174,7 @@ impl Staging {
                 dirs: BTreeMap::new(),
                 moved_aside: 0,
                 last_parent: None,
+                closer: Closer::default(),
             }),
             Err(e) => {
                 let _ = std::fs::remove_dir_all(root_path.join(&name));
@@ -264,6 +331,7 @@ impl Staging {
                     },
                 )
                 .map_err(io_err("set times", &c.path))?;
+                self.closer.push(file.into());
             }
             EntryKind::Symlink => {
                 let target = e.link_target.as_deref().unwrap_or_default();
@@ -290,9 +358,10 @@ impl Staging {
         Ok(())
     }
 
-    /// Gives every staged directory its final mode and owner (after all its
-    /// children are written).
+    /// Closes every written file, then gives every staged directory its
+    /// final mode and owner (after all its children are written).
     pub fn finish_dirs(&mut self) -> Result<(), ExtractError> {
+        self.closer.finish();
         for (path, attrs) in self.dirs.iter().rev() {
             let fd = open_dir(self.tree(), path, OFlags::RDONLY)?;
             if let Some((uid, gid)) = attrs.owner {
@@ -365,6 +434,7 @@ fn make_removable(path: &Path) {
 
 impl Drop for Staging {
     fn drop(&mut self) {
+        self.closer.finish();
         if self.keep {
             return;
         }
