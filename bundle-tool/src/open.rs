@@ -103,12 +103,10 @@ fn check_payload<R: Read>(header: &Header, mut payload: Payload<R>) -> Result<()
     Ok(())
 }
 
-/// What a [`StreamVerifier`] found: the sha256 and length of every byte it
-/// was given, and the verification of those bytes as a bundle.
+/// What a [`StreamVerifier`] found: the length of every byte it was
+/// given, and the verification of those bytes as a bundle.
 #[derive(Debug)]
 pub struct Streamed {
-    /// sha256 of all the bytes written.
-    pub sha256: [u8; 32],
     /// How many bytes were written.
     pub len: u64,
     /// [`verify_reader`] over those bytes.
@@ -117,8 +115,7 @@ pub struct Streamed {
 
 /// [`verify_reader`] run on its own thread over bytes as they arrive (a
 /// download), so that verification costs no time after the last byte.
-/// Every byte written is also hashed as a whole, for callers that know the
-/// sha256 of the whole file (a boot index).
+/// Every byte written is counted, including any after the container.
 ///
 /// Writes block while the verifying thread is more than a few chunks
 /// behind (memory stays bounded). Dropping it without [`finish`] stops the
@@ -137,18 +134,15 @@ impl std::fmt::Debug for StreamVerifier {
     }
 }
 
-/// Hashes and counts everything read through it.
-struct Hashing<R> {
+/// Counts everything read through it.
+struct Counting<R> {
     inner: R,
-    hash: sha2::Sha256,
     len: u64,
 }
 
-impl<R: Read> Read for Hashing<R> {
+impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use sha2::Digest;
         let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
         self.len += n as u64;
         Ok(n)
     }
@@ -161,19 +155,13 @@ impl StreamVerifier {
         let thread = std::thread::Builder::new()
             .name("verify".into())
             .spawn(move || {
-                use sha2::Digest;
-                let mut input = Hashing {
-                    inner: r,
-                    hash: sha2::Sha256::new(),
-                    len: 0,
-                };
+                let mut input = Counting { inner: r, len: 0 };
                 let verified = verify_reader(&mut input, &checks);
                 // Whatever follows the container (or follows the point where
-                // verification failed) still counts for the whole-file hash,
-                // and the writer must never block on a reader that left.
+                // verification failed) still counts, and the writer must
+                // never block on a reader that left.
                 let _ = io::copy(&mut input, &mut io::sink());
                 Streamed {
-                    sha256: input.hash.finalize().into(),
                     len: input.len,
                     verified,
                 }

@@ -533,7 +533,7 @@ async fn steps(
     // Apply, site then host, each all or nothing.
     let t = Instant::now();
     for (entry, f, verified, serial) in checked {
-        match apply::apply(f.path(), &verified, &p.trust, &p.params.root) {
+        match apply::apply(&f, &verified, &p.trust, &p.params.root) {
             Ok(a) => log.info(&format!(
                 "{} serial {serial} applied: {} entries, {} paths changed",
                 entry.target, a.entries, a.changed
