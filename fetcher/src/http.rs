@@ -8,6 +8,12 @@
 //! bounded in size (and, when the caller knows it, must have exactly the
 //! expected length). The caller bounds the whole by its deadline.
 //!
+//! A connection whose exchange completed (2xx, whole body read) is kept
+//! for the next request to the same server name and address, so a boot's
+//! index, bundles and report share one TLS handshake. A kept connection
+//! the server has closed since is noticed before or while sending, before
+//! any response, and the request then goes over a fresh connection.
+//!
 //! It does not retry, pick servers or follow redirects; see `session`.
 
 use std::net::SocketAddr;
@@ -77,6 +83,9 @@ pub enum HttpError {
     /// The HTTP exchange failed (reset, truncated body, malformed response).
     #[error("HTTP: {0}")]
     Http(String),
+    /// The connection ended before any response to the request.
+    #[error("HTTP: the connection ended before a response: {0}")]
+    Unanswered(String),
     /// The body arrived slower than the minimum rate.
     #[error("the server sent {got} bytes in {window:?}, below the minimum of {min} bytes/s")]
     Stalled {
@@ -155,10 +164,25 @@ pub struct Response {
 }
 
 /// The TLS client and the limits.
-#[derive(Clone)]
 pub struct Client {
     tls: tokio_rustls::TlsConnector,
     settings: Settings,
+    /// The connection of the last complete exchange.
+    kept: Option<Conn>,
+}
+
+/// One HTTP/1.1 connection over TLS; its driving task ends with it.
+struct Conn {
+    host: String,
+    addr: SocketAddr,
+    send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -175,18 +199,45 @@ impl Client {
         Client {
             tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
             settings,
+            kept: None,
         }
     }
 
-    /// Sends `req` to `addr`, checking the certificate against `host`.
+    /// Sends `req` to `addr`, checking the certificate against `host`, over
+    /// the kept connection when it leads there, else a new one.
     pub async fn send(
-        &self,
+        &mut self,
         host: &str,
         port: u16,
         addr: SocketAddr,
         req: &Request<'_>,
         sink: &mut dyn Sink,
     ) -> Result<Response, HttpError> {
+        let kept = self
+            .kept
+            .take()
+            .filter(|c| c.host == host && c.addr == addr);
+        if let Some(mut conn) = kept {
+            if conn.send.ready().await.is_ok() {
+                match self.exchange(&mut conn.send, host, port, req, sink).await {
+                    Ok(resp) => {
+                        self.kept = Some(conn);
+                        return Ok(resp);
+                    }
+                    // Closed by the server since: try a fresh connection.
+                    Err(HttpError::Unanswered(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let mut conn = self.connect(host, addr).await?;
+        let resp = self.exchange(&mut conn.send, host, port, req, sink).await?;
+        self.kept = Some(conn);
+        Ok(resp)
+    }
+
+    /// A new TCP + TLS + HTTP/1.1 connection, each phase bounded.
+    async fn connect(&self, host: &str, addr: SocketAddr) -> Result<Conn, HttpError> {
         let s = &self.settings;
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| HttpError::BadName(host.to_string()))?;
@@ -210,17 +261,20 @@ impl Client {
             .await
             .map_err(|_| tls_err(format!("no handshake within {:?}", s.handshake_timeout)))?
             .map_err(|e| tls_err(e.to_string()))?;
-        let (mut send, conn) = hyper::client::conn::http1::Builder::new()
+        let (send, conn) = hyper::client::conn::http1::Builder::new()
             .max_buf_size(MAX_HEADER_BYTES.max(8192))
             .handshake::<_, Full<Bytes>>(hyper_util::rt::TokioIo::new(tls))
             .await
             .map_err(|e| HttpError::Http(e.to_string()))?;
-        let conn_task = tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let _ = conn.await;
         });
-        let result = self.exchange(&mut send, host, port, req, sink).await;
-        conn_task.abort();
-        result
+        Ok(Conn {
+            host: host.to_string(),
+            addr,
+            send,
+            task,
+        })
     }
 
     async fn exchange(
@@ -256,7 +310,13 @@ impl Client {
         let resp = timeout(s.header_timeout, send.send_request(request))
             .await
             .map_err(|_| HttpError::Timeout("waiting for the response headers"))?
-            .map_err(|e| HttpError::Http(e.to_string()))?;
+            .map_err(|e| {
+                if e.is_canceled() || e.is_closed() || e.is_incomplete_message() {
+                    HttpError::Unanswered(e.to_string())
+                } else {
+                    HttpError::Http(e.to_string())
+                }
+            })?;
         let status = resp.status().as_u16();
         if !resp.status().is_success() {
             let retry_after = resp

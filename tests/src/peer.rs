@@ -2,8 +2,8 @@
 //! what the test's handler says, including the faults a real network shows
 //! (a body cut short, a reset mid-stream, a trickle, a storm of 503s).
 //!
-//! It speaks just enough HTTP/1.1 (one request per connection, then close)
-//! over real TLS (the PKI library's server configuration), runs on its own
+//! It speaks just enough HTTP/1.1 (one request per connection, then close,
+//! unless the reply says to keep the connection open) over real TLS (the PKI library's server configuration), runs on its own
 //! thread and runtime, binds 127.0.0.1 only, and records every request it
 //! saw. Dropping the [`Peer`] stops it.
 
@@ -33,6 +33,8 @@ pub struct Seen {
     pub body: Vec<u8>,
     /// Whether the client presented a certificate.
     pub client_cert: bool,
+    /// Which connection it came on (0 for the first accepted, and so on).
+    pub conn: usize,
 }
 
 /// How to answer.
@@ -68,6 +70,16 @@ pub enum Reply {
         /// Interval between bytes.
         every: Duration,
     },
+    /// A complete response that keeps the connection open (no
+    /// `connection: close`) and reads the next request on it.
+    KeepOpen {
+        /// Status code.
+        status: u16,
+        /// Body.
+        body: Vec<u8>,
+    },
+    /// No response: the connection is closed cleanly.
+    Hangup,
 }
 
 impl Reply {
@@ -133,8 +145,10 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-async fn serve_one(
+/// Serves the requests of one connection, numbered `conn`.
+async fn serve_conn(
     tcp: tokio::net::TcpStream,
+    conn: usize,
     acceptor: tokio_rustls::TlsAcceptor,
     handler: Arc<Handler>,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -145,6 +159,21 @@ async fn serve_one(
         .1
         .peer_certificates()
         .is_some_and(|c| !c.is_empty());
+    while serve_one(&mut tls, conn, client_cert, &*handler, &seen).await? {}
+    Ok(())
+}
+
+type Tls = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+
+/// Reads one request and answers it; `true` if the connection stays open
+/// for another.
+async fn serve_one(
+    tls: &mut Tls,
+    conn: usize,
+    client_cert: bool,
+    handler: &Handler,
+    seen: &Mutex<Vec<Seen>>,
+) -> std::io::Result<bool> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
@@ -155,6 +184,9 @@ async fn serve_one(
             return Err(std::io::Error::other("head too large"));
         }
         let n = tls.read(&mut chunk).await?;
+        if n == 0 && buf.is_empty() {
+            return Ok(false); // the client closed a kept connection
+        }
         if n == 0 {
             return Err(std::io::Error::other("eof in head"));
         }
@@ -185,6 +217,7 @@ async fn serve_one(
         at: Instant::now(),
         body,
         client_cert,
+        conn,
     };
     let nth = {
         let mut g = seen.lock().map_err(|_| std::io::Error::other("poisoned"))?;
@@ -198,9 +231,12 @@ async fn serve_one(
     let reply = handler(&req, nth);
     let head = |status: u16, headers: &[(String, String)], len: usize| {
         let mut h = format!(
-            "HTTP/1.1 {status} {}\r\ncontent-length: {len}\r\nconnection: close\r\n",
+            "HTTP/1.1 {status} {}\r\ncontent-length: {len}\r\n",
             reason(status)
         );
+        if !headers.iter().any(|(k, _)| k == "connection") {
+            h.push_str("connection: close\r\n");
+        }
         for (k, v) in headers {
             h.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -228,11 +264,10 @@ async fn serve_one(
             tls.write_all(&body[..send.min(body.len())]).await?;
             tls.flush().await?;
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let (tcp, _) = tls.into_inner();
-            // SO_LINGER 0: close sends a RST instead of a FIN (it does not block).
+            // SO_LINGER 0: the close when the connection is dropped (on
+            // return) sends a RST instead of a FIN (it does not block).
             #[allow(deprecated)]
-            tcp.set_linger(Some(Duration::ZERO))?;
-            drop(tcp);
+            tls.get_ref().0.set_linger(Some(Duration::ZERO))?;
         }
         Reply::Trickle { body, every } => {
             tls.write_all(&head(200, &[], body.len())).await?;
@@ -243,8 +278,16 @@ async fn serve_one(
             }
             tls.shutdown().await?;
         }
+        Reply::KeepOpen { status, body } => {
+            let open = [("connection".to_string(), "keep-alive".to_string())];
+            tls.write_all(&head(status, &open, body.len())).await?;
+            tls.write_all(&body).await?;
+            tls.flush().await?;
+            return Ok(true);
+        }
+        Reply::Hangup => tls.shutdown().await?,
     }
-    Ok(())
+    Ok(false)
 }
 
 impl Peer {
@@ -269,16 +312,19 @@ impl Peer {
                 .expect("runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let mut conns = 0;
                 loop {
                     tokio::select! {
                         _ = &mut stop_rx => break,
                         accepted = listener.accept() => {
                             let Ok((tcp, _)) = accepted else { continue };
                             let (a, h, s) = (acceptor.clone(), handler.clone(), seen2.clone());
+                            let conn = conns;
+                            conns += 1;
                             tokio::spawn(async move {
                                 let _ = tokio::time::timeout(
                                     REQUEST_TIMEOUT * 100,
-                                    serve_one(tcp, a, h, s),
+                                    serve_conn(tcp, conn, a, h, s),
                                 )
                                 .await;
                             });

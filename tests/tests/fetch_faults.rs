@@ -229,6 +229,59 @@ fn applies_through_srv_reports_and_is_idempotent() {
     assert_eq!(tree(&env.root), after, "a second run changed the tree");
 }
 
+#[test]
+fn one_connection_carries_the_boot_and_a_dropped_one_is_replaced() {
+    let env = Env::host();
+    let bundle = env.bundle(3);
+    let index = env.index(&bundle, 3);
+    let boot = format!("/v1/boot/{}", env.image.mac);
+    let bpath = env.bundle_path();
+    // Every reply keeps the connection; the first bundle request is hung
+    // up on instead, as a server closing an idle kept connection would.
+    let peer = Peer::start(env.tls(&[TARGET_NAME]), move |req, nth| {
+        if req.path == boot {
+            Reply::KeepOpen {
+                status: 200,
+                body: index.to_string().into_bytes(),
+            }
+        } else if req.path == bpath && nth == 0 {
+            Reply::Hangup
+        } else if req.path == bpath {
+            Reply::KeepOpen {
+                status: 200,
+                body: bundle.clone(),
+            }
+        } else {
+            Reply::KeepOpen {
+                status: 200,
+                body: b"{}".to_vec(),
+            }
+        }
+    });
+    let (dns, _d) = env.dns_for(peer.addr().port());
+    let f = env.run(&format!("{} satchel.timeout=30", dns_arg(dns)), &[]);
+    assert_eq!(f.code(), 0, "{}", f.stderr);
+    assert!(!f.stderr.contains("retrying"), "{}", f.stderr);
+    let seen: Vec<(String, usize)> = peer
+        .seen()
+        .iter()
+        .map(|s| (s.path.clone(), s.conn))
+        .collect();
+    let bundle_path = env.bundle_path();
+    assert_eq!(
+        seen,
+        [
+            (format!("/v1/boot/{}", env.image.mac), 0),
+            (bundle_path.clone(), 0),
+            (bundle_path, 1),
+            (format!("/v1/reports/{}", env.image.mac), 1),
+        ],
+        "{}",
+        f.stderr
+    );
+    assert_eq!(reports(&peer)[0]["status"], "applied");
+}
+
 fn network_fault(
     fault: impl Fn(&[u8], usize) -> Reply + Send + Sync + 'static,
     extra: &[&str],
