@@ -515,7 +515,7 @@ pub fn apply_verified<R: Read + Seek + Send>(
             }
             w.finish().or(Ok(()))
         });
-        let applied = crate::extract::apply(r, root, &opts);
+        let applied = crate::extract::apply_buffered(r, root, &opts);
         (producer.join(), applied)
     });
     // A failure to decrypt or decompress is the cause of the overlay's

@@ -11,7 +11,7 @@
 //! long stream reuses the same few buffers instead of allocating (and the
 //! kernel zero-filling) a fresh one per chunk.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// Size of one chunk passed between stages.
@@ -116,11 +116,13 @@ impl std::fmt::Debug for PipeReader {
     }
 }
 
-impl Read for PipeReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+impl BufRead for PipeReader {
+    /// The rest of the current chunk, waiting for the next one when it is
+    /// used up; empty only at the end of a finished stream.
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.pos == self.cur.len() {
             if self.done {
-                return Ok(0);
+                return Ok(&[]);
             }
             match self.rx.recv() {
                 Ok(Msg::Data(chunk)) => {
@@ -141,9 +143,20 @@ impl Read for PipeReader {
                 }
             }
         }
-        let n = out.len().min(self.cur.len() - self.pos);
-        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
-        self.pos += n;
+        Ok(&self.cur[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.cur.len());
+    }
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = out.len().min(avail.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
         Ok(n)
     }
 }
@@ -165,6 +178,31 @@ mod tests {
         r.read_to_end(&mut got).unwrap();
         t.join().unwrap();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn reads_as_a_buffered_reader() {
+        let (mut w, mut r) = pipe();
+        let data: Vec<u8> = (0..2 * CHUNK_BYTES + 5).map(|i| (i % 249) as u8).collect();
+        let want = data.clone();
+        let t = std::thread::spawn(move || {
+            w.write_all(&data).unwrap();
+            w.finish().unwrap();
+        });
+        let mut got = Vec::new();
+        loop {
+            let avail = r.fill_buf().unwrap();
+            if avail.is_empty() {
+                break;
+            }
+            // Take a little less than offered, to cross chunk edges unevenly.
+            let n = avail.len().min(100_000);
+            got.extend_from_slice(&avail[..n]);
+            r.consume(n);
+        }
+        t.join().unwrap();
+        assert_eq!(got, want);
+        assert!(r.fill_buf().unwrap().is_empty(), "the end repeats");
     }
 
     #[test]

@@ -76,7 +76,7 @@
 //! - `stage`: the staging directory. `commit`: renames with an undo log.
 //! - `error`: [`ExtractError`].
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 
@@ -266,6 +266,7 @@ impl Write for HashSink {
 /// Checks a payload tar against every rule without touching any disk, and
 /// lists its entries (with the sha256 of each file).
 pub fn check_archive<R: Read>(tar: R, opts: &Options) -> Result<ArchiveSummary, ExtractError> {
+    let tar = BufReader::with_capacity(READ_BUFFER, tar);
     let mut reader = tar::TarReader::new(tar, opts.expected_size);
     let mut checker = rules::Checker::new(opts);
     let mut entries = Vec::new();
@@ -286,10 +287,25 @@ pub fn check_archive<R: Read>(tar: R, opts: &Options) -> Result<ArchiveSummary, 
     })
 }
 
+/// Bytes read ahead from a plain reader given to [`apply`] or
+/// [`check_archive`].
+pub const READ_BUFFER: usize = 64 * 1024;
+
 /// Lays a payload tar over `root`, all or nothing (see the module
 /// invariants). `root` must be an existing directory; paths inside it are
 /// never followed through symlinks, but `root` itself may be one.
 pub fn apply<R: Read>(tar: R, root: &Path, opts: &Options) -> Result<Applied, ExtractError> {
+    apply_buffered(BufReader::with_capacity(READ_BUFFER, tar), root, opts)
+}
+
+/// [`apply`] from a reader that buffers already (a pipe from the
+/// decrypting thread): file data goes from its buffer to the files, with
+/// no copy in between.
+pub fn apply_buffered<R: BufRead>(
+    tar: R,
+    root: &Path,
+    opts: &Options,
+) -> Result<Applied, ExtractError> {
     let root_fd = rustix::fs::open(
         root,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,

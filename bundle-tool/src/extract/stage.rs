@@ -253,7 +253,7 @@ impl Staging {
     }
 
     /// Writes one checked entry; file data comes from `tar`.
-    pub fn write<R: std::io::Read>(
+    pub fn write<R: std::io::BufRead>(
         &mut self,
         c: &Checked,
         tar: &mut TarReader<R>,
@@ -270,7 +270,7 @@ impl Staging {
     }
 
     /// [`Staging::write`] in the entry's opened parent `dir`.
-    fn write_in<R: std::io::Read>(
+    fn write_in<R: std::io::BufRead>(
         &mut self,
         c: &Checked,
         tar: &mut TarReader<R>,

@@ -12,7 +12,7 @@
 //! archive (see `rules`): it turns blocks into [`RawEntry`]s and streams
 //! their data.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 
 use super::error::{shown, ExtractError};
 
@@ -99,13 +99,7 @@ pub struct TarReader<R> {
     pad_left: u64,
     /// The stream is also cut off here (the manifest's size, if known).
     cap: Option<u64>,
-    /// Reused by [`TarReader::copy_data`] (one allocation per archive, not
-    /// per entry).
-    copy_buf: Vec<u8>,
 }
-
-/// Size of [`TarReader::copy_data`]'s buffer.
-const COPY_BUFFER: usize = 64 * 1024;
 
 fn pad_of(size: u64) -> u64 {
     (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64
@@ -234,8 +228,9 @@ fn ignored_pax_key(key: &str) -> bool {
         || key.starts_with("LIBARCHIVE.xattr.")
 }
 
-impl<R: Read> TarReader<R> {
+impl<R: BufRead> TarReader<R> {
     /// Reads tar from `inner`; with `cap`, refuses a stream longer than it.
+    /// Entry data goes from `inner`'s buffer straight to its sink.
     pub fn new(inner: R, cap: Option<u64>) -> Self {
         TarReader {
             inner,
@@ -243,7 +238,6 @@ impl<R: Read> TarReader<R> {
             data_left: 0,
             pad_left: 0,
             cap,
-            copy_buf: Vec::new(),
         }
     }
 
@@ -252,26 +246,49 @@ impl<R: Read> TarReader<R> {
         self.pos
     }
 
-    /// Reads as much of `buf` as the stream has; fewer bytes only at EOF.
-    fn fill(&mut self, buf: &mut [u8]) -> Result<usize, ExtractError> {
-        let mut n = 0;
-        while n < buf.len() {
-            match self.inner.read(&mut buf[n..]) {
-                Ok(0) => break,
-                Ok(k) => n += k,
+    /// Counts `n` more bytes consumed, refusing to pass the cap.
+    fn advance(&mut self, n: usize) -> Result<(), ExtractError> {
+        self.pos += n as u64;
+        match self.cap {
+            Some(cap) if self.pos > cap => Err(ExtractError::SizeMismatch {
+                expected: cap,
+                actual: self.pos,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The next bytes of the stream, as many as `inner` has buffered (empty
+    /// only at EOF), without consuming them.
+    fn available(&mut self) -> Result<&[u8], ExtractError> {
+        loop {
+            match self.inner.fill_buf() {
+                Ok(_) => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(ExtractError::io("read payload", "", e)),
             }
         }
-        self.pos += n as u64;
-        if let Some(cap) = self.cap {
-            if self.pos > cap {
-                return Err(ExtractError::SizeMismatch {
-                    expected: cap,
-                    actual: self.pos,
-                });
+        // Buffered now, so this returns at once (the slice cannot be
+        // returned from inside the loop above).
+        self.inner
+            .fill_buf()
+            .map_err(|e| ExtractError::io("read payload", "", e))
+    }
+
+    /// Reads as much of `buf` as the stream has; fewer bytes only at EOF.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<usize, ExtractError> {
+        let mut n = 0;
+        while n < buf.len() {
+            let avail = self.available()?;
+            if avail.is_empty() {
+                break;
             }
+            let k = avail.len().min(buf.len() - n);
+            buf[n..n + k].copy_from_slice(&avail[..k]);
+            self.inner.consume(k);
+            n += k;
         }
+        self.advance(n)?;
         Ok(n)
     }
 
@@ -288,39 +305,33 @@ impl<R: Read> TarReader<R> {
     /// Copies the current entry's data to `sink` (all of it) and skips its
     /// padding.
     pub fn copy_data(&mut self, sink: &mut dyn Write) -> Result<u64, ExtractError> {
-        let mut buf = std::mem::take(&mut self.copy_buf);
-        buf.resize(COPY_BUFFER, 0);
-        let copied = self.copy_data_with(sink, &mut buf);
-        self.copy_buf = buf;
-        copied
-    }
-
-    fn copy_data_with(
-        &mut self,
-        sink: &mut dyn Write,
-        buf: &mut [u8],
-    ) -> Result<u64, ExtractError> {
         let mut copied = 0;
         while self.data_left > 0 {
-            let want = usize::try_from(self.data_left.min(buf.len() as u64)).unwrap_or(buf.len());
-            let n = self.fill(&mut buf[..want])?;
-            if n == 0 {
-                return Err(ExtractError::Truncated { offset: self.pos });
-            }
-            self.data_left -= n as u64;
-            copied += n as u64;
-            sink.write_all(&buf[..n])
-                .map_err(|e| ExtractError::io("write", "", e))?;
+            let n = self.pass(self.data_left, Some(&mut *sink))?;
+            self.data_left -= n;
+            copied += n;
         }
         while self.pad_left > 0 {
-            let want = usize::try_from(self.pad_left.min(buf.len() as u64)).unwrap_or(buf.len());
-            let n = self.fill(&mut buf[..want])?;
-            if n == 0 {
-                return Err(ExtractError::Truncated { offset: self.pos });
-            }
-            self.pad_left -= n as u64;
+            self.pad_left -= self.pass(self.pad_left, None)?;
         }
         Ok(copied)
+    }
+
+    /// Passes up to `left` bytes of what `inner` has buffered to `sink` (or
+    /// drops them) and consumes them; returns how many.
+    fn pass(&mut self, left: u64, sink: Option<&mut dyn Write>) -> Result<u64, ExtractError> {
+        let avail = self.available()?;
+        if avail.is_empty() {
+            return Err(ExtractError::Truncated { offset: self.pos });
+        }
+        let n = usize::try_from(left).map_or(avail.len(), |l| l.min(avail.len()));
+        if let Some(sink) = sink {
+            sink.write_all(&avail[..n])
+                .map_err(|e| ExtractError::io("write", "", e))?;
+        }
+        self.inner.consume(n);
+        self.advance(n)?;
+        Ok(n as u64)
     }
 
     /// Reads an extension header's data (bounded by [`MAX_META_SIZE`]).
