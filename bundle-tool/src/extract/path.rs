@@ -116,42 +116,55 @@ fn check_text(raw: &[u8]) -> Result<&str, &'static str> {
 /// is `a/b`), refuses absolute names, `..`, NUL, non-UTF-8, control
 /// characters and names over the limits.
 pub fn normalise_entry(raw: &[u8], limits: PathLimits) -> Result<RelPath, ExtractError> {
-    let path = shown(raw);
+    // The name as shown in an error, made only for one.
+    let path = || shown(raw);
     let text = match check_text(raw) {
         Ok(t) => t,
-        Err("NUL") => return Err(ExtractError::NulInName { path }),
-        Err(reason) => return Err(ExtractError::InvalidName { path, reason }),
+        Err("NUL") => return Err(ExtractError::NulInName { path: path() }),
+        Err(reason) => {
+            return Err(ExtractError::InvalidName {
+                path: path(),
+                reason,
+            })
+        }
     };
     if text.starts_with('/') {
-        return Err(ExtractError::AbsolutePath { path });
+        return Err(ExtractError::AbsolutePath { path: path() });
     }
     if text.len() > limits.max_len {
         return Err(ExtractError::NameTooLong {
-            path,
+            path: path(),
             limit: limits.max_len,
         });
     }
-    let mut parts: Vec<&str> = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    let mut depth = 0;
     for c in text.split('/') {
         match c {
             "" | "." => {}
-            ".." => return Err(ExtractError::ParentDir { path }),
+            ".." => return Err(ExtractError::ParentDir { path: path() }),
             c if c.len() > MAX_NAME_LEN => {
                 return Err(ExtractError::NameTooLong {
-                    path,
+                    path: path(),
                     limit: MAX_NAME_LEN,
                 })
             }
-            c => parts.push(c),
+            c => {
+                if depth > 0 {
+                    out.push('/');
+                }
+                out.push_str(c);
+                depth += 1;
+            }
         }
     }
-    if parts.len() > limits.max_depth {
+    if depth > limits.max_depth {
         return Err(ExtractError::TooDeep {
-            path,
+            path: path(),
             limit: limits.max_depth,
         });
     }
-    Ok(RelPath(parts.join("/")))
+    Ok(RelPath(out))
 }
 
 /// Checks a symlink target as the kernel will resolve it from the link's
