@@ -52,6 +52,11 @@ impl RelPath {
         self.components().count()
     }
 
+    /// The parent as text (empty for the root and its children).
+    pub fn parent_str(&self) -> &str {
+        self.0.rfind('/').map_or("", |i| &self.0[..i])
+    }
+
     /// The parent (the root's parent is the root) and the last component.
     pub fn split_last(&self) -> (RelPath, &str) {
         match self.0.rfind('/') {

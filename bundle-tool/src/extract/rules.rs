@@ -6,6 +6,11 @@
 //! a symlink, hardlinks to anything but an earlier file, and the limits. Both
 //! `check_archive` and `apply` run every entry through it before anything
 //! else looks at the entry.
+//!
+//! Invariant it relies on: a path once seen as a directory (explicit or
+//! implied) stays a directory — the only change allowed to a seen path is
+//! implied to explicit directory. So the ancestors of an entry in the same
+//! directory as the previous one are known good without a lookup.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -56,6 +61,12 @@ pub struct Checker<'a> {
     /// Bytes of every path remembered (listed, implied parents, whiteouts):
     /// bounds this checker's memory and that of staging.
     name_bytes: u64,
+    /// The directory of the last entry whose ancestors were all found or
+    /// made directories. A path seen as a directory stays one (the only
+    /// change [`Checker::check`] allows to a seen path is implicit to
+    /// explicit directory), so the next entry in the same directory needs
+    /// no lookup of its ancestors.
+    dirs_checked: Option<String>,
 }
 
 /// Filters permission bits by the policy.
@@ -82,6 +93,7 @@ impl<'a> Checker<'a> {
             entries: 0,
             file_bytes: 0,
             name_bytes: 0,
+            dirs_checked: None,
         }
     }
 
@@ -180,6 +192,10 @@ impl<'a> Checker<'a> {
     /// Every ancestor of `path` must be a directory of the payload or not
     /// in it yet; with `mark`, absent ones become implicit directories.
     fn check_ancestors(&mut self, path: &RelPath, mark: bool) -> Result<(), ExtractError> {
+        let parent = path.parent_str();
+        if mark && self.dirs_checked.as_deref() == Some(parent) {
+            return Ok(());
+        }
         for a in path.ancestors() {
             match self.seen.get(&a) {
                 Some(Seen::Symlink) => {
@@ -201,6 +217,9 @@ impl<'a> Checker<'a> {
                 }
                 None => {}
             }
+        }
+        if mark {
+            self.dirs_checked = Some(parent.to_string());
         }
         Ok(())
     }
@@ -416,6 +435,28 @@ mod tests {
                 Ok(()),
             ),
             ("root entry", vec![d("./"), f("x")], Ok(())),
+            // The ancestors of an entry in the directory just checked are
+            // not looked up again: that directory must stay one.
+            (
+                "a checked directory replaced by a file",
+                vec![f("a/b/1"), f("a/b/2"), f("a/b"), f("a/b/3")],
+                Err("Duplicate"),
+            ),
+            (
+                "a checked directory replaced by a symlink",
+                vec![f("a/b/1"), s("a/b", "."), f("a/b/2")],
+                Err("DirReplacedBySymlink"),
+            ),
+            (
+                "a file then entries beneath it",
+                vec![f("a/1"), f("a/2"), f("a/2/x")],
+                Err("ParentNotDirectory"),
+            ),
+            (
+                "an ancestor checked earlier",
+                vec![f("a/b/1"), s("a/l", "b"), f("a/b/2"), f("a/l/x")],
+                Err("ThroughSymlink"),
+            ),
             ("root entry twice", vec![d("./"), d(".")], Err("Duplicate")),
             ("root as a file", vec![f(".")], Err("TypeConflict")),
             ("duplicate file", vec![f("a"), f("./a")], Err("Duplicate")),
