@@ -52,6 +52,17 @@ impl RelPath {
         self.components().count()
     }
 
+    /// Whether `self` is strictly beneath `dir` (`a/b` is under `a`, not
+    /// under `a/b` nor `ab`; everything but the root is under the root).
+    pub fn is_under(&self, dir: &RelPath) -> bool {
+        if dir.is_root() {
+            return !self.is_root();
+        }
+        self.0.len() > dir.0.len()
+            && self.0.starts_with(&dir.0)
+            && self.0.as_bytes()[dir.0.len()] == b'/'
+    }
+
     /// The parent as text (empty for the root and its children).
     pub fn parent_str(&self) -> &str {
         self.0.rfind('/').map_or("", |i| &self.0[..i])
@@ -335,6 +346,23 @@ mod tests {
                 String::from_utf8_lossy(input)
             );
         }
+    }
+
+    #[test]
+    fn under_and_parent() {
+        let p = |s: &str| normalise_entry(s.as_bytes(), L).expect("valid");
+        let root = RelPath::root();
+        assert!(p("a/b").is_under(&p("a")));
+        assert!(p("a/b/c").is_under(&p("a")));
+        assert!(!p("a/b").is_under(&p("a/b")));
+        assert!(!p("ab").is_under(&p("a")));
+        assert!(!p("a-b/c").is_under(&p("a")));
+        assert!(!p("a").is_under(&p("a/b")));
+        assert!(p("a").is_under(&root));
+        assert!(!root.is_under(&root));
+        assert_eq!(p("a/b/c").parent_str(), "a/b");
+        assert_eq!(p("a").parent_str(), "");
+        assert_eq!(root.parent_str(), "");
     }
 
     #[test]

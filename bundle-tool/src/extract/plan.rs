@@ -74,12 +74,18 @@ pub fn nodes<'a>(
     entries: impl IntoIterator<Item = (&'a RelPath, Node)>,
 ) -> BTreeMap<RelPath, Node> {
     let mut out = BTreeMap::new();
+    // Entries come grouped by directory: the parents of the previous entry
+    // are in already (`or_insert` would change nothing).
+    let mut last_parent: Option<&str> = None;
     for (path, node) in entries {
         if path.is_root() {
             continue;
         }
-        for a in path.ancestors() {
-            out.entry(a).or_insert(Node::Dir { explicit: false });
+        if last_parent != Some(path.parent_str()) {
+            for a in path.ancestors() {
+                out.entry(a).or_insert(Node::Dir { explicit: false });
+            }
+            last_parent = Some(path.parent_str());
         }
         out.insert(path.clone(), node);
     }
@@ -118,7 +124,13 @@ pub fn plan(
     }
 
     let mut installed: BTreeSet<RelPath> = BTreeSet::new();
+    // The last path installed: what follows it in sorted order is mostly
+    // its subtree, known skipped without looking up every ancestor.
+    let mut last_installed: Option<&RelPath> = None;
     for (path, node) in nodes {
+        if last_installed.is_some_and(|l| path.is_under(l)) {
+            continue;
+        }
         let ancestors = path.ancestors();
         if ancestors.iter().any(|a| installed.contains(a)) {
             continue;
@@ -136,6 +148,7 @@ pub fn plan(
         match (node, kind) {
             (_, RootKind::Missing) => {
                 installed.insert(path.clone());
+                last_installed = Some(path);
                 ops.push(Op::Install(path.clone()));
             }
             (Node::Dir { explicit }, RootKind::Dir) => {
@@ -239,6 +252,21 @@ mod tests {
         assert_eq!(
             run(&[], &[("a/b/c", File), ("a/d", Symlink)], &[]),
             ok(&["install a"])
+        );
+        // A sibling sorting inside another subtree ("a-b" between "a" and
+        // "a/c") does not hide that subtree's install.
+        assert_eq!(
+            run(
+                &[("x", Dir)],
+                &[
+                    ("a/c", File),
+                    ("a-b", File),
+                    ("x/y/z", File),
+                    ("x/y-1", File)
+                ],
+                &[]
+            ),
+            ok(&["install a", "install a-b", "install x/y", "install x/y-1"])
         );
         // Merge into existing directories, replace files.
         assert_eq!(
