@@ -157,6 +157,43 @@ fn issued_certificates_handshake_and_identify() {
 }
 
 #[test]
+fn the_server_picks_aes_128_gcm_whatever_the_client_prefers() {
+    let (_tmp, ca) = test_ca();
+    let set = issue_set(&ca);
+    let crl = LoadedCrl::parse(ca.crl(None).unwrap().pem.as_bytes()).unwrap();
+    let (addr, h) = serve_once(server_cfg(&ca, &set.server, &[crl.der]));
+    // A client on ring's defaults, which list AES-256-GCM first.
+    let mut roots = rustls::RootCertStore::empty();
+    for c in satchel_pki::tls::parse_certs(ca.cert_pem().as_bytes(), "CA").unwrap() {
+        roots.add(c).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    assert_eq!(
+        cfg.crypto_provider().cipher_suites[0].suite(),
+        rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
+    );
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let mut tls = StreamOwned::new(conn, sock);
+    tls.write_all(b"hello").unwrap();
+    let mut buf = [0u8; 2];
+    tls.read_exact(&mut buf).unwrap();
+    assert_eq!(
+        tls.conn.negotiated_cipher_suite().map(|s| s.suite()),
+        Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+    );
+    h.join().unwrap().unwrap();
+}
+
+#[test]
 fn revoked_client_is_refused_even_when_the_crl_is_stale() {
     let (_tmp, ca) = test_ca();
     let set = issue_set(&ca);
