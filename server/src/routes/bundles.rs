@@ -10,7 +10,7 @@ use satchel_bundle::{Mac, SiteName, Target};
 use satchel_pki::Scope;
 use serde_json::json;
 
-use super::{blocking, App, Caller};
+use super::{at_once, blocking, App, Caller};
 use crate::error::ApiError;
 use crate::http_util::{empty, json_response, read_body, Resp, Streamed};
 use crate::publish;
@@ -34,7 +34,7 @@ fn index_entry(m: &BundleMeta) -> serde_json::Value {
 /// `GET /v1/boot/{mac}`: the bundles this caller may fetch for `mac`, in
 /// apply order (site, then host).
 pub async fn boot_index(app: &Arc<App>, caller: &Caller, mac: Mac) -> Result<Resp, ApiError> {
-    let host = blocking(app, move |s| s.bundle_meta(&Target::Host(mac))).await?;
+    let host = at_once(app, move |s| s.bundle_meta(&Target::Host(mac)))?;
     let host_site = host.as_ref().and_then(|m| m.site.clone());
     // The site comes from the certificate, or for admins from the signed
     // host manifest; never from the request.
@@ -46,7 +46,7 @@ pub async fn boot_index(app: &Arc<App>, caller: &Caller, mac: Mac) -> Result<Res
             None => (None, false),
         };
     let site_meta = match site.clone() {
-        Some(s) => blocking(app, move |st| st.bundle_meta(&Target::Site(s))).await?,
+        Some(s) => at_once(app, move |st| st.bundle_meta(&Target::Site(s)))?,
         None => None,
     };
     let mut bundles = Vec::new();
@@ -83,7 +83,7 @@ pub async fn get(
     req: &Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     let t = target.clone();
-    let Some((meta, bytes)) = blocking(app, move |s| s.bundle_get(&t)).await? else {
+    let Some((meta, bytes)) = at_once(app, move |s| s.bundle_get(&t))? else {
         return Err(ApiError::not_found(format!(
             "no bundle is published for {target}"
         )));

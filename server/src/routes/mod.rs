@@ -81,6 +81,19 @@ impl Caller {
     }
 }
 
+/// Runs a store call that does not wait for the disk — a read the store
+/// serves from its cache, or a write it does not make durable here (an
+/// audit line) — on the calling worker: it takes microseconds, less than a
+/// trip to the blocking pool and back (two thread wake-ups per call, and a
+/// node's boot makes five such calls). Anything that waits for a sync goes
+/// through [`blocking`].
+pub fn at_once<T>(
+    app: &Arc<App>,
+    f: impl FnOnce(&dyn Store) -> Result<T, StoreError>,
+) -> Result<T, ApiError> {
+    f(&*app.store).map_err(ApiError::from)
+}
+
 /// Runs a store call on the blocking pool.
 pub async fn blocking<T, F>(app: &Arc<App>, f: F) -> Result<T, ApiError>
 where
@@ -150,7 +163,7 @@ async fn audit(app: &Arc<App>, caller: &Caller, what: String, status: StatusCode
         "audit"
     );
     let max = app.config.audit_max_entries;
-    if let Err(e) = blocking(app, move |s| s.audit_append(entry, max)).await {
+    if let Err(e) = at_once(app, move |s| s.audit_append(entry, max)) {
         tracing::error!(code = e.code, "audit entry not stored");
     }
 }
@@ -178,7 +191,7 @@ async fn authorize_and_dispatch(
     }
     let facts = match (scope, route.host_of_interest()) {
         (Some(_), Some(mac)) => {
-            let meta = blocking(app, move |s| s.bundle_meta(&Target::Host(mac))).await?;
+            let meta = at_once(app, move |s| s.bundle_meta(&Target::Host(mac)))?;
             HostFacts {
                 exists: meta.is_some(),
                 site: meta.and_then(|m| m.site),
