@@ -109,6 +109,10 @@ settings! {
     header_read_timeout_secs: u64 = 10;
     /// Seconds a client has to send a request's body.
     body_read_timeout_secs: u64 = 60;
+    /// Bytes of a body refused as too large that are still read, and
+    /// discarded, after the 413 is sent, so that a client still sending gets
+    /// the answer rather than a reset connection; 0 closes at once.
+    refused_body_drain_bytes: u64 = 1024 * 1024;
     /// Largest request head (request line plus headers), in bytes (at least 8192).
     max_header_bytes: usize = 16 * 1024;
     /// Seconds SIGTERM waits for in-flight requests before closing them.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::error::ApiError;
@@ -96,11 +96,19 @@ pub fn empty(status: StatusCode) -> Resp {
 }
 
 /// Reads a request body of at most `max` bytes within `timeout`.
+///
+/// A body over `max` (declared or sent) is refused with 413 at once, and
+/// up to `drain` more of its bytes are read and discarded behind the
+/// answer, within `timeout` ("lingering close"): a connection closed with
+/// unread bytes is reset, and a client still sending would see the reset
+/// instead of the 413. A declared length beyond `max + drain` is not
+/// waited for: that connection closes at once.
 pub async fn read_body(
     req: http::Request<Incoming>,
     what: &str,
     max: u64,
     timeout: Duration,
+    drain: u64,
 ) -> Result<Bytes, ApiError> {
     if let Some(len) = req.headers().get(http::header::CONTENT_LENGTH) {
         let len: u64 = len
@@ -109,27 +117,64 @@ pub async fn read_body(
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| ApiError::bad_request("bad_header", "invalid Content-Length"))?;
         if len > max {
+            if len <= max.saturating_add(drain) {
+                drain_refused(req.into_body(), drain, timeout);
+            }
             return Err(ApiError::too_large(what, max));
         }
     }
-    let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let collected = tokio::time::timeout(timeout, Limited::new(req.into_body(), limit).collect())
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!("the request body was not received within {timeout:?}"),
-            )
-        })?;
-    match collected {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(what, max)),
-        Err(_) => Err(ApiError::bad_request(
-            "bad_body",
-            "the request body could not be read",
+    let mut body = req.into_body();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(timeout, async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| {
+                ApiError::bad_request("bad_body", "the request body could not be read")
+            })?;
+            if let Some(data) = frame.data_ref() {
+                if got.len() as u64 + data.len() as u64 > max {
+                    return Err(ApiError::too_large(what, max));
+                }
+                got.extend_from_slice(data);
+            }
+        }
+        Ok(())
+    })
+    .await;
+    match read {
+        Ok(Ok(())) => Ok(Bytes::from(got)),
+        Ok(Err(e)) => {
+            if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+                drain_refused(body, drain, timeout);
+            }
+            Err(e)
+        }
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!("the request body was not received within {timeout:?}"),
         )),
     }
+}
+
+/// Reads and discards up to `max` bytes of a refused body within `timeout`,
+/// on a task of its own, then drops it (which closes the connection if the
+/// body was not over by then).
+fn drain_refused(mut body: Incoming, max: u64, timeout: Duration) {
+    if max == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(timeout, async {
+            let mut seen = 0u64;
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if seen > max {
+                    break;
+                }
+            }
+        })
+        .await;
+    });
 }
 
 #[cfg(test)]

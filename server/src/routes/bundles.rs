@@ -122,6 +122,7 @@ pub async fn put(
         "the bundle",
         app.config.max_bundle_bytes,
         crate::config::Config::secs(app.config.body_read_timeout_secs),
+        app.config.refused_body_drain_bytes,
     )
     .await?;
     let signers = app.signers.clone();

@@ -154,6 +154,7 @@ pub async fn post(
         "the report",
         app.config.max_report_bytes,
         Config::secs(app.config.body_read_timeout_secs),
+        app.config.refused_body_drain_bytes,
     )
     .await?;
     let (checked, mut whole) = parse_report(&body, mac)?;

@@ -38,6 +38,7 @@ pub async fn post(
         "the upload",
         app.config.max_upload_bytes,
         Config::secs(app.config.body_read_timeout_secs),
+        app.config.refused_body_drain_bytes,
     )
     .await
     {

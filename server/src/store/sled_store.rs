@@ -36,6 +36,10 @@ const FLUSH_EVERY_MS: u64 = 200;
 /// A writer alone waits at most this long, and only right after a sync.
 const SYNC_GAP: std::time::Duration = std::time::Duration::from_millis(2);
 
+/// How long opening waits for the store directory's lock to be released
+/// before it reports the store as in use.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// sled page cache size in bytes.
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -196,12 +200,28 @@ impl SledStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(backend)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_BYTES)
-            .flush_every_ms(Some(FLUSH_EVERY_MS))
-            .open()
-            .map_err(backend)?;
+        let open = || {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(CACHE_BYTES)
+                .flush_every_ms(Some(FLUSH_EVERY_MS))
+                .open()
+        };
+        // The directory's lock is released when the last thread of an
+        // earlier handle ends, which can be just after that handle was
+        // dropped (the demo publishes, then serves the same store).
+        let give_up = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match open() {
+                Err(sled::Error::Io(e))
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        && std::time::Instant::now() < give_up =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r.map_err(backend)?,
+            }
+        };
         let t = |n: &str| db.open_tree(n).map_err(backend);
         let audit = t("audit")?;
         let audit_next = match audit.last().map_err(backend)? {
