@@ -42,7 +42,7 @@ use satchel_tests::dns::DnsServer;
 use satchel_tests::harness::{self, Proc};
 use time::OffsetDateTime;
 
-const RUNS: usize = 15;
+const RUNS: usize = 31;
 const SERVER_NAME: &str = "cfg.boot.test";
 const DOMAIN: &str = "boot.test";
 const KILL_AFTER: Duration = Duration::from_secs(1800);
