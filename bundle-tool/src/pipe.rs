@@ -165,15 +165,22 @@ impl Read for PipeReader {
 mod tests {
     use super::*;
 
-    #[test]
-    fn streams_through_a_thread() {
-        let (mut w, mut r) = pipe();
-        let data: Vec<u8> = (0..3 * CHUNK_BYTES + 17).map(|i| (i % 251) as u8).collect();
-        let want = data.clone();
+    /// A pipe whose writer thread sends `len` patterned bytes and finishes;
+    /// the reader, the bytes sent and the writer.
+    fn written(len: usize, modulus: usize) -> (PipeReader, Vec<u8>, std::thread::JoinHandle<()>) {
+        let (mut w, r) = pipe();
+        let data: Vec<u8> = (0..len).map(|i| (i % modulus) as u8).collect();
+        let sent = data.clone();
         let t = std::thread::spawn(move || {
             w.write_all(&data).unwrap();
             w.finish().unwrap();
         });
+        (r, sent, t)
+    }
+
+    #[test]
+    fn streams_through_a_thread() {
+        let (mut r, want, t) = written(3 * CHUNK_BYTES + 17, 251);
         let mut got = Vec::new();
         r.read_to_end(&mut got).unwrap();
         t.join().unwrap();
@@ -182,13 +189,7 @@ mod tests {
 
     #[test]
     fn reads_as_a_buffered_reader() {
-        let (mut w, mut r) = pipe();
-        let data: Vec<u8> = (0..2 * CHUNK_BYTES + 5).map(|i| (i % 249) as u8).collect();
-        let want = data.clone();
-        let t = std::thread::spawn(move || {
-            w.write_all(&data).unwrap();
-            w.finish().unwrap();
-        });
+        let (mut r, want, t) = written(2 * CHUNK_BYTES + 5, 249);
         let mut got = Vec::new();
         loop {
             let avail = r.fill_buf().unwrap();
