@@ -264,7 +264,7 @@ fn gnu_tar(dir: &Path, format: &str) -> Vec<u8> {
         .arg(dir)
         .args(["-cf", "-", "."])
         .output()
-        .expect("run tar (installed by .ci/run)");
+        .expect("run tar (tests/run installs it)");
     assert!(
         out.status.success(),
         "tar failed: {}",
@@ -318,7 +318,7 @@ fn python_tarfile_archives_apply_to_the_same_tree() {
         .args(["-c", script])
         .arg(&src)
         .output()
-        .expect("run python3 (installed by .ci/run)");
+        .expect("run python3 (tests/run installs it)");
     assert!(
         out.status.success(),
         "python3 failed: {}",

@@ -830,7 +830,7 @@ fn inventory_agrees_with_openssl() {
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
-            .expect("openssl is installed (see .ci/run)");
+            .expect("openssl is installed (tests/run installs it)");
         child.stdin.take().unwrap().write_all(input).unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "openssl {args:?}");

@@ -269,7 +269,7 @@ pub fn openssl(dir: &Path, args: &[&str]) {
         .args(args)
         .current_dir(dir)
         .output()
-        .expect("openssl is installed (see .ci/run)");
+        .expect("openssl is installed (tests/run installs it)");
     assert!(
         out.status.success(),
         "openssl {args:?}: {}",
