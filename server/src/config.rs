@@ -3,7 +3,9 @@
 //! Every setting is declared once in [`settings!`]: its name, type, default
 //! and documentation. That one declaration feeds the TOML file (`--config`),
 //! the command-line flags (`--<name-with-dashes> VALUE`, which override the
-//! file), `--help`, and `contrib/server.example.toml`.
+//! file), `--help`, and `contrib/server.example.toml`. A list-valued
+//! setting takes one value per flag, repeated (`--trusted-signers a.pub
+//! --trusted-signers b.pub`); the flags replace the file's list.
 //!
 //! Every limit the server enforces (sizes, counts, rates, timeouts) is a field
 //! here; no other module holds a limit literal.
@@ -168,16 +170,33 @@ impl Config {
     }
 
     /// Parses TOML `text`, applies `overrides` and validates.
+    ///
+    /// An override of a scalar setting is a TOML value or bare text; the
+    /// overrides of a list-valued setting ([`is_list_setting`]) are its
+    /// items, one per pair, each taken as text, and together replace the
+    /// file's list.
     pub fn from_parts(text: &str, overrides: &[(String, String)]) -> Result<Config, ConfigError> {
         let mut table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::Syntax(e.to_string()))?;
+        let mut lists: Vec<(String, Vec<toml::Value>)> = Vec::new();
         for (name, raw) in overrides {
             let key = name.replace('-', "_");
             if !SETTINGS.iter().any(|(n, _)| *n == key) {
                 return Err(ConfigError::UnknownSetting(name.chars().take(64).collect()));
             }
-            table.insert(key, override_value(raw));
+            if is_list_setting(&key) {
+                let item = toml::Value::String(raw.clone());
+                match lists.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, items)) => items.push(item),
+                    None => lists.push((key, vec![item])),
+                }
+            } else {
+                table.insert(key, override_value(raw));
+            }
+        }
+        for (key, items) in lists {
+            table.insert(key, toml::Value::Array(items));
         }
         let config: Config = table
             .try_into()
@@ -283,6 +302,15 @@ impl Config {
     }
 }
 
+/// Whether the setting `name` (underscored) holds a list, so that its flag
+/// is repeated once per item rather than given a TOML array.
+pub fn is_list_setting(name: &str) -> bool {
+    toml::Table::try_from(Config::default())
+        .ok()
+        .and_then(|t| t.get(name).map(toml::Value::is_array))
+        .unwrap_or(false)
+}
+
 /// A flag's text as a TOML value: TOML syntax if it parses (`10`, `true`,
 /// `["a", "b"]`, `"quoted"`), otherwise the bare text as a string.
 fn override_value(raw: &str) -> toml::Value {
@@ -336,7 +364,8 @@ mod tests {
                 ("listen".into(), "127.0.0.1:2".into()),
                 ("max-connections".into(), "7".into()),
                 ("data_dir".into(), "/srv/x y".into()),
-                ("trusted-signers".into(), "[\"a.pem\", \"b.pem\"]".into()),
+                ("trusted-signers".into(), "a.pem".into()),
+                ("trusted-signers".into(), "b [c].pem".into()),
                 ("allow_tls12".into(), "true".into()),
             ],
         )
@@ -344,8 +373,28 @@ mod tests {
         assert_eq!(c.listen.to_string(), "127.0.0.1:2");
         assert_eq!(c.max_connections, 7);
         assert_eq!(c.data_dir, PathBuf::from("/srv/x y"));
-        assert_eq!(c.trusted_signers.len(), 2);
+        assert_eq!(
+            c.trusted_signers,
+            [PathBuf::from("a.pem"), PathBuf::from("b [c].pem")]
+        );
         assert!(c.allow_tls12);
+    }
+
+    #[test]
+    fn list_flags_replace_the_files_list() {
+        assert!(is_list_setting("trusted_signers"));
+        assert!(!is_list_setting("listen"));
+        assert!(!is_list_setting("no_such_setting"));
+        let file = "trusted_signers = [\"file.pem\"]\n";
+        let kept = Config::from_parts(file, &[]).expect("ok");
+        assert_eq!(kept.trusted_signers, [PathBuf::from("file.pem")]);
+        let flag =
+            Config::from_parts(file, &[("trusted_signers".into(), "flag.pem".into())]).expect("ok");
+        assert_eq!(flag.trusted_signers, [PathBuf::from("flag.pem")]);
+        // A TOML array literal is one path now, not a list.
+        let literal = Config::from_parts("", &[("trusted-signers".into(), "[\"a.pem\"]".into())])
+            .expect("ok");
+        assert_eq!(literal.trusted_signers, [PathBuf::from("[\"a.pem\"]")]);
     }
 
     #[test]

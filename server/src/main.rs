@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Arg, ArgAction, ArgMatches, Command};
-use satchel_server::config::{Config, SETTINGS};
+use satchel_server::config::{is_list_setting, Config, SETTINGS};
 use satchel_server::shutdown::{handle_signals, Trigger};
 use satchel_server::{Metrics, Options, ReloadableTls, Signers, SledStore, Store, TlsFiles};
 
@@ -78,13 +78,13 @@ fn cli() -> Command {
         );
     for (name, doc) in SETTINGS {
         let first = doc.lines().next().unwrap_or("").trim().to_string();
-        cmd = cmd.arg(
-            Arg::new(*name)
-                .long(dashed(name))
-                .value_name("VALUE")
-                .action(ArgAction::Set)
-                .help(first),
-        );
+        let arg = Arg::new(*name).long(dashed(name)).value_name("VALUE");
+        cmd = cmd.arg(if is_list_setting(name) {
+            arg.action(ArgAction::Append)
+                .help(format!("{first} Repeat the flag once per item."))
+        } else {
+            arg.action(ArgAction::Set).help(first)
+        });
     }
     cmd
 }
@@ -150,9 +150,11 @@ fn demo(m: &ArgMatches) -> anyhow::Result<()> {
 fn serve(matches: &ArgMatches) -> anyhow::Result<()> {
     let overrides: Vec<(String, String)> = SETTINGS
         .iter()
-        .filter_map(|(name, _)| {
+        .flat_map(|(name, _)| {
             matches
-                .get_one::<String>(name)
+                .get_many::<String>(name)
+                .into_iter()
+                .flatten()
                 .map(|v| (name.to_string(), v.clone()))
         })
         .collect();

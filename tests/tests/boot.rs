@@ -81,7 +81,7 @@ fn need(tool: &str, package: &str) {
     assert!(
         found,
         "{tool} is not installed: the boot tests need the Debian package {package} \
-         (.ci/run installs it)"
+         (tests/run installs it)"
     );
 }
 
@@ -1178,14 +1178,6 @@ impl Fleet {
         self.server = None;
         let ready = self.path("ready.json");
         let _ = std::fs::remove_file(&ready);
-        let trusted = format!(
-            "[{}]",
-            signers
-                .iter()
-                .map(|s| format!("{:?}", self.s(s)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
         let mut cmd = Command::new(host_bin("satchel-server"));
         cmd.args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
             .args(["--data-dir", &self.s("store")])
@@ -1193,7 +1185,11 @@ impl Fleet {
             .args(["--server-cert", &self.s("server.crt")])
             .args(["--server-key", &self.s("server.key")])
             .args(["--crl", &self.s("crl.pem")])
-            .args(["--trusted-signers", &trusted])
+            .args(
+                signers
+                    .iter()
+                    .flat_map(|s| ["--trusted-signers".to_string(), self.s(s)]),
+            )
             .args(["--ready-file", &self.s("ready.json")])
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(self.path("server.out")).expect("out"))
