@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use http::{HeaderValue, StatusCode};
 
-use crate::http_util::{json_response, Resp};
+use crate::response::{json_response, Resp};
 use crate::store::StoreError;
 
 /// An error answered to the client.

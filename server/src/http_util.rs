@@ -1,5 +1,7 @@
-//! HTTP plumbing shared by the routes: the response body type, a streamed
-//! body over bytes already in memory, JSON responses and bounded body reads.
+//! HTTP plumbing shared by the routes: a streamed body over bytes already
+//! in memory, counted in the metrics, and bounded body reads. The response
+//! type itself is [`crate::response`]'s (re-exported here), which neither
+//! errors nor metrics need this module for.
 //!
 //! Invariant: every request body is read through [`read_body`], which
 //! refuses a declared or actual length above the route's limit (413) and a
@@ -12,18 +14,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http::StatusCode;
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-
-/// The response body of every route.
-pub type RespBody = BoxBody<Bytes, Infallible>;
-/// A response.
-pub type Resp = Response<RespBody>;
+pub use crate::response::{empty, full, json_response, Resp, RespBody};
 
 /// Size of each frame of a streamed bundle or upload, in bytes.
 pub const STREAM_CHUNK_BYTES: usize = 16 * 1024;
@@ -70,29 +67,6 @@ impl Body for Streamed {
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.data.len() as u64)
     }
-}
-
-/// A response with a full in-memory body.
-pub fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()).boxed());
-    *r.status_mut() = status;
-    if let Ok(v) = http::HeaderValue::from_str(content_type) {
-        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
-    }
-    r
-}
-
-/// A JSON response.
-pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Resp {
-    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-    full(status, "application/json", body)
-}
-
-/// An empty response.
-pub fn empty(status: StatusCode) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::new()).boxed());
-    *r.status_mut() = status;
-    r
 }
 
 /// Reads a request body of at most `max` bytes within `timeout`.

@@ -19,7 +19,8 @@
 //! - [`publish`]: bundle verification before publishing.
 //! - [`store`]: the `Store` trait and its sled implementation (the only sled user).
 //! - [`forward`]: the durable at-least-once webhook forwarder.
-//! - [`error`]: the one error → HTTP mapping; [`http_util`]: bodies.
+//! - [`response`]: the response type; [`error`]: the one error → HTTP
+//!   mapping; [`http_util`]: streamed and bounded bodies.
 //! - [`metrics`], [`ratelimit`].
 //! - [`demo`]: the throwaway setup of `satchel-server demo`.
 //!
@@ -42,6 +43,7 @@ pub mod listener;
 pub mod metrics;
 pub mod publish;
 pub mod ratelimit;
+pub mod response;
 pub mod routes;
 pub mod shutdown;
 pub mod store;

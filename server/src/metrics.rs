@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use http::StatusCode;
 use tokio::net::TcpListener;
 
-use crate::http_util::{full, Resp};
+use crate::response::{full, Resp};
 
 /// Seconds a metrics scraper has to send its request head.
 pub const METRICS_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
