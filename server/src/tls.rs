@@ -40,6 +40,20 @@ pub enum TlsLoadError {
     /// The PKI library refused the material.
     #[error("{0}")]
     Tls(#[from] pki_tls::TlsError),
+    /// A CRL older than the one enforced (a lower cRLNumber, or none where
+    /// the enforced one has one): taking it would un-revoke certificates.
+    #[error(
+        "CRL {path} is older than the one enforced (cRLNumber {offered:?} < {enforced}); \
+         kept the enforced CRL: install a CRL issued after it (satchel-pki crl)"
+    )]
+    CrlRollback {
+        /// The CRL file.
+        path: PathBuf,
+        /// The number of the CRL that is enforced.
+        enforced: u64,
+        /// The number of the CRL that was refused.
+        offered: Option<u64>,
+    },
     /// The CRL could not be read or is not from our CA.
     #[error("CRL {path}: {source}")]
     Crl {
@@ -145,12 +159,32 @@ impl ReloadableTls {
         }
     }
 
-    fn swap(&self, g: Generation) {
+    /// Installs `g` unless its CRL is older than the enforced one. The
+    /// check and the swap happen under one write lock, so a reload and a
+    /// poll racing each other cannot install an older CRL either.
+    fn swap(&self, g: Generation) -> Result<(), TlsLoadError> {
         let mut slot = match self.current.write() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
         };
+        if let Some(enforced) = slot.crl.number {
+            if g.crl.number.is_none_or(|n| n < enforced) {
+                return Err(TlsLoadError::CrlRollback {
+                    path: self.files.crl.clone(),
+                    enforced,
+                    offered: g.crl.number,
+                });
+            }
+        }
         *slot = Arc::new(g);
+        Ok(())
+    }
+
+    /// Whether the enforced CRL lists `serial_hex` (canonical hex). Checked
+    /// on every request, so a CRL reload refuses a revoked certificate on
+    /// the connections it already holds too, not only at its next handshake.
+    pub fn is_revoked(&self, serial_hex: &str) -> bool {
+        self.current().crl.is_revoked(serial_hex)
     }
 
     /// The configuration for the next handshake.
@@ -186,8 +220,7 @@ impl ReloadableTls {
             source,
         })?;
         let g = build(&self.files, crl)?;
-        self.swap(g);
-        Ok(())
+        self.swap(g)
     }
 
     /// Rebuilds the configuration if the CRL file changed. `Ok(true)` when
@@ -203,7 +236,7 @@ impl ReloadableTls {
         match polled {
             Ok(Some(crl)) => {
                 let g = build(&self.files, crl)?;
-                self.swap(g);
+                self.swap(g)?;
                 Ok(true)
             }
             Ok(None) => Ok(false),

@@ -134,6 +134,7 @@ pub async fn handle(app: Arc<App>, caller: Arc<Caller>, req: Request<Incoming>) 
             r.is_admin()
                 || matches!(r, Route::BundleGet(_) | Route::Boot(_))
                 || status == StatusCode::FORBIDDEN
+                || status == StatusCode::UNAUTHORIZED
         }
         None => false,
     };
@@ -175,6 +176,18 @@ async fn authorize_and_dispatch(
     req: Request<Incoming>,
 ) -> Result<Resp, ApiError> {
     let route = &parsed.route;
+    // Revocation is decided per request, not per connection: a kept
+    // connection (or an HTTP/2 stream on it) outlives a CRL reload.
+    if let Some(id) = &caller.identity {
+        if app.tls.is_revoked(&id.serial_hex) {
+            app.metrics.handshake_failure("revoked_on_open_connection");
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "certificate_revoked",
+                "this client certificate has been revoked",
+            ));
+        }
+    }
     let scope = caller.identity.as_ref().map(|i| &i.scope);
     if scope.is_none() {
         if let Err(wait) = app

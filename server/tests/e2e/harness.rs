@@ -199,7 +199,7 @@ impl World {
     }
 }
 
-fn write_cred(dir: &Path, name: &str, issued: &satchel_pki::ca::Issued) -> Cred {
+pub fn write_cred(dir: &Path, name: &str, issued: &satchel_pki::ca::Issued) -> Cred {
     let cert = dir.join(format!("{name}.crt"));
     let key = dir.join(format!("{name}.key"));
     std::fs::write(&cert, &issued.cert_pem).expect("cert");

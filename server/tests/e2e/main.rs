@@ -10,4 +10,5 @@ mod forwarding;
 mod hostile;
 mod publish;
 mod quarantine;
+mod revocation;
 mod shutdown;
