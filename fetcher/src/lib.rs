@@ -11,11 +11,20 @@
 //! (the PKI library's client configuration does): it wires them to the
 //! network with bounded time, size and retries.
 //!
-//! Modules:
+//! Modules, in the order a boot uses them:
+//! - [`run`]: one boot run, inputs → discover → download → verify → apply → report.
+//! - [`settings`]: every limit and timeout, in one place.
 //! - [`cmdline`]: the kernel command line (pure).
-//! - [`discover`]: SRV lookup and RFC 2782 ordering (pure core + DNS edge).
-//! - [`retry`]: backoff, `Retry-After`, deadline (pure).
 //! - [`netif`]: the MAC from sysfs when `BOOTIF=` is absent.
+//! - [`discover`]: SRV lookup and RFC 2782 ordering (pure core + DNS edge).
+//! - [`session`]: the ordered candidates, tried in turn under one deadline.
+//! - [`http`]: one HTTPS request to one address, bounded in every phase.
+//! - [`retry`]: backoff, `Retry-After`, deadline (pure).
+//! - [`index`]: the boot index, parsed strictly against what this image applies.
+//! - [`apply`]: download, verify and lay each bundle over the root.
+//! - [`report`]: the report posted at the end of a run.
+//! - [`capture`]: `satchel-fetch capture`, hand-made files to the quarantine.
+//! - [`log`]: one-line `satchel:` messages to stderr and the kernel log.
 
 #![forbid(unsafe_code)]
 
