@@ -104,6 +104,14 @@ settings! {
     /// faster than TLS handshakes finish; a short queue drops SYNs and costs
     /// each dropped node a one-second retransmit.
     listen_backlog: u32 = 4096;
+    /// Connections from one source address that may be in their TLS
+    /// handshake at once; more are closed right after accept, before they
+    /// take a connection slot, so one address cannot hold every slot with
+    /// connections that never finish a handshake.
+    max_handshakes_per_source: usize = 64;
+    /// Connections from all sources that may be in their TLS handshake at
+    /// once; more are closed right after accept.
+    max_handshakes: usize = 1024;
     /// Seconds a client has to complete the TLS handshake.
     handshake_timeout_secs: u64 = 10;
     /// Seconds a client has to send a request's headers; also how long an idle
@@ -210,6 +218,11 @@ impl Config {
             ("crl_poll_secs", self.crl_poll_secs),
             ("max_connections", self.max_connections as u64),
             ("listen_backlog", u64::from(self.listen_backlog)),
+            (
+                "max_handshakes_per_source",
+                self.max_handshakes_per_source as u64,
+            ),
+            ("max_handshakes", self.max_handshakes as u64),
             ("handshake_timeout_secs", self.handshake_timeout_secs),
             ("header_read_timeout_secs", self.header_read_timeout_secs),
             ("body_read_timeout_secs", self.body_read_timeout_secs),

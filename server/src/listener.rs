@@ -8,6 +8,12 @@
 //!   server (the kernel's listen backlog is the only queue);
 //! - `accept` errors (e.g. out of file descriptors) back off exponentially
 //!   instead of spinning;
+//! - at most `max_handshakes_per_source` connections of one source address,
+//!   and `max_handshakes` of all, are in their TLS handshake at once: the
+//!   excess is closed right after accept, before it takes a connection
+//!   permit, so one address with connections that never finish a
+//!   handshake cannot lock the others out (counted in
+//!   `satchel_connections_shed_total`);
 //! - a client has `handshake_timeout_secs` to finish TLS and
 //!   `header_read_timeout_secs` to send each request head (slowloris);
 //! - the TLS configuration is read once per connection, so a reload applies
@@ -15,9 +21,11 @@
 //! - a presented client certificate the PKI library's `PeerIdentity` refuses
 //!   (no clientAuth EKU, no scope) closes the connection before any request.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -51,6 +59,74 @@ impl OpenConnection {
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.connection_closed();
+    }
+}
+
+/// Connections still in their TLS handshake, per source address and in all.
+#[derive(Debug)]
+struct Handshakes {
+    /// Source → handshakes in progress, and their total. A mutex because
+    /// the accept loop starts handshakes while connection tasks end them.
+    counts: Mutex<(HashMap<IpAddr, usize>, usize)>,
+    max_per_source: usize,
+    max_total: usize,
+}
+
+/// One connection's place among the handshakes in progress, given back
+/// when dropped (handshake done, failed or timed out).
+#[derive(Debug)]
+struct HandshakeSlot {
+    owner: Arc<Handshakes>,
+    ip: IpAddr,
+}
+
+impl Handshakes {
+    fn new(max_per_source: usize, max_total: usize) -> Arc<Handshakes> {
+        Arc::new(Handshakes {
+            counts: Mutex::new((HashMap::new(), 0)),
+            max_per_source,
+            max_total,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<IpAddr, usize>, usize)> {
+        match self.counts.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// A slot for a new connection from `ip`, or the name of the cap it
+    /// would exceed. IPv4-mapped IPv6 addresses count as their IPv4 source.
+    fn try_start(self: &Arc<Self>, ip: IpAddr) -> Result<HandshakeSlot, &'static str> {
+        let ip = ip.to_canonical();
+        let mut g = self.lock();
+        if g.1 >= self.max_total {
+            return Err("handshakes");
+        }
+        let n = g.0.entry(ip).or_insert(0);
+        if *n >= self.max_per_source {
+            return Err("per_source_handshakes");
+        }
+        *n += 1;
+        g.1 += 1;
+        Ok(HandshakeSlot {
+            owner: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        let mut g = self.owner.lock();
+        g.1 = g.1.saturating_sub(1);
+        if let Some(n) = g.0.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                g.0.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -102,6 +178,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let limit = Arc::new(Semaphore::new(app.config.max_connections));
+    let handshakes = Handshakes::new(
+        app.config.max_handshakes_per_source,
+        app.config.max_handshakes,
+    );
     let graceful = GracefulShutdown::new();
     let builder = Arc::new(http_builder(&app));
     let handshake_timeout = Duration::from_secs(app.config.handshake_timeout_secs);
@@ -124,6 +204,14 @@ pub async fn serve(
                 continue;
             }
         };
+        let slot = match handshakes.try_start(addr.ip()) {
+            Ok(slot) => slot,
+            Err(cap) => {
+                app.metrics.connection_shed(cap);
+                drop(stream);
+                continue;
+            }
+        };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             app.metrics.connection_refused();
             drop(stream);
@@ -138,20 +226,23 @@ pub async fn serve(
             let _permit = permit;
             let _open = OpenConnection::new(app.metrics.clone());
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let tls_stream =
-                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                    Err(_) => {
-                        app.metrics.handshake_failure("timeout");
-                        return;
-                    }
-                    Ok(Err(e)) => {
-                        let reason = handshake_reason(&e);
-                        app.metrics.handshake_failure(reason);
-                        tracing::debug!(%addr, reason, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Ok(Ok(s)) => s,
-                };
+            app.metrics.handshakes_add(1);
+            let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await;
+            app.metrics.handshakes_add(-1);
+            drop(slot);
+            let tls_stream = match handshake {
+                Err(_) => {
+                    app.metrics.handshake_failure("timeout");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    let reason = handshake_reason(&e);
+                    app.metrics.handshake_failure(reason);
+                    tracing::debug!(%addr, reason, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Ok(Ok(s)) => s,
+            };
             let identity = match tls_stream
                 .get_ref()
                 .1
@@ -191,5 +282,33 @@ pub async fn serve(
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("drained"),
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, n])
+    }
+
+    #[test]
+    fn one_source_cannot_take_more_than_its_share_of_handshakes() {
+        let h = Handshakes::new(2, 3);
+        let a1 = h.try_start(ip(2)).expect("first");
+        let a2 = h.try_start(ip(2)).expect("second");
+        assert_eq!(h.try_start(ip(2)).err(), Some("per_source_handshakes"));
+        // The same source as an IPv4-mapped IPv6 address is the same source.
+        let mapped: IpAddr = "::ffff:127.0.0.2".parse().expect("ip");
+        assert_eq!(h.try_start(mapped).err(), Some("per_source_handshakes"));
+        let b1 = h.try_start(ip(1)).expect("another source");
+        assert_eq!(h.try_start(ip(3)).err(), Some("handshakes"));
+        drop(a1);
+        let a3 = h.try_start(ip(2)).expect("a slot came back");
+        drop((a2, a3, b1));
+        let g = h.lock();
+        assert!(g.0.is_empty(), "{:?}", g.0);
+        assert_eq!(g.1, 0);
     }
 }

@@ -39,6 +39,9 @@ pub struct Metrics {
     connections_open: AtomicI64,
     connections_total: AtomicU64,
     connections_refused: AtomicU64,
+    /// reason → connections closed at accept by a handshake cap.
+    connections_shed: Mutex<BTreeMap<&'static str, u64>>,
+    handshakes_in_progress: AtomicI64,
     quarantine_uploads: AtomicU64,
     quarantine_bytes: AtomicU64,
     uploads_expired: AtomicU64,
@@ -90,6 +93,15 @@ impl Metrics {
     /// A connection was closed at accept because of the connection limit.
     pub fn connection_refused(&self) {
         self.connections_refused.fetch_add(1, Ordering::Relaxed);
+    }
+    /// A connection was closed at accept by a handshake cap (`reason`:
+    /// `per_source_handshakes` or `handshakes`).
+    pub fn connection_shed(&self, reason: &'static str) {
+        bump(&self.connections_shed, reason);
+    }
+    /// A handshake started (`+1`) or ended (`-1`).
+    pub fn handshakes_add(&self, n: i64) {
+        self.handshakes_in_progress.fetch_add(n, Ordering::Relaxed);
     }
     /// Current quarantine size.
     pub fn set_quarantine(&self, uploads: u64, bytes: u64) {
@@ -180,7 +192,21 @@ impl Metrics {
                 );
             }
         }
-        let scalars: [(&str, &str, &str, String); 17] = [
+        head(
+            &mut out,
+            "satchel_connections_shed_total",
+            "counter",
+            "Connections closed at accept by a handshake cap, by reason.",
+        );
+        if let Ok(m) = self.connections_shed.lock() {
+            for (reason, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "satchel_connections_shed_total{{reason=\"{reason}\"}} {n}"
+                );
+            }
+        }
+        let scalars: [(&str, &str, &str, String); 18] = [
             (
                 "satchel_bytes_served_total",
                 "counter",
@@ -204,6 +230,14 @@ impl Metrics {
                 "counter",
                 "Connections closed at accept because max_connections was reached.",
                 g(&self.connections_refused).to_string(),
+            ),
+            (
+                "satchel_handshakes_in_progress",
+                "gauge",
+                "Connections in their TLS handshake now.",
+                self.handshakes_in_progress
+                    .load(Ordering::Relaxed)
+                    .to_string(),
             ),
             (
                 "satchel_quarantine_uploads",

@@ -6,6 +6,7 @@ mod harness;
 mod access;
 mod crash;
 mod demo;
+mod flood;
 mod forwarding;
 mod hostile;
 mod publish;
