@@ -147,8 +147,28 @@ settings! {
     anonymous_burst_per_source: u32 = 60;
     /// Requests per minute without a client certificate one source regains after a burst.
     anonymous_per_minute_per_source: u32 = 600;
-    /// Audit entries kept; the oldest are dropped beyond it.
+    /// Lines kept in the admin audit log (every request made with an admin
+    /// certificate); the oldest are dropped beyond it. No other caller
+    /// writes to this log, so node traffic never pushes its lines out.
     audit_max_entries: u64 = 100_000;
+    /// Lines kept in the security audit log (refused requests of nodes and
+    /// anonymous callers, revoked certificates); the oldest are dropped beyond it.
+    security_audit_max_entries: u64 = 100_000;
+    /// Security audit lines one source address may burst; beyond the rate
+    /// its refusals are only counted (`satchel_audit_suppressed_total`).
+    security_audit_burst_per_source: u32 = 60;
+    /// Security audit lines per minute one source address regains after a burst.
+    security_audit_per_minute_per_source: u32 = 60;
+    /// Lines kept in the fetch audit log (answered boot-index and bundle
+    /// fetches of node certificates); the oldest are dropped beyond it.
+    fetch_audit_max_entries: u64 = 100_000;
+    /// Requests one node certificate may burst from one source address
+    /// (a boot makes about five; a site certificate shared by a whole rack
+    /// is counted per node address).
+    node_burst_per_source: u32 = 600;
+    /// Requests per minute one node certificate regains per source address
+    /// after a burst (429 + Retry-After above).
+    node_per_minute_per_source: u32 = 6000;
     /// Management-engine webhook (http:// or https://) every report is POSTed
     /// to; empty disables forwarding (reports are still stored).
     engine_webhook: String = String::new();
@@ -245,6 +265,19 @@ impl Config {
                 u64::from(self.anonymous_burst_per_source),
             ),
             ("audit_max_entries", self.audit_max_entries),
+            (
+                "security_audit_max_entries",
+                self.security_audit_max_entries,
+            ),
+            (
+                "security_audit_burst_per_source",
+                u64::from(self.security_audit_burst_per_source),
+            ),
+            ("fetch_audit_max_entries", self.fetch_audit_max_entries),
+            (
+                "node_burst_per_source",
+                u64::from(self.node_burst_per_source),
+            ),
             ("forward_timeout_secs", self.forward_timeout_secs),
             (
                 "forward_backoff_initial_ms",

@@ -147,6 +147,14 @@ pub async fn run(
             config.anonymous_burst_per_source,
             config.anonymous_per_minute_per_source,
         ),
+        node_limiter: ratelimit::RateLimiter::new(
+            config.node_burst_per_source,
+            config.node_per_minute_per_source,
+        ),
+        security_audit_limiter: ratelimit::RateLimiter::new(
+            config.security_audit_burst_per_source,
+            config.security_audit_per_minute_per_source,
+        ),
         config,
         store,
         tls: tls.clone(),

@@ -39,6 +39,7 @@ pub struct Metrics {
     connections_open: AtomicI64,
     connections_total: AtomicU64,
     connections_refused: AtomicU64,
+    audit_suppressed: AtomicU64,
     /// reason → connections closed at accept by a handshake cap.
     connections_shed: Mutex<BTreeMap<&'static str, u64>>,
     handshakes_in_progress: AtomicI64,
@@ -102,6 +103,11 @@ impl Metrics {
     /// A handshake started (`+1`) or ended (`-1`).
     pub fn handshakes_add(&self, n: i64) {
         self.handshakes_in_progress.fetch_add(n, Ordering::Relaxed);
+    }
+    /// A security audit line was not stored: its source is over
+    /// `security_audit_per_minute_per_source`.
+    pub fn audit_suppressed(&self) {
+        self.audit_suppressed.fetch_add(1, Ordering::Relaxed);
     }
     /// Current quarantine size.
     pub fn set_quarantine(&self, uploads: u64, bytes: u64) {
@@ -206,7 +212,13 @@ impl Metrics {
                 );
             }
         }
-        let scalars: [(&str, &str, &str, String); 18] = [
+        let scalars: [(&str, &str, &str, String); 19] = [
+            (
+                "satchel_audit_suppressed_total",
+                "counter",
+                "Security audit lines not stored because their source was over its rate.",
+                g(&self.audit_suppressed).to_string(),
+            ),
             (
                 "satchel_bytes_served_total",
                 "counter",

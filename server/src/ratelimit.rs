@@ -1,4 +1,5 @@
-//! Per-source token buckets (uploads, anonymous requests).
+//! Token buckets per source (uploads, anonymous requests) or per
+//! (certificate, source) for node certificates.
 //!
 //! A bucket holds up to `burst` tokens and regains `per_minute` tokens a
 //! minute; a request takes one token or is refused with the time until the
@@ -9,6 +10,7 @@
 //! is, new sources are refused rather than the table growing.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -22,16 +24,16 @@ struct Bucket {
     at: Instant,
 }
 
-/// A per-source token bucket limiter.
+/// A token bucket limiter per key: a source address by default.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = IpAddr> {
     burst: f64,
     per_sec: f64,
-    /// Buckets by source; one lock, held only for a map lookup.
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    /// Buckets by key; one lock, held only for a map lookup.
+    buckets: Mutex<HashMap<K, Bucket>>,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq> RateLimiter<K> {
     /// A limiter allowing `burst` at once and `per_minute` sustained.
     pub fn new(burst: u32, per_minute: u32) -> Self {
         RateLimiter {
@@ -48,7 +50,7 @@ impl RateLimiter {
     }
 
     /// Takes one token for `source` at `now`, or says how long to wait.
-    pub fn check(&self, source: IpAddr, now: Instant) -> Result<(), Duration> {
+    pub fn check(&self, source: K, now: Instant) -> Result<(), Duration> {
         let mut map = match self.buckets.lock() {
             Ok(m) => m,
             Err(p) => p.into_inner(),

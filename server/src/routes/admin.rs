@@ -8,39 +8,58 @@ use serde_json::json;
 use super::{blocking, App};
 use crate::error::ApiError;
 use crate::http_util::{full, json_response, Resp};
+use crate::store::AuditLog;
 
 /// Most audit lines returned by one request.
 pub const MAX_AUDIT_PAGE: usize = 1000;
 /// Audit lines returned when `limit` is not given.
 pub const DEFAULT_AUDIT_PAGE: usize = 100;
 
-/// Parses `after=<seq>&limit=<n>`; anything else is a 400.
-pub fn parse_audit_query(q: Option<&str>) -> Result<(u64, usize), ApiError> {
-    let mut after = 0u64;
-    let mut limit = DEFAULT_AUDIT_PAGE;
+/// What `GET /v1/audit` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Lines with a sequence number above this.
+    pub after: u64,
+    /// Most lines returned.
+    pub limit: usize,
+    /// One log, or all of them merged.
+    pub log: Option<AuditLog>,
+}
+
+/// Parses `after=<seq>&limit=<n>&log=admin|security|fetch`; anything else is a 400.
+pub fn parse_audit_query(q: Option<&str>) -> Result<AuditQuery, ApiError> {
+    let mut query = AuditQuery {
+        after: 0,
+        limit: DEFAULT_AUDIT_PAGE,
+        log: None,
+    };
     let bad = |m: &str| ApiError::bad_request("bad_query", m.to_string());
     for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair
             .split_once('=')
             .ok_or_else(|| bad("query parameters are key=value"))?;
         match k {
-            "after" => after = v.parse().map_err(|_| bad("after is a sequence number"))?,
+            "after" => query.after = v.parse().map_err(|_| bad("after is a sequence number"))?,
             "limit" => {
-                limit = v.parse().map_err(|_| bad("limit is a number"))?;
-                if limit == 0 || limit > MAX_AUDIT_PAGE {
+                query.limit = v.parse().map_err(|_| bad("limit is a number"))?;
+                if query.limit == 0 || query.limit > MAX_AUDIT_PAGE {
                     return Err(bad("limit is 1-1000"));
                 }
             }
-            _ => return Err(bad("known parameters: after, limit")),
+            "log" => {
+                query.log =
+                    Some(AuditLog::parse(v).ok_or_else(|| bad("log is admin, security or fetch"))?)
+            }
+            _ => return Err(bad("known parameters: after, limit, log")),
         }
     }
-    Ok((after, limit))
+    Ok(query)
 }
 
-/// `GET /v1/audit?after=&limit=`.
+/// `GET /v1/audit?after=&limit=&log=`.
 pub async fn audit_list(app: &Arc<App>, query: Option<&str>) -> Result<Resp, ApiError> {
-    let (after, limit) = parse_audit_query(query)?;
-    let entries = blocking(app, move |s| s.audit_list(after, limit)).await?;
+    let q = parse_audit_query(query)?;
+    let entries = blocking(app, move |s| s.audit_list(q.after, q.limit, q.log)).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "entries": entries }),
@@ -68,10 +87,15 @@ mod tests {
 
     #[test]
     fn audit_queries() {
-        assert_eq!(parse_audit_query(None).expect("none"), (0, 100));
+        let q = |after, limit, log| AuditQuery { after, limit, log };
+        assert_eq!(parse_audit_query(None).expect("none"), q(0, 100, None));
         assert_eq!(
             parse_audit_query(Some("after=5&limit=7")).expect("ok"),
-            (5, 7)
+            q(5, 7, None)
+        );
+        assert_eq!(
+            parse_audit_query(Some("log=fetch&after=2")).expect("ok"),
+            q(2, 100, Some(AuditLog::Fetch))
         );
         for bad in [
             "after",
@@ -82,6 +106,9 @@ mod tests {
             "limit=99999999999999999999999",
             "x=1",
             "after=1=2",
+            "log=",
+            "log=Admin",
+            "log=all",
         ] {
             assert!(parse_audit_query(Some(bad)).is_err(), "{bad}");
         }

@@ -15,14 +15,14 @@ pub mod path;
 pub mod reports;
 pub mod uploads;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
 use satchel_bundle::Target;
-use satchel_pki::PeerIdentity;
+use satchel_pki::{PeerIdentity, Scope};
 use tokio::sync::Notify;
 
 use crate::authz::{decide, Decision, HostFacts, Route};
@@ -32,7 +32,7 @@ use crate::http_util::Resp;
 use crate::metrics::Metrics;
 use crate::publish::Signers;
 use crate::ratelimit::RateLimiter;
-use crate::store::{AuditEntry, Store, StoreError};
+use crate::store::{AuditEntry, AuditLog, Store, StoreError};
 use crate::tls::ReloadableTls;
 
 /// Everything a request handler needs; one per server.
@@ -52,6 +52,10 @@ pub struct App {
     pub upload_limiter: RateLimiter,
     /// Request rate per source for callers without a certificate.
     pub anonymous_limiter: RateLimiter,
+    /// Request rate per (certificate serial, source) for node certificates.
+    pub node_limiter: RateLimiter<(String, IpAddr)>,
+    /// Security audit lines per source (beyond it refusals are only counted).
+    pub security_audit_limiter: RateLimiter,
     /// Wakes the forwarder when a report is queued.
     pub forward_wakeup: Notify,
 }
@@ -129,24 +133,46 @@ pub async fn handle(app: Arc<App>, caller: Arc<Caller>, req: Request<Incoming>) 
     };
     let status = resp.status();
     app.metrics.request(label, status.as_u16());
-    let audited = match &route {
-        Some(r) => {
-            r.is_admin()
-                || matches!(r, Route::BundleGet(_) | Route::Boot(_))
-                || status == StatusCode::FORBIDDEN
-                || status == StatusCode::UNAUTHORIZED
+    let scope = caller.identity.as_ref().map(|i| &i.scope);
+    let log = route.and_then(|r| audit_log_for(&r, scope, status));
+    if let Some(log) = log {
+        let admitted = log != AuditLog::Security
+            || app
+                .security_audit_limiter
+                .check(caller.addr.ip(), Instant::now())
+                .is_ok();
+        if admitted {
+            audit(&app, &caller, log, what, status).await;
+        } else {
+            app.metrics.audit_suppressed();
         }
-        None => false,
-    };
-    if audited {
-        audit(&app, &caller, what, status).await;
     }
     resp
 }
 
-async fn audit(app: &Arc<App>, caller: &Caller, what: String, status: StatusCode) {
+/// The audit log a request's line goes to, if any (pure). Every request
+/// of an admin certificate goes to the admin log, which no other caller
+/// writes; refusals of anyone else to the security log; answered node
+/// fetches to the fetch log. Rate-limited requests (429) are only counted.
+pub fn audit_log_for(route: &Route, scope: Option<&Scope>, status: StatusCode) -> Option<AuditLog> {
+    if matches!(scope, Some(Scope::Admin(_))) {
+        return Some(AuditLog::Admin);
+    }
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Some(AuditLog::Security);
+    }
+    match route {
+        Route::BundleGet(_) | Route::Boot(_) if status != StatusCode::TOO_MANY_REQUESTS => {
+            Some(AuditLog::Fetch)
+        }
+        _ => None,
+    }
+}
+
+async fn audit(app: &Arc<App>, caller: &Caller, log: AuditLog, what: String, status: StatusCode) {
     let entry = AuditEntry {
         seq: 0,
+        log,
         time: crate::now_rfc3339(),
         who: caller.who(),
         cert_fingerprint: caller.fingerprint(),
@@ -163,7 +189,11 @@ async fn audit(app: &Arc<App>, caller: &Caller, what: String, status: StatusCode
         status = entry.status,
         "audit"
     );
-    let max = app.config.audit_max_entries;
+    let max = match log {
+        AuditLog::Admin => app.config.audit_max_entries,
+        AuditLog::Security => app.config.security_audit_max_entries,
+        AuditLog::Fetch => app.config.fetch_audit_max_entries,
+    };
     if let Err(e) = at_once(app, move |s| s.audit_append(entry, max)) {
         tracing::error!(code = e.code, "audit entry not stored");
     }
@@ -189,6 +219,23 @@ async fn authorize_and_dispatch(
         }
     }
     let scope = caller.identity.as_ref().map(|i| &i.scope);
+    if let Some(id) = caller
+        .identity
+        .as_ref()
+        .filter(|i| !matches!(i.scope, Scope::Admin(_)))
+    {
+        if let Err(wait) = app
+            .node_limiter
+            .check((id.serial_hex.clone(), caller.addr.ip()), Instant::now())
+        {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests with this certificate from this address",
+            )
+            .retry_after(wait));
+        }
+    }
     if scope.is_none() {
         if let Err(wait) = app
             .anonymous_limiter
@@ -248,5 +295,48 @@ async fn authorize_and_dispatch(
         Route::UploadDelete => uploads::delete(app, parsed.upload_id.unwrap_or_default()).await,
         Route::ReportPost(mac) => reports::post(app, caller, mac, req).await,
         Route::Nodes => reports::nodes(app).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use satchel_bundle::{Mac, SiteName};
+    use satchel_pki::AdminName;
+
+    #[test]
+    fn node_traffic_never_reaches_the_admin_log() {
+        let mac = Mac::from_octets([0x52, 0x54, 0, 0, 0, 1]);
+        let site = SiteName::parse("dc1").expect("site");
+        let admin = Scope::Admin(AdminName::parse("alice").expect("admin"));
+        let host = Scope::Host {
+            mac,
+            site: Some(site.clone()),
+        };
+        let site = Scope::Site(site);
+        let get = Route::BundleGet(Target::Host(mac));
+        let put = Route::BundlePut(Target::Host(mac));
+        let ok = StatusCode::OK;
+        use AuditLog::*;
+        for (route, scope, status, want) in [
+            (&put, Some(&admin), ok, Some(Admin)),
+            (&get, Some(&admin), ok, Some(Admin)),
+            (&Route::Nodes, Some(&admin), StatusCode::FORBIDDEN, Some(Admin)),
+            (&get, Some(&host), ok, Some(Fetch)),
+            (&Route::Boot(mac), Some(&site), ok, Some(Fetch)),
+            (&get, Some(&site), StatusCode::NOT_FOUND, Some(Fetch)),
+            (&get, Some(&site), StatusCode::TOO_MANY_REQUESTS, None),
+            (&put, Some(&host), StatusCode::FORBIDDEN, Some(Security)),
+            (&get, None, StatusCode::UNAUTHORIZED, Some(Security)),
+            (&get, Some(&host), StatusCode::UNAUTHORIZED, Some(Security)),
+            (&Route::ReportPost(mac), Some(&host), ok, None),
+            (&Route::Health, None, ok, None),
+        ] {
+            assert_eq!(
+                audit_log_for(route, scope, status),
+                want,
+                "{route:?} {scope:?} {status}"
+            );
+        }
     }
 }

@@ -160,12 +160,50 @@ pub struct NodeRecord {
     pub reports: u64,
 }
 
+/// Which audit log a line belongs to. Each is bounded on its own, so
+/// node traffic, however much of it, never evicts an admin action.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditLog {
+    /// Every request made with an admin certificate. No other caller
+    /// writes to it.
+    #[default]
+    Admin,
+    /// Refusals of other callers: no or a revoked certificate, a scope
+    /// that does not allow the request (rate-limited per source).
+    Security,
+    /// Node fetches that were answered (boot index, bundle bytes).
+    Fetch,
+}
+
+impl AuditLog {
+    /// Every log, in the order their trees are named.
+    pub const ALL: [AuditLog; 3] = [AuditLog::Admin, AuditLog::Security, AuditLog::Fetch];
+
+    /// Parses `admin`, `security` or `fetch`.
+    pub fn parse(s: &str) -> Option<AuditLog> {
+        AuditLog::ALL.into_iter().find(|l| l.name() == s)
+    }
+
+    /// The log's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AuditLog::Admin => "admin",
+            AuditLog::Security => "security",
+            AuditLog::Fetch => "fetch",
+        }
+    }
+}
+
 /// One audit line.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
-    /// Sequence number (assigned by the store).
+    /// Sequence number (assigned by the store), one sequence across both logs.
     #[serde(default)]
     pub seq: u64,
+    /// The log it is kept in (lines stored before there were several are admin lines).
+    #[serde(default)]
+    pub log: AuditLog,
     /// When (RFC 3339).
     pub time: String,
     /// Scope label, or `anonymous`.
@@ -243,10 +281,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Queued forwards.
     fn forward_depth(&self) -> Result<u64, StoreError>;
 
-    /// Appends an audit line (assigns `seq`), dropping the oldest beyond `max_entries`.
+    /// Appends an audit line (assigns `seq`) to its log (`entry.log`),
+    /// dropping that log's oldest lines beyond `max_entries`; the other log
+    /// is untouched.
     fn audit_append(&self, entry: AuditEntry, max_entries: u64) -> Result<(), StoreError>;
-    /// Up to `limit` audit lines with `seq > after`, oldest first.
-    fn audit_list(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Up to `limit` audit lines with `seq > after`, oldest first, of one
+    /// log or (`None`) of all merged by `seq`.
+    fn audit_list(
+        &self,
+        after: u64,
+        limit: usize,
+        log: Option<AuditLog>,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;

@@ -3,7 +3,8 @@
 //! Trees: `bundle_data` and `bundle_meta` (target → bytes / JSON), `serials`
 //! (target → highest serial, big-endian u64, never removed), `upload_data` and
 //! `upload_meta` (id → bytes / JSON), `nodes` (MAC → JSON), `forward` (seq →
-//! JSON report), `audit` (seq → JSON line).
+//! JSON report), `audit` (the admin log: seq → JSON line), `audit_security`
+//! and `audit_fetch` (the other logs, same form).
 //!
 //! Invariants: a publish writes `bundle_data`, `bundle_meta` and `serials` in
 //! one sled transaction (so a crash exposes either the old or the new bundle,
@@ -21,7 +22,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 use super::{
-    AuditEntry, BundleMeta, ForwardItem, NodeRecord, QuarantineLimits, Store, StoreError,
+    AuditEntry, AuditLog, BundleMeta, ForwardItem, NodeRecord, QuarantineLimits, Store, StoreError,
     StoredReport, UploadMeta, UploadState,
 };
 
@@ -53,18 +54,36 @@ pub struct SledStore {
     upload_meta: sled::Tree,
     nodes: sled::Tree,
     forward: sled::Tree,
-    audit: sled::Tree,
+    /// The audit logs, in [`AuditLog::ALL`] order.
+    audit: [sled::Tree; 3],
     /// Serialises quarantine admission: the limit check and the insert must
     /// see the same quarantine, and sled transactions alone do not cover a scan.
     upload_admission: Mutex<()>,
-    /// Next audit sequence number; also serialises audit trimming.
-    audit_next: Mutex<u64>,
+    /// The next audit sequence number and each log's line count (counted
+    /// once at open); also serialises audit trimming.
+    audit_next: Mutex<AuditCounts>,
     /// Group commit: concurrent writers share one sync instead of queueing
     /// one each.
     commit: GroupCommit,
     /// Entries in `forward`: counted once at open, then kept up to date, so
     /// the queue depth costs no scan per report.
     forward_len: AtomicU64,
+}
+
+/// The audit logs' sequence and sizes.
+#[derive(Debug)]
+struct AuditCounts {
+    next: u64,
+    /// Lines in each log, in [`AuditLog::ALL`] order.
+    lines: [u64; 3],
+}
+
+fn log_index(log: AuditLog) -> usize {
+    match log {
+        AuditLog::Admin => 0,
+        AuditLog::Security => 1,
+        AuditLog::Fetch => 2,
+    }
 }
 
 impl std::fmt::Debug for SledStore {
@@ -223,10 +242,16 @@ impl SledStore {
             }
         };
         let t = |n: &str| db.open_tree(n).map_err(backend);
-        let audit = t("audit")?;
-        let audit_next = match audit.last().map_err(backend)? {
-            Some((k, _)) => be_u64(&k)? + 1,
-            None => 1,
+        let audit = [t("audit")?, t("audit_security")?, t("audit_fetch")?];
+        let mut next = 1;
+        for tree in &audit {
+            if let Some((k, _)) = tree.last().map_err(backend)? {
+                next = next.max(be_u64(&k)? + 1);
+            }
+        }
+        let audit_next = AuditCounts {
+            next,
+            lines: [0, 1, 2].map(|i| audit[i].len() as u64),
         };
         let forward = t("forward")?;
         let forward_len = AtomicU64::new(forward.len() as u64);
@@ -551,33 +576,56 @@ impl Store for SledStore {
     }
 
     fn audit_append(&self, mut entry: AuditEntry, max_entries: u64) -> Result<(), StoreError> {
-        let mut next = self
+        let mut counts = self
             .audit_next
             .lock()
             .map_err(|_| StoreError::Backend("audit lock poisoned".into()))?;
-        entry.seq = *next;
-        *next += 1;
-        self.audit
-            .insert(entry.seq.to_be_bytes(), to_json(&entry)?)
+        entry.seq = counts.next;
+        counts.next += 1;
+        let i = log_index(entry.log);
+        let tree = &self.audit[i];
+        let count = &mut counts.lines[i];
+        tree.insert(entry.seq.to_be_bytes(), to_json(&entry)?)
             .map_err(backend)?;
-        let keep_from = next.saturating_sub(max_entries);
-        while let Some((k, _)) = self.audit.first().map_err(backend)? {
-            if be_u64(&k)? >= keep_from {
-                break;
+        *count += 1;
+        while *count > max_entries {
+            match tree.pop_min().map_err(backend)? {
+                Some(_) => *count -= 1,
+                None => {
+                    *count = 0;
+                    break;
+                }
             }
-            self.audit.remove(k).map_err(backend)?;
         }
         Ok(())
     }
 
-    fn audit_list(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    fn audit_list(
+        &self,
+        after: u64,
+        limit: usize,
+        log: Option<AuditLog>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         let start = after.saturating_add(1).to_be_bytes();
-        self.audit
-            .range(start..)
-            .values()
-            .take(limit)
-            .map(|v| from_json(&v.map_err(backend)?))
-            .collect()
+        let read = |tree: &sled::Tree| -> Result<Vec<AuditEntry>, StoreError> {
+            tree.range(start..)
+                .values()
+                .take(limit)
+                .map(|v| from_json(&v.map_err(backend)?))
+                .collect()
+        };
+        Ok(match log {
+            Some(log) => read(&self.audit[log_index(log)])?,
+            None => {
+                let mut all = Vec::new();
+                for tree in &self.audit {
+                    all.extend(read(tree)?);
+                }
+                all.sort_by_key(|e| e.seq);
+                all.truncate(limit);
+                all
+            }
+        })
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -791,6 +839,7 @@ mod tests {
             for i in 0..10 {
                 let e = AuditEntry {
                     seq: 0,
+                    log: AuditLog::Admin,
                     time: String::new(),
                     who: format!("w{i}"),
                     cert_fingerprint: None,
@@ -800,16 +849,20 @@ mod tests {
                 };
                 s.audit_append(e, 4).expect("append");
             }
-            let all = s.audit_list(0, 100).expect("list");
+            let all = s.audit_list(0, 100, None).expect("list");
             assert_eq!(all.len(), 4);
             assert_eq!(all[0].who, "w6");
-            assert_eq!(s.audit_list(all[1].seq, 1).expect("after")[0].who, "w8");
+            assert_eq!(
+                s.audit_list(all[1].seq, 1, None).expect("after")[0].who,
+                "w8"
+            );
             s.flush().expect("flush");
         }
         let s = SledStore::open(dir.path()).expect("reopen");
         s.audit_append(
             AuditEntry {
                 seq: 0,
+                log: AuditLog::Admin,
                 time: String::new(),
                 who: "after".into(),
                 cert_fingerprint: None,
@@ -820,8 +873,53 @@ mod tests {
             4,
         )
         .expect("append");
-        let all = s.audit_list(0, 100).expect("list");
+        let all = s.audit_list(0, 100, None).expect("list");
         assert_eq!(all.last().map(|e| e.who.as_str()), Some("after"));
         assert_eq!(all.len(), 4);
+    }
+
+    #[test]
+    fn fetch_lines_never_evict_admin_lines() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let line = |log, who: &str| AuditEntry {
+            seq: 0,
+            log,
+            time: String::new(),
+            who: who.into(),
+            cert_fingerprint: None,
+            source: String::new(),
+            what: String::new(),
+            status: 200,
+        };
+        {
+            let s = SledStore::open(dir.path()).expect("open");
+            s.audit_append(line(AuditLog::Admin, "admin/alice"), 3)
+                .expect("append");
+            for i in 0..1000 {
+                s.audit_append(line(AuditLog::Fetch, &format!("site/dc{i}")), 10)
+                    .expect("append");
+            }
+            s.audit_append(line(AuditLog::Admin, "admin/bob"), 3)
+                .expect("append");
+            s.flush().expect("flush");
+        }
+        let s = SledStore::open(dir.path()).expect("reopen");
+        let sec = s.audit_list(0, 100, Some(AuditLog::Admin)).expect("list");
+        let who: Vec<_> = sec.iter().map(|e| e.who.as_str()).collect();
+        assert_eq!(who, ["admin/alice", "admin/bob"]);
+        let fetch = s.audit_list(0, 100, Some(AuditLog::Fetch)).expect("list");
+        assert_eq!(fetch.len(), 10);
+        assert_eq!(fetch[9].who, "site/dc999");
+        // Both merged, in sequence order; the sequence goes on after a reopen.
+        let all = s.audit_list(0, 100, None).expect("list");
+        assert_eq!(all.len(), 12);
+        assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+        assert_eq!(all[10].who, "site/dc999");
+        assert_eq!(all[11].who, "admin/bob");
+        s.audit_append(line(AuditLog::Admin, "admin/carol"), 3)
+            .expect("append");
+        let sec = s.audit_list(0, 100, Some(AuditLog::Admin)).expect("list");
+        assert_eq!(sec.len(), 3);
+        assert!(sec[2].seq > all[11].seq);
     }
 }

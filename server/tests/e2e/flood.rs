@@ -29,7 +29,8 @@ async fn a_flood_from_one_address_leaves_room_for_the_others() {
     let mut held = Vec::with_capacity(FLOOD);
     for _ in 0..FLOOD {
         let sock = tokio::net::TcpSocket::new_v4().expect("socket");
-        sock.bind("127.0.0.2:0".parse().expect("addr")).expect("bind");
+        sock.bind("127.0.0.2:0".parse().expect("addr"))
+            .expect("bind");
         held.push(sock.connect(srv.addr).await.expect("connect"));
     }
     // The server has seen every one of them once it has shed the excess.
@@ -64,4 +65,46 @@ async fn a_flood_from_one_address_leaves_room_for_the_others() {
     }
     assert_eq!(admin.status("GET", "/v1/nodes", Bytes::new()).await, 200);
     drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_certificate_can_neither_flush_the_audit_log_nor_flood() {
+    let w = World::new();
+    let data = w.path().join("data");
+    let extra = "audit_max_entries = 50\nfetch_audit_max_entries = 20\n\
+                 security_audit_max_entries = 20\nnode_burst_per_source = 30\n\
+                 node_per_minute_per_source = 1\n";
+    let srv = Server::start(&w.config(&data, extra));
+    let admin = Client::new(&w, srv.addr, Some(&w.admin));
+    assert_eq!(admin.status("GET", "/v1/nodes", Bytes::new()).await, 200);
+
+    // One site certificate from one address: its burst, then 429s.
+    let site = w.site_cert("dc1");
+    let node = Client::new(&w, srv.addr, Some(&site));
+    let boot = format!("/v1/boot/{}", mac(1));
+    let mut statuses = Vec::new();
+    for _ in 0..100 {
+        statuses.push(node.status("GET", &boot, Bytes::new()).await);
+    }
+    assert!(statuses[..30].iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(statuses[30..].iter().all(|s| *s == 429), "{statuses:?}");
+    // The same certificate from another node's address is its own budget.
+    let other = Client::with_source(&w, srv.addr, Some(&site), 3);
+    assert_eq!(other.status("GET", &boot, Bytes::new()).await, 200);
+
+    // The admin's line outlived the flood; the fetch log kept its last 20.
+    let lines = |v: serde_json::Value| v["entries"].as_array().cloned().unwrap_or_default();
+    let admin_log = lines(admin.json("GET", "/v1/audit?log=admin&limit=1000").await);
+    assert!(
+        admin_log
+            .iter()
+            .any(|e| e["who"] == "admin/alice" && e["what"] == "GET /v1/nodes"),
+        "{admin_log:?}"
+    );
+    assert!(admin_log.iter().all(|e| e["log"] == "admin"));
+    let fetch_log = lines(admin.json("GET", "/v1/audit?log=fetch&limit=1000").await);
+    assert_eq!(fetch_log.len(), 20, "{fetch_log:?}");
+    assert!(fetch_log.iter().all(|e| e["who"] == "site/dc1"));
+    let all = lines(admin.json("GET", "/v1/audit?limit=1000").await);
+    assert!(all.windows(2).all(|p| p[0]["seq"].as_u64() < p[1]["seq"].as_u64()));
 }
