@@ -137,6 +137,18 @@ settings! {
     max_pending_uploads_per_mac: usize = 4;
     /// Total bytes the quarantine holds (507 above).
     max_quarantine_bytes: u64 = 1024 * 1024 * 1024;
+    /// Largest upload accepted without a client certificate, in bytes (413
+    /// above; at most `max_upload_bytes` counts).
+    anonymous_max_upload_bytes: u64 = 4 * 1024 * 1024;
+    /// Pending uploads without a client certificate kept per MAC (429
+    /// above). They are counted apart from the certified ones, which
+    /// `max_pending_uploads_per_mac` bounds, so anonymous uploads can never
+    /// use up a node's own share.
+    anonymous_max_pending_uploads_per_mac: usize = 1;
+    /// Bytes of the quarantine that uploads without a client certificate
+    /// may fill (507 above). It is carved out of `max_quarantine_bytes`:
+    /// certified uploads have the rest to themselves.
+    anonymous_max_quarantine_bytes: u64 = 128 * 1024 * 1024;
     /// Seconds a pending upload is kept before it expires.
     upload_expiry_secs: u64 = 24 * 60 * 60;
     /// Uploads one source address may burst before being rate limited.
@@ -257,6 +269,18 @@ impl Config {
             ("max_quarantine_bytes", self.max_quarantine_bytes),
             ("upload_expiry_secs", self.upload_expiry_secs),
             (
+                "anonymous_max_upload_bytes",
+                self.anonymous_max_upload_bytes,
+            ),
+            (
+                "anonymous_max_pending_uploads_per_mac",
+                self.anonymous_max_pending_uploads_per_mac as u64,
+            ),
+            (
+                "anonymous_max_quarantine_bytes",
+                self.anonymous_max_quarantine_bytes,
+            ),
+            (
                 "upload_burst_per_source",
                 u64::from(self.upload_burst_per_source),
             ),
@@ -289,6 +313,13 @@ impl Config {
             if *v == 0 {
                 return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
             }
+        }
+        if self.anonymous_max_quarantine_bytes >= self.max_quarantine_bytes {
+            return Err(ConfigError::Invalid(format!(
+                "anonymous_max_quarantine_bytes ({}) must be below max_quarantine_bytes ({}): \
+                 it is the anonymous share of the quarantine",
+                self.anonymous_max_quarantine_bytes, self.max_quarantine_bytes
+            )));
         }
         if self.max_header_bytes < 8192 {
             return Err(ConfigError::Invalid(

@@ -321,7 +321,12 @@ mod tests {
         for (route, scope, status, want) in [
             (&put, Some(&admin), ok, Some(Admin)),
             (&get, Some(&admin), ok, Some(Admin)),
-            (&Route::Nodes, Some(&admin), StatusCode::FORBIDDEN, Some(Admin)),
+            (
+                &Route::Nodes,
+                Some(&admin),
+                StatusCode::FORBIDDEN,
+                Some(Admin),
+            ),
             (&get, Some(&host), ok, Some(Fetch)),
             (&Route::Boot(mac), Some(&site), ok, Some(Fetch)),
             (&get, Some(&site), StatusCode::NOT_FOUND, Some(Fetch)),

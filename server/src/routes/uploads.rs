@@ -8,6 +8,7 @@ use http::{header, HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use satchel_bundle::Mac;
+use satchel_pki::Scope;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -33,10 +34,22 @@ pub async fn post(
         )
         .retry_after(wait));
     }
+    let anonymous = caller.identity.is_none();
+    let max_bytes = if anonymous {
+        app.config
+            .anonymous_max_upload_bytes
+            .min(app.config.max_upload_bytes)
+    } else {
+        app.config.max_upload_bytes
+    };
     let body = match read_body(
         req,
-        "the upload",
-        app.config.max_upload_bytes,
+        if anonymous {
+            "an upload without a client certificate"
+        } else {
+            "the upload"
+        },
+        max_bytes,
         Config::secs(app.config.body_read_timeout_secs),
         app.config.refused_body_drain_bytes,
     )
@@ -60,6 +73,10 @@ pub async fn post(
         source: caller.addr.ip().to_string(),
         cert_scope: caller.identity.as_ref().map(|i| i.scope.label()),
         cert_fingerprint: caller.fingerprint(),
+        cert_binds_mac: caller
+            .identity
+            .as_ref()
+            .is_some_and(|i| matches!(&i.scope, Scope::Host { mac: m, .. } if *m == mac)),
         size: body.len() as u64,
         sha256: hex::encode(Sha256::digest(&body)),
         state: UploadState::Pending,
@@ -67,6 +84,8 @@ pub async fn post(
     let limits = QuarantineLimits {
         max_pending_per_mac: app.config.max_pending_uploads_per_mac,
         max_total_bytes: app.config.max_quarantine_bytes,
+        anonymous_max_pending_per_mac: app.config.anonymous_max_pending_uploads_per_mac,
+        anonymous_max_total_bytes: app.config.anonymous_max_quarantine_bytes,
     };
     let stored = blocking(app, move |s| {
         let r = s.upload_put(meta, &body, limits);
@@ -125,6 +144,7 @@ pub async fn get(app: &Arc<App>, id: String) -> Result<Resp, ApiError> {
                 .clone()
                 .unwrap_or_else(|| "anonymous".into()),
         ),
+        ("x-satchel-cert-binds-mac", meta.cert_binds_mac.to_string()),
         (
             "x-satchel-state",
             match meta.state {

@@ -107,6 +107,12 @@ pub struct UploadMeta {
     pub cert_scope: Option<String>,
     /// sha256 of the client certificate (hex), if one was presented.
     pub cert_fingerprint: Option<String>,
+    /// Whether the certificate binds this MAC: a host certificate for this
+    /// very MAC. A site certificate sits in every image of its site, so it
+    /// proves the site, never the MAC (uploads stored before this field
+    /// existed read as not binding).
+    #[serde(default)]
+    pub cert_binds_mac: bool,
     /// Size in bytes.
     pub size: u64,
     /// sha256 of the upload (hex).
@@ -115,13 +121,38 @@ pub struct UploadMeta {
     pub state: UploadState,
 }
 
-/// Limits checked atomically with an upload insert.
+/// Limits checked atomically with an upload insert. Uploads with a client
+/// certificate and anonymous ones are two pools that never count against
+/// each other: anonymous uploads have `anonymous_*` to themselves, and
+/// certified ones the rest of the total.
 #[derive(Clone, Copy, Debug)]
 pub struct QuarantineLimits {
-    /// Pending uploads per MAC.
+    /// Pending certified uploads per MAC.
     pub max_pending_per_mac: usize,
-    /// Total bytes.
+    /// Total bytes of the quarantine, both pools together.
     pub max_total_bytes: u64,
+    /// Pending anonymous uploads per MAC.
+    pub anonymous_max_pending_per_mac: usize,
+    /// Bytes anonymous uploads may hold (part of `max_total_bytes`).
+    pub anonymous_max_total_bytes: u64,
+}
+
+impl QuarantineLimits {
+    /// (pending per MAC, bytes) of the pool an upload belongs to.
+    pub fn pool(&self, anonymous: bool) -> (usize, u64) {
+        if anonymous {
+            (
+                self.anonymous_max_pending_per_mac,
+                self.anonymous_max_total_bytes,
+            )
+        } else {
+            (
+                self.max_pending_per_mac,
+                self.max_total_bytes
+                    .saturating_sub(self.anonymous_max_total_bytes),
+            )
+        }
+    }
 }
 
 /// A node's report, as stored and forwarded.

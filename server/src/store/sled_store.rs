@@ -393,19 +393,24 @@ impl Store for SledStore {
             .upload_admission
             .lock()
             .map_err(|_| StoreError::Backend("upload admission lock poisoned".into()))?;
+        let anonymous = meta.cert_scope.is_none();
+        let (max_pending, max_bytes) = limits.pool(anonymous);
         let existing = self.upload_metas()?;
-        let pending_for_mac = existing.iter().filter(|u| u.mac == meta.mac).count();
-        if pending_for_mac >= limits.max_pending_per_mac {
+        let pool = || {
+            existing
+                .iter()
+                .filter(|u| u.cert_scope.is_none() == anonymous)
+        };
+        let pending_for_mac = pool().filter(|u| u.mac == meta.mac).count();
+        if pending_for_mac >= max_pending {
             return Err(StoreError::TooManyPending {
                 mac: meta.mac,
-                max: limits.max_pending_per_mac,
+                max: max_pending,
             });
         }
-        let total: u64 = existing.iter().map(|u| u.size).sum();
-        if total.saturating_add(bytes.len() as u64) > limits.max_total_bytes {
-            return Err(StoreError::QuarantineFull {
-                max: limits.max_total_bytes,
-            });
+        let total: u64 = pool().map(|u| u.size).sum();
+        if total.saturating_add(bytes.len() as u64) > max_bytes {
+            return Err(StoreError::QuarantineFull { max: max_bytes });
         }
         if self
             .bundle_meta
@@ -665,6 +670,7 @@ mod tests {
             source: "127.0.0.1".into(),
             cert_scope: None,
             cert_fingerprint: None,
+            cert_binds_mac: false,
             size,
             sha256: String::new(),
             state: UploadState::Pending,
@@ -768,9 +774,12 @@ mod tests {
     fn quarantine_limits_conflicts_and_expiry() {
         let dir = tempfile::tempdir().expect("tmp");
         let s = SledStore::open(dir.path()).expect("open");
+        // These uploads are anonymous: the anonymous pool's limits apply.
         let lim = QuarantineLimits {
-            max_pending_per_mac: 2,
-            max_total_bytes: 10,
+            max_pending_per_mac: 1,
+            max_total_bytes: 11,
+            anonymous_max_pending_per_mac: 2,
+            anonymous_max_total_bytes: 10,
         };
         let a = s
             .upload_put(upload(mac(1), 100, 3), b"abc", lim)
@@ -797,6 +806,51 @@ mod tests {
         assert_eq!(s.upload_list().expect("list").len(), 2);
         assert!(s.upload_delete(&c.id).expect("del"));
         assert!(s.upload_get("../etc").expect("get hostile").is_none());
+    }
+
+    #[test]
+    fn anonymous_uploads_never_use_up_the_certified_pool() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = SledStore::open(dir.path()).expect("open");
+        let lim = QuarantineLimits {
+            max_pending_per_mac: 2,
+            max_total_bytes: 100,
+            anonymous_max_pending_per_mac: 1,
+            anonymous_max_total_bytes: 10,
+        };
+        let certified = |m: Mac, size: u64| UploadMeta {
+            cert_scope: Some(format!("host/{m}")),
+            cert_binds_mac: true,
+            ..upload(m, 1, size)
+        };
+        // An anonymous squatter takes its one slot for the node's MAC and
+        // its whole pool...
+        s.upload_put(upload(mac(1), 1, 4), b"four", lim)
+            .expect("anon");
+        assert!(matches!(
+            s.upload_put(upload(mac(1), 1, 1), b"x", lim),
+            Err(StoreError::TooManyPending { max: 1, .. })
+        ));
+        s.upload_put(upload(mac(2), 1, 6), b"sixsix", lim)
+            .expect("anon");
+        assert!(matches!(
+            s.upload_put(upload(mac(3), 1, 1), b"x", lim),
+            Err(StoreError::QuarantineFull { max: 10 })
+        ));
+        // ...and the node's own captures still get in, up to their limits.
+        s.upload_put(certified(mac(1), 40), &[1; 40], lim)
+            .expect("own");
+        s.upload_put(certified(mac(1), 50), &[1; 50], lim)
+            .expect("own");
+        assert!(matches!(
+            s.upload_put(certified(mac(1), 1), b"x", lim),
+            Err(StoreError::TooManyPending { max: 2, .. })
+        ));
+        assert!(matches!(
+            s.upload_put(certified(mac(4), 1), b"x", lim),
+            Err(StoreError::QuarantineFull { max: 90 })
+        ));
+        assert_eq!(s.quarantine_usage().expect("usage"), (4, 100));
     }
 
     #[test]

@@ -106,5 +106,7 @@ async fn one_node_certificate_can_neither_flush_the_audit_log_nor_flood() {
     assert_eq!(fetch_log.len(), 20, "{fetch_log:?}");
     assert!(fetch_log.iter().all(|e| e["who"] == "site/dc1"));
     let all = lines(admin.json("GET", "/v1/audit?limit=1000").await);
-    assert!(all.windows(2).all(|p| p[0]["seq"].as_u64() < p[1]["seq"].as_u64()));
+    assert!(all
+        .windows(2)
+        .all(|p| p[0]["seq"].as_u64() < p[1]["seq"].as_u64()));
 }

@@ -15,7 +15,9 @@ async fn quarantine_limits_rate_conflict_and_expiry() {
     let data = w.path().join("data");
     let srv = Server::start(&w.config(
         &data,
-        "max_upload_bytes = 1000\nmax_pending_uploads_per_mac = 2\nmax_quarantine_bytes = 2500\n\
+        "max_upload_bytes = 1000\nanonymous_max_pending_uploads_per_mac = 2\n\
+         max_pending_uploads_per_mac = 2\nanonymous_max_quarantine_bytes = 2500\n\
+         max_quarantine_bytes = 5000\n\
          upload_burst_per_source = 3\nupload_per_minute_per_source = 1\nupload_expiry_secs = 3\n",
     ));
     let admin = Client::new(&w, srv.addr, Some(&w.admin));
@@ -104,10 +106,28 @@ async fn quarantine_limits_rate_conflict_and_expiry() {
         "the MAC already has a bundle"
     );
     assert_eq!(conflict["cert_scope"], format!("host/{}", mac(2)));
+    assert_eq!(conflict["cert_binds_mac"], true);
+
+    // Anonymous uploads filled their share of the quarantine and of m1's
+    // pending slots; a node's own capture for m1 still gets in.
+    let host1 = Client::with_source(&w, srv.addr, Some(&w.host(1, None)), 19);
+    let (st, _, b) = host1
+        .request("POST", &format!("/v1/uploads/{m1}"), vec![3; 1000])
+        .await;
+    assert_eq!(st, 201, "{}", String::from_utf8_lossy(&b));
+    // A site certificate proves the site, not the MAC.
+    let site = Client::with_source(&w, srv.addr, Some(&w.site_cert("dc1")), 20);
+    let (st, _, b) = site
+        .request("POST", &format!("/v1/uploads/{}", mac(40)), vec![4; 10])
+        .await;
+    assert_eq!(st, 201, "{}", String::from_utf8_lossy(&b));
+    let by_site: serde_json::Value = serde_json::from_slice(&b).expect("json");
+    assert_eq!(by_site["cert_scope"], "site/dc1");
+    assert_eq!(by_site["cert_binds_mac"], false);
 
     // Admin: list, download, delete.
     let list = admin.json("GET", "/v1/uploads").await;
-    assert_eq!(list["uploads"].as_array().expect("uploads").len(), 8);
+    assert_eq!(list["uploads"].as_array().expect("uploads").len(), 10);
     let id = first["id"].as_str().expect("id");
     let (st, h, body) = admin
         .request("GET", &format!("/v1/uploads/{id}"), Bytes::new())
