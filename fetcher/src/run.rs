@@ -482,12 +482,6 @@ async fn steps(
         }
     }
     let dir = apply::download_dir(&p.params.root);
-    let stale = apply::remove_stale_downloads(&dir);
-    if stale > 0 {
-        log.warn(&format!(
-            "removed {stale} download files an earlier run left"
-        ));
-    }
     let mut files = Vec::new();
     for entry in &entries {
         let checks = apply::checks(&p.trust, &entry.target, p.config.floor(&entry.target));
@@ -529,6 +523,15 @@ async fn steps(
         }
     }
     phases.record("verify", t.elapsed(), None);
+
+    // Only now, with every bundle verified, may anything already in the
+    // root be removed: the files a killed earlier run left.
+    let stale = apply::remove_stale_downloads(&dir);
+    if stale > 0 {
+        log.warn(&format!(
+            "removed {stale} download files an earlier run left"
+        ));
+    }
 
     // Apply, site then host, each all or nothing.
     let t = Instant::now();

@@ -171,6 +171,27 @@ fn fetches_from_the_real_server_and_reports_to_its_inventory() {
         "{node}"
     );
 
+    // A boot whose bundle is refused removes nothing from the root, not
+    // even the download files a killed earlier run left there: nothing in
+    // the root changes before every bundle verified.
+    let config_path = d.join("image/satchel.toml");
+    let config_text = std::fs::read_to_string(&config_path).expect("config");
+    let mut raised = satchel_pki::NodeConfig::parse(&config_text).expect("config");
+    raised.floors.insert(format!("host/{mac}"), 8);
+    write(&config_path, raised.to_toml().as_bytes());
+    let stale = root.join(".satchel-download-left-by-a-killed-run");
+    write(&stale, b"partial");
+    let before = tree(&root);
+    let f = harness::run(harness::node_fetcher(d, &[]), KILL_AFTER);
+    assert_ne!(f.code(), 0, "serial 7 below floor 8 applied:\n{}", f.stderr);
+    assert!(f.stderr.contains("refused"), "{}", f.stderr);
+    assert_eq!(tree(&root), before, "the root changed on a refused boot");
+    // With the floor back, the next good boot clears the stale file.
+    write(&config_path, config_text.as_bytes());
+    let f = harness::run(harness::node_fetcher(d, &[]), KILL_AFTER);
+    assert_eq!(f.code(), 0, "fetcher:\n{}", f.stderr);
+    assert!(!stale.exists(), "stale download file kept after a good boot");
+
     // Capture: files a person changed on the node go to the quarantine,
     // sealed to the admins; the admin can read them, the server cannot.
     std::fs::create_dir_all(d.join("node-etc/app.d")).expect("mkdir");
