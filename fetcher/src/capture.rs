@@ -2,26 +2,33 @@
 //! node, encrypt them to the admins, and send them to the server's
 //! quarantine for approval.
 //!
-//! The listed paths (absolute; directories are taken whole) are copied into
-//! a private staging directory at the same relative place, then packed by
-//! the bundle library's packer (the same entry rules as bundles: regular
-//! files, directories, relative in-tree symlinks; anything else refuses the
-//! capture), compressed with zstd and encrypted with age to the config's
-//! `admin_recipients`. The node cannot read its own upload back; the server
+//! The listed paths (absolute; directories are taken whole) are packed as
+//! found — numeric owners, modes, mtimes — into a payload tar with the
+//! bundle entry rules (regular files, directories, relative in-tree
+//! symlinks; anything else refuses the capture), read through file
+//! descriptors that never follow a symlink, so nothing swapped in during
+//! the walk is read through; the directories above a listed path are not
+//! entries. The tar is compressed with zstd and encrypted with age to the
+//! config's `admin_recipients`. The node cannot read its own upload back; the server
 //! cannot read it at all. The upload goes with the node's client
 //! certificate when the image has one, else anonymously.
 //!
 //! It does not decide anything about approval; it only produces the sealed
 //! archive and prints the id the server gave it.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use satchel_bundle::pack::{pack_dir, PackOptions};
+use rustix::fs::{
+    fstat, openat, readlinkat, statat, AtFlags, Dir, FileType, Mode, OFlags, Stat, CWD,
+};
+use satchel_bundle::pack::check_link_target;
 use satchel_bundle::Recipient;
 use satchel_pki::NodeConfig;
 use tokio::time::Instant;
@@ -54,65 +61,145 @@ struct Budget {
     entries: usize,
 }
 
-fn copy_in(src: &Path, dst: &Path, budget: &mut Budget) -> Result<(), String> {
-    let meta = std::fs::symlink_metadata(src).map_err(|e| format!("{}: {e}", src.display()))?;
+/// The identity of a file as `lstat` saw it; the walk compares it with
+/// what it then opened or read, so a path swapped meanwhile (for a symlink
+/// to a secret, say) fails the capture instead of being read through.
+fn same_file(a: &Stat, b: &Stat) -> bool {
+    a.st_dev == b.st_dev && a.st_ino == b.st_ino
+}
+
+fn kind_of(st: &Stat) -> FileType {
+    FileType::from_raw_mode(st.st_mode)
+}
+
+/// Appends the entry `name` of the directory `dir` (tar path `path`) and,
+/// for a directory, everything below it. Every file is opened relative to
+/// its directory's fd with `O_NOFOLLOW` and checked against the `lstat`
+/// that decided its kind; owners and modes are recorded as found.
+fn capture_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    path: &str,
+    out: &mut tar::Builder<Vec<u8>>,
+    budget: &mut Budget,
+) -> Result<(), String> {
+    let fail = |e: &dyn std::fmt::Display| format!("/{path}: {e}");
     budget.entries += 1;
     if budget.entries > MAX_CAPTURE_ENTRIES {
         return Err(format!("more than {MAX_CAPTURE_ENTRIES} entries"));
     }
-    let ft = meta.file_type();
-    if ft.is_symlink() {
-        let target = std::fs::read_link(src).map_err(|e| format!("{}: {e}", src.display()))?;
-        std::os::unix::fs::symlink(target, dst).map_err(|e| format!("{}: {e}", dst.display()))?;
-    } else if ft.is_dir() {
-        std::fs::create_dir_all(dst).map_err(|e| format!("{}: {e}", dst.display()))?;
-        let mut names: Vec<_> = std::fs::read_dir(src)
-            .map_err(|e| format!("{}: {e}", src.display()))?
-            .filter_map(|e| e.ok().map(|e| e.file_name()))
-            .collect();
-        names.sort();
-        for n in names {
-            copy_in(&src.join(&n), &dst.join(&n), budget)?;
+    let st = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| fail(&e))?;
+    let mut h = tar::Header::new_ustar();
+    h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
+    h.set_uid(u64::from(st.st_uid));
+    h.set_gid(u64::from(st.st_gid));
+    h.set_mode(st.st_mode & 0o7777);
+    let changed = || fail(&"changed while it was being captured; capture again");
+    match kind_of(&st) {
+        FileType::Symlink => {
+            let target = readlinkat(dir, name, Vec::new()).map_err(|e| fail(&e))?;
+            let again = statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| fail(&e))?;
+            if !same_file(&st, &again) {
+                return Err(changed());
+            }
+            let target = target
+                .to_str()
+                .map_err(|_| fail(&"symlink target is not UTF-8"))?;
+            let parent = path.rfind('/').map_or("", |i| &path[..=i]);
+            check_link_target(parent, target).map_err(|why| fail(&why))?;
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_mode(0o777);
+            h.set_size(0);
+            out.append_link(&mut h, path, target).map_err(|e| fail(&e))
         }
-        std::fs::set_permissions(
-            dst,
-            std::fs::Permissions::from_mode(meta.permissions().mode()),
-        )
-        .map_err(|e| format!("{}: {e}", dst.display()))?;
-    } else if ft.is_file() {
-        budget.bytes = budget.bytes.saturating_add(meta.len());
-        if budget.bytes > MAX_CAPTURE_BYTES {
-            return Err(format!("the files exceed {MAX_CAPTURE_BYTES} bytes"));
+        FileType::Directory => {
+            let fd = openat(
+                dir,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| fail(&e))?;
+            if !same_file(&st, &fstat(&fd).map_err(|e| fail(&e))?) {
+                return Err(changed());
+            }
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            out.append_data(&mut h, format!("{path}/"), std::io::empty())
+                .map_err(|e| fail(&e))?;
+            let mut names = Vec::new();
+            for entry in Dir::read_from(&fd).map_err(|e| fail(&e))? {
+                let entry = entry.map_err(|e| fail(&e))?;
+                let n = entry.file_name().to_bytes();
+                if n != b"." && n != b".." {
+                    names.push(OsStr::from_bytes(n).to_os_string());
+                }
+            }
+            names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            for n in names {
+                let child = entry_name(&n).map_err(|e| fail(&e))?;
+                capture_at(fd.as_fd(), &n, &format!("{path}/{child}"), out, budget)?;
+            }
+            Ok(())
         }
-        std::fs::copy(src, dst).map_err(|e| format!("{}: {e}", src.display()))?;
-        std::fs::set_permissions(
-            dst,
-            std::fs::Permissions::from_mode(meta.permissions().mode()),
-        )
-        .map_err(|e| format!("{}: {e}", dst.display()))?;
-    } else {
-        return Err(format!(
-            "{} is not a regular file, directory or symlink",
-            src.display()
-        ));
+        FileType::RegularFile => {
+            budget.bytes = budget.bytes.saturating_add(st.st_size as u64);
+            if budget.bytes > MAX_CAPTURE_BYTES {
+                return Err(format!("the files exceed {MAX_CAPTURE_BYTES} bytes"));
+            }
+            let fd = openat(
+                dir,
+                name,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| fail(&e))?;
+            if !same_file(&st, &fstat(&fd).map_err(|e| fail(&e))?) {
+                return Err(changed());
+            }
+            let size = st.st_size as u64;
+            let mut data = Vec::with_capacity(size as usize);
+            std::io::Read::take(std::fs::File::from(fd), size + 1)
+                .read_to_end(&mut data)
+                .map_err(|e| fail(&e))?;
+            if data.len() as u64 != size {
+                return Err(changed());
+            }
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_size(size);
+            out.append_data(&mut h, path, &data[..])
+                .map_err(|e| fail(&e))
+        }
+        _ => Err(fail(&"not a regular file, directory or symlink")),
     }
-    Ok(())
 }
 
-/// Packs `paths` (absolute) into a payload tar with the bundle packer.
-/// Returns the tar and its entry count.
+/// A file name as it goes into the archive: UTF-8 without control
+/// characters (the overlay's rule), else the capture is refused.
+fn entry_name(name: &OsStr) -> Result<&str, String> {
+    match name.to_str() {
+        Some(n) if !n.chars().any(char::is_control) => Ok(n),
+        _ => Err(format!(
+            "name {:?} is not UTF-8 or has control characters",
+            name.to_string_lossy()
+        )),
+    }
+}
+
+/// Packs `paths` (absolute) into a payload tar. Returns the tar and its
+/// entry count.
+///
+/// Each listed path is taken as found: numeric owner, mode (special bits
+/// included: approving them needs `--allow-special-bits`), mtime, and for
+/// a directory everything below it, read through file descriptors that
+/// never follow a symlink. The directories above a listed path are not
+/// entries, so applying the capture leaves them as the node has them.
+/// The admin's `approve` runs the archive through the overlay's rules.
 pub fn pack(paths: &[PathBuf]) -> Result<(Vec<u8>, u64), String> {
     if paths.is_empty() {
         return Err("nothing to capture: give --path (or satchel.capture=)".into());
     }
-    let stage = tempfile::Builder::new()
-        .prefix("satchel-capture-")
-        .tempdir()
-        .map_err(|e| format!("staging directory: {e}"))?;
-    let mut budget = Budget {
-        bytes: 0,
-        entries: 0,
-    };
+    let mut listed = Vec::new();
     for p in paths {
         if !p.is_absolute() || p.components().any(|c| c == Component::ParentDir) {
             return Err(format!(
@@ -120,27 +207,45 @@ pub fn pack(paths: &[PathBuf]) -> Result<(Vec<u8>, u64), String> {
                 p.display()
             ));
         }
-        let rel: PathBuf = p
+        let parts: Vec<&OsStr> = p
             .components()
-            .filter(|c| matches!(c, Component::Normal(_)))
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n),
+                _ => None,
+            })
             .collect();
-        if rel.as_os_str().is_empty() {
+        let Some((last, _)) = parts.split_last() else {
             return Err("capturing / as a whole is refused".into());
-        }
-        let dst = stage.path().join(&rel);
-        if let Some(parent) = dst.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        }
-        if std::fs::symlink_metadata(&dst).is_ok() {
-            continue; // listed twice, or inside a directory already taken
-        }
-        copy_in(p, &dst, &mut budget)?;
+        };
+        let names = parts
+            .iter()
+            .map(|n| entry_name(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("{}: {e}", p.display()))?;
+        listed.push((names.join("/"), p.clone(), last.to_os_string()));
     }
-    let opts = PackOptions {
-        keep_owners: true,
-        allow_special_bits: true,
+    // In name order, each once; a path inside a directory already listed
+    // is part of it.
+    listed.sort_by(|a, b| a.0.cmp(&b.0));
+    listed.dedup_by(|b, a| b.0 == a.0 || b.0.starts_with(&format!("{}/", a.0)));
+    let mut out = tar::Builder::new(Vec::new());
+    let mut budget = Budget {
+        bytes: 0,
+        entries: 0,
     };
-    pack_dir(stage.path(), &opts, Vec::new()).map_err(|e| e.to_string())
+    for (path, full, last) in &listed {
+        let parent = full.parent().unwrap_or(Path::new("/"));
+        let dir = openat(
+            CWD,
+            parent,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("{}: {e}", parent.display()))?;
+        capture_at(dir.as_fd(), last, path, &mut out, &mut budget)?;
+    }
+    let tar = out.into_inner().map_err(|e| e.to_string())?;
+    Ok((tar, budget.entries as u64))
 }
 
 /// Wraps `data` in a valid zstd frame of raw (stored) blocks, RFC 8878:
@@ -349,6 +454,122 @@ mod tests {
         // An absolute symlink target is refused by the bundle packer's rules.
         std::os::unix::fs::symlink("/etc/passwd", etc.join("abs")).expect("ln");
         assert!(pack(&[etc.join("abs")]).is_err());
+    }
+
+    /// (name, kind, mode, uid, gid) of every entry.
+    fn listing(tar: &[u8]) -> Vec<(String, tar::EntryType, u32, u64, u64)> {
+        let mut ar = tar::Archive::new(tar);
+        ar.entries()
+            .expect("entries")
+            .map(|e| {
+                let e = e.expect("entry");
+                let h = e.header();
+                (
+                    e.path().expect("path").display().to_string(),
+                    h.entry_type(),
+                    h.mode().expect("mode"),
+                    h.uid().expect("uid"),
+                    h.gid().expect("gid"),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn owners_and_modes_are_kept_as_found_and_parents_are_not_entries() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let t = tempfile::tempdir().expect("tmp");
+        let tool = t.path().join("home/user/bin/tool");
+        std::fs::create_dir_all(tool.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&tool, "#!/bin/sh\n").expect("w");
+        let scratch = t.path().join("tmp");
+        std::fs::create_dir(&scratch).expect("mkdir");
+        // As root (CI), give them owners other than the capturing process
+        // (before the modes: chown clears setuid).
+        let root = rustix::process::geteuid().is_root();
+        if root {
+            std::os::unix::fs::chown(&tool, Some(1000), Some(1000)).expect("chown");
+            std::os::unix::fs::chown(&scratch, Some(0), Some(5)).expect("chown");
+        }
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+        std::fs::set_permissions(&scratch, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        let (tar, entries) = pack(&[tool.clone(), scratch.clone()]).expect("pack");
+        assert_eq!(entries, 2);
+        let prefix = t
+            .path()
+            .strip_prefix("/")
+            .expect("abs")
+            .display()
+            .to_string();
+        let got = listing(&tar);
+        let tm = std::fs::metadata(&tool).expect("meta");
+        let sm = std::fs::metadata(&scratch).expect("meta");
+        assert_eq!(
+            got,
+            [
+                (
+                    format!("{prefix}/home/user/bin/tool"),
+                    tar::EntryType::Regular,
+                    0o4755,
+                    u64::from(tm.uid()),
+                    u64::from(tm.gid())
+                ),
+                (
+                    format!("{prefix}/tmp/"),
+                    tar::EntryType::Directory,
+                    0o1777,
+                    u64::from(sm.uid()),
+                    u64::from(sm.gid())
+                ),
+            ]
+        );
+        if root {
+            assert_eq!((got[0].3, got[0].4), (1000, 1000));
+            assert_eq!((got[1].3, got[1].4), (0, 5));
+        }
+    }
+
+    #[test]
+    fn a_symlink_inside_a_captured_directory_is_never_followed() {
+        let t = tempfile::tempdir().expect("tmp");
+        let secret = t.path().join("secret");
+        std::fs::create_dir(&secret).expect("mkdir");
+        std::fs::write(secret.join("key"), "do not capture").expect("w");
+        let app = t.path().join("etc/app.d");
+        std::fs::create_dir_all(&app).expect("mkdir");
+        // An in-tree link to a directory is captured as a link, and what it
+        // points at is not read through it.
+        std::fs::create_dir(app.join("real")).expect("mkdir");
+        std::fs::write(app.join("real/x.conf"), "x").expect("w");
+        std::os::unix::fs::symlink("real", app.join("alias")).expect("ln");
+        let (tar, _) = pack(std::slice::from_ref(&app)).expect("pack");
+        let got = listing(&tar);
+        let names: Vec<_> = got
+            .iter()
+            .map(|g| g.0.rsplit("app.d").next().unwrap_or(""))
+            .collect();
+        assert_eq!(names, ["/", "/alias", "/real/", "/real/x.conf"], "{got:?}");
+        assert_eq!(got[1].1, tar::EntryType::Symlink);
+        assert!(!String::from_utf8_lossy(&tar).contains("do not capture"));
+        // A link that climbs above the node's root refuses the capture.
+        let up = "../".repeat(app.components().count() + 1);
+        std::os::unix::fs::symlink(format!("{up}secret/key"), app.join("out")).expect("ln");
+        let e = pack(std::slice::from_ref(&app))
+            .map(|(_, n)| n)
+            .expect_err("link out of the root");
+        assert!(e.contains("app.d/out"), "{e}");
+        // A FIFO is refused without blocking on it.
+        std::fs::remove_file(app.join("out")).expect("rm");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            app.join("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .expect("mkfifo");
+        let e = pack(&[app]).map(|(_, n)| n).expect_err("fifo");
+        assert!(e.contains("not a regular file"), "{e}");
     }
 
     #[test]
