@@ -47,7 +47,8 @@ async fn sigkill_at_random_points_loses_nothing_acknowledged() {
     let cfg = w.config(
         &data,
         "upload_burst_per_source = 100000\nupload_per_minute_per_source = 100000\n\
-         anonymous_burst_per_source = 100000\nmax_pending_uploads_per_mac = 100000\n",
+         anonymous_burst_per_source = 100000\nmax_pending_uploads_per_mac = 100000\n\
+         anonymous_max_pending_uploads_per_mac = 100000\n",
     );
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let reporter_cert = w.host(3, None);
