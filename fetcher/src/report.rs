@@ -54,11 +54,33 @@ pub struct Report {
     pub timings_ms: BTreeMap<String, u64>,
     /// Serial applied per target (`site/dc1` → 3).
     pub serials: BTreeMap<String, u64>,
+    /// sha256 (hex) of the payload applied per target, as its signed
+    /// manifest names it: what the server compares with what is published
+    /// to tell a stale node.
+    pub payloads: BTreeMap<String, String>,
     /// The first error, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Total time, in milliseconds.
     pub duration_ms: u64,
+}
+
+/// What a run applied, per target (`host/…`, `site/…`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppliedBundles {
+    /// The signed serial.
+    pub serials: BTreeMap<String, u64>,
+    /// The payload's sha256 (hex) from the signed manifest.
+    pub payloads: BTreeMap<String, String>,
+}
+
+impl AppliedBundles {
+    /// Records one applied bundle.
+    pub fn record(&mut self, target: &str, serial: u64, payload_sha256: &[u8; 32]) {
+        self.serials.insert(target.to_string(), serial);
+        self.payloads
+            .insert(target.to_string(), hex::encode(payload_sha256));
+    }
 }
 
 /// Truncates an error text for a report (character-safe).

@@ -13,7 +13,6 @@
 //! - a report is attempted for every run that got as far as loading its
 //!   credentials; if it cannot be delivered it goes to the kernel log.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -358,7 +357,7 @@ pub async fn boot(inputs: &Inputs, log: &Log) -> Outcome {
     let deadline = started + deadline_len;
     let mut rng = StdRng::from_entropy();
     let mut phases = Phases::default();
-    let mut serials = BTreeMap::new();
+    let mut applied = report::AppliedBundles::default();
     log.info(&format!(
         "satchel-fetch {} for {} into {} (deadline {}s)",
         env!("CARGO_PKG_VERSION"),
@@ -392,7 +391,7 @@ pub async fn boot(inputs: &Inputs, log: &Log) -> Outcome {
         Err(e) => {
             phases.record("discover", t.elapsed(), Some(&e));
             log.error(&format!("discover: {e}"));
-            let r = build_report(&p, &mut rng, phases, serials, None, started);
+            let r = build_report(&p, &mut rng, phases, applied, None, started);
             log.kmsg_line(3, &report_line(&r));
             return Outcome {
                 exit: Exit::Discover,
@@ -411,9 +410,9 @@ pub async fn boot(inputs: &Inputs, log: &Log) -> Outcome {
         last_good: None,
     };
 
-    let exit = steps(&p, &mut session, &mut phases, &mut serials, inputs).await;
+    let exit = steps(&p, &mut session, &mut phases, &mut applied, inputs).await;
     let server = session.last_good.map(|i| session.servers[i].to_string());
-    let mut report = build_report(&p, &mut rng, phases, serials, server, started);
+    let mut report = build_report(&p, &mut rng, phases, applied, server, started);
     if exit != Exit::Applied {
         report.status = "failed";
     }
@@ -440,7 +439,7 @@ async fn steps(
     p: &Prepared,
     session: &mut Session<'_>,
     phases: &mut Phases,
-    serials: &mut BTreeMap<String, u64>,
+    applied: &mut report::AppliedBundles,
     inputs: &Inputs,
 ) -> Exit {
     let log = session.log;
@@ -536,6 +535,7 @@ async fn steps(
     // Apply, site then host, each all or nothing.
     let t = Instant::now();
     for (entry, f, verified, serial) in checked {
+        let payload = verified.manifest().payload.sha256;
         match apply::apply(&f, &verified, &p.trust, &p.params.root) {
             Ok(a) => log.info(&format!(
                 "{} serial {serial} applied: {} entries, {} paths changed",
@@ -546,7 +546,7 @@ async fn steps(
                 return fail(phases, "apply", t, e, Exit::Apply);
             }
         }
-        serials.insert(entry.target.to_string(), serial);
+        applied.record(&entry.target.to_string(), serial, &payload);
     }
     phases.record("apply", t.elapsed(), None);
     Exit::Applied
@@ -571,7 +571,7 @@ fn build_report(
     p: &Prepared,
     rng: &mut StdRng,
     phases: Phases,
-    serials: BTreeMap<String, u64>,
+    applied: report::AppliedBundles,
     server: Option<String>,
     started: Instant,
 ) -> Report {
@@ -586,7 +586,8 @@ fn build_report(
         fetcher_version: concat!("satchel-fetch/", env!("CARGO_PKG_VERSION")).to_string(),
         server,
         phases,
-        serials,
+        serials: applied.serials,
+        payloads: applied.payloads,
         error,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     }

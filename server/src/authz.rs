@@ -30,6 +30,10 @@ pub enum Route {
     BundleDelete(Target),
     /// `GET /v1/bundles`.
     BundleList,
+    /// `GET /v1/bundles/{kind}/{name}/history`.
+    BundleHistory(Target),
+    /// `GET /v1/bundles/{kind}/{name}/history/{serial}`.
+    BundleVersion(Target, u64),
     /// `POST /v1/uploads/{mac}`.
     UploadPost(Mac),
     /// `GET /v1/uploads`.
@@ -68,6 +72,8 @@ impl Route {
             Route::BundlePut(_)
                 | Route::BundleDelete(_)
                 | Route::BundleList
+                | Route::BundleHistory(_)
+                | Route::BundleVersion(..)
                 | Route::UploadList
                 | Route::UploadGet
                 | Route::UploadDelete
@@ -227,6 +233,22 @@ mod tests {
                 none.clone(),
             ),
             ("list bundles", Route::BundleList, none.clone()),
+            ("history host own", Route::BundleHistory(h(1)), dc1.clone()),
+            (
+                "history site dc1",
+                Route::BundleHistory(s("dc1")),
+                none.clone(),
+            ),
+            (
+                "version host own",
+                Route::BundleVersion(h(1), 3),
+                dc1.clone(),
+            ),
+            (
+                "version site dc1",
+                Route::BundleVersion(s("dc1"), 3),
+                none.clone(),
+            ),
             ("upload own", Route::UploadPost(mac(1)), none.clone()),
             ("upload other", Route::UploadPost(mac(2)), none.clone()),
             ("list uploads", Route::UploadList, none.clone()),
@@ -267,6 +289,10 @@ mod tests {
             ("delete host own", [N, F, F, F, A]),
             ("delete site dc1", [N, F, F, F, A]),
             ("list bundles", [N, F, F, F, A]),
+            ("history host own", [N, F, F, F, A]),
+            ("history site dc1", [N, F, F, F, A]),
+            ("version host own", [N, F, F, F, A]),
+            ("version site dc1", [N, F, F, F, A]),
             ("upload own", [A, A, A, A, A]),
             ("upload other", [A, F, F, A, A]),
             ("list uploads", [N, F, F, F, A]),

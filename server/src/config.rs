@@ -127,6 +127,10 @@ settings! {
     max_header_bytes: usize = 16 * 1024;
     /// Seconds SIGTERM waits for in-flight requests before closing them.
     shutdown_grace_secs: u64 = 30;
+    /// Versions kept per target for history and rollback (at least 1: the
+    /// current one). Admins read them (`GET /v1/bundles/{kind}/{name}/history`);
+    /// nodes only ever see the current version.
+    bundle_history: usize = 10;
     /// Largest bundle accepted by PUT, in bytes (413 above).
     max_bundle_bytes: u64 = 32 * 1024 * 1024;
     /// Largest upload accepted into the quarantine, in bytes (413 above).
@@ -260,6 +264,7 @@ impl Config {
             ("body_read_timeout_secs", self.body_read_timeout_secs),
             ("max_header_bytes", self.max_header_bytes as u64),
             ("max_bundle_bytes", self.max_bundle_bytes),
+            ("bundle_history", self.bundle_history as u64),
             ("max_upload_bytes", self.max_upload_bytes),
             ("max_report_bytes", self.max_report_bytes),
             (

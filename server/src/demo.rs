@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::publish::{self, Signers};
-use crate::store::{BundleMeta, SledStore, Store, StoreError};
+use crate::store::{SledStore, Store, StoreError};
 
 /// The demo node's MAC (a locally administered, QEMU-style address).
 pub const DEMO_MAC: Mac = Mac::from_octets([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
@@ -172,18 +172,9 @@ pub fn prepare(dir: &Path, listen: SocketAddr) -> Result<Demo, DemoError> {
     let data_dir = dir.join("data");
     {
         let store = SledStore::open(&data_dir).map_err(step("opening the demo store"))?;
-        let meta = BundleMeta {
-            target: target.to_string(),
-            serial: checked.serial,
-            site: None,
-            sha256: checked.sha256,
-            size: bytes.len() as u64,
-            signer: checked.signer,
-            expires: checked.expires,
-            published: crate::now_rfc3339(),
-            published_by: "admin/demo".into(),
-        };
-        match store.bundle_put(&target, &meta, &bytes) {
+        let meta = checked.into_meta(&target, bytes.len() as u64, "admin/demo".into());
+        let history = Config::default().bundle_history;
+        match store.bundle_put(&target, &meta, &bytes, history) {
             Ok(()) | Err(StoreError::SerialNotGreater { .. }) => {}
             Err(e) => return Err(step("publishing the demo bundle")(e)),
         }

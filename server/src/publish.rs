@@ -19,6 +19,7 @@ use satchel_bundle::{SiteName, Target, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::store::BundleMeta;
 
 /// The admins' signing keys the server accepts bundles from.
 #[derive(Clone, Debug, Default)]
@@ -63,6 +64,27 @@ pub struct Checked {
     pub signer: String,
     /// Manifest expiry (RFC 3339).
     pub expires: String,
+    /// The payload's sha256 the signed manifest names (hex).
+    pub payload_sha256: String,
+}
+
+impl Checked {
+    /// The metadata the store keeps for this bundle, published now by
+    /// `published_by` (a scope label); `size` is the bundle file's.
+    pub fn into_meta(self, target: &Target, size: u64, published_by: String) -> BundleMeta {
+        BundleMeta {
+            target: target.to_string(),
+            serial: self.serial,
+            site: self.site,
+            sha256: self.sha256,
+            size,
+            signer: self.signer,
+            expires: self.expires,
+            published: crate::now_rfc3339(),
+            published_by,
+            payload_sha256: self.payload_sha256,
+        }
+    }
 }
 
 /// Verifies `bytes` as a bundle for `target` signed by one of `signers`.
@@ -90,5 +112,6 @@ pub fn verify(bytes: &[u8], target: &Target, signers: &Signers) -> Result<Checke
         sha256: hex::encode(Sha256::digest(bytes)),
         signer: verified.signer().to_string(),
         expires: crate::rfc3339(m.expires),
+        payload_sha256: hex::encode(m.payload.sha256),
     })
 }

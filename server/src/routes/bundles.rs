@@ -110,6 +110,59 @@ pub async fn get(
     Ok(resp)
 }
 
+/// `GET /v1/bundles/{kind}/{name}/history` (admin): the kept versions,
+/// newest first, with the highest serial ever published.
+pub async fn history(app: &Arc<App>, target: Target) -> Result<Resp, ApiError> {
+    let t = target.clone();
+    let (versions, highest, current) = blocking(app, move |s| {
+        Ok((
+            s.bundle_history(&t)?,
+            s.highest_serial(&t)?,
+            s.bundle_meta(&t)?.map(|m| m.serial),
+        ))
+    })
+    .await?;
+    if versions.is_empty() && highest.is_none() {
+        return Err(ApiError::not_found(format!(
+            "nothing was ever published for {target}"
+        )));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "target": target.to_string(),
+            "current_serial": current,
+            "highest_serial": highest,
+            "versions": versions,
+        }),
+    ))
+}
+
+/// `GET /v1/bundles/{kind}/{name}/history/{serial}` (admin): one kept
+/// version's bytes.
+pub async fn version(app: &Arc<App>, target: Target, serial: u64) -> Result<Resp, ApiError> {
+    let t = target.clone();
+    let Some((meta, bytes)) = blocking(app, move |s| s.bundle_version(&t, serial)).await? else {
+        return Err(ApiError::not_found(format!(
+            "serial {serial} of {target} is not in its history"
+        )));
+    };
+    let mut r = http::Response::new(Streamed::new(bytes, Some(app.metrics.clone())).boxed());
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-tar"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag(&meta)) {
+        h.insert(header::ETAG, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&meta.serial.to_string()) {
+        h.insert("x-satchel-serial", v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
 /// `PUT /v1/bundles/{kind}/{name}`: verify, then publish atomically.
 pub async fn put(
     app: &Arc<App>,
@@ -133,20 +186,11 @@ pub async fn put(
             .await
             .map_err(ApiError::internal)??
     };
-    let meta = BundleMeta {
-        target: target.to_string(),
-        serial: checked.serial,
-        site: checked.site,
-        sha256: checked.sha256,
-        size: body.len() as u64,
-        signer: checked.signer,
-        expires: checked.expires,
-        published: crate::now_rfc3339(),
-        published_by: caller.who(),
-    };
+    let meta = checked.into_meta(&target, body.len() as u64, caller.who());
     let m = meta.clone();
     let t = target.clone();
-    blocking(app, move |s| s.bundle_put(&t, &m, &body)).await?;
+    let history = app.config.bundle_history;
+    blocking(app, move |s| s.bundle_put(&t, &m, &body, history)).await?;
     tracing::info!(target = %target, serial = meta.serial, by = %meta.published_by, "bundle published");
     Ok(json_response(StatusCode::CREATED, &json!(meta)))
 }

@@ -289,6 +289,8 @@ async fn authorize_and_dispatch(
         Route::BundlePut(t) => bundles::put(app, caller, t, req).await,
         Route::BundleDelete(t) => bundles::delete(app, t).await,
         Route::BundleList => bundles::list(app).await,
+        Route::BundleHistory(t) => bundles::history(app, t).await,
+        Route::BundleVersion(t, serial) => bundles::version(app, t, serial).await,
         Route::UploadPost(mac) => uploads::post(app, caller, mac, req).await,
         Route::UploadList => uploads::list(app).await,
         Route::UploadGet => uploads::get(app, parsed.upload_id.unwrap_or_default()).await,

@@ -67,6 +67,16 @@ fn upload_id(s: &str) -> Result<String, ApiError> {
     Ok(s.to_string())
 }
 
+/// A serial in a path: decimal digits only, no sign or leading zero.
+fn serial(s: &str) -> Result<u64, ApiError> {
+    let canonical =
+        !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    canonical
+        .then(|| s.parse().ok())
+        .flatten()
+        .ok_or_else(|| ApiError::bad_request("bad_serial", "serials in URLs are decimal numbers"))
+}
+
 fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -110,6 +120,16 @@ pub fn parse(method: &Method, path: &str) -> Result<Parsed, ApiError> {
                 Method::DELETE => ok(Route::BundleDelete(t), "bundle_delete"),
                 _ => Err(method_not_allowed()),
             }
+        }
+        ["v1", "bundles", kind, name, "history"] if get => {
+            ok(Route::BundleHistory(target(kind, name)?), "bundle_history")
+        }
+        ["v1", "bundles", kind, name, "history", n] if get => ok(
+            Route::BundleVersion(target(kind, name)?, serial(n)?),
+            "bundle_version",
+        ),
+        ["v1", "bundles", _, _, "history"] | ["v1", "bundles", _, _, "history", _] => {
+            Err(method_not_allowed())
         }
         ["v1", "uploads"] if get => ok(Route::UploadList, "upload_list"),
         ["v1", "uploads", x] => match *method {
@@ -169,6 +189,16 @@ mod tests {
             (Method::POST, format!("/v1/reports/{m}"), "report_post"),
             (Method::GET, "/v1/nodes".into(), "nodes"),
             (Method::GET, "/v1/audit".into(), "audit"),
+            (
+                Method::GET,
+                format!("/v1/bundles/host/{m}/history"),
+                "bundle_history",
+            ),
+            (
+                Method::GET,
+                "/v1/bundles/site/dc1/history/17".into(),
+                "bundle_version",
+            ),
         ] {
             assert_eq!(parse(&method, &path).expect(&path).label, label, "{path}");
         }
@@ -193,6 +223,20 @@ mod tests {
             ("GET", "/v1/bundles/site/%2e%2e", 400),
             ("GET", "/v1/bundles/site/DC1", 400),
             ("GET", "/v1/bundles/site/dc1/extra", 404),
+            ("GET", "/v1/bundles/site/dc1/history/", 400),
+            ("GET", "/v1/bundles/site/dc1/history/07", 400),
+            ("GET", "/v1/bundles/site/dc1/history/+7", 400),
+            ("GET", "/v1/bundles/site/dc1/history/-1", 400),
+            ("GET", "/v1/bundles/site/dc1/history/7a", 400),
+            (
+                "GET",
+                "/v1/bundles/site/dc1/history/99999999999999999999999",
+                400,
+            ),
+            ("GET", "/v1/bundles/site/DC1/history", 400),
+            ("PUT", "/v1/bundles/site/dc1/history", 405),
+            ("DELETE", "/v1/bundles/site/dc1/history/3", 405),
+            ("GET", "/v1/bundles/site/dc1/history/3/x", 404),
             ("GET", "/v1/bundles/node/x", 404),
             ("GET", "/v1/bundles/host/aa-bb-cc-dd-ee-ff%00", 400),
             ("GET", long.as_str(), 414),

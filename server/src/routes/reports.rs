@@ -2,7 +2,8 @@
 //!
 //! A report body is a JSON object:
 //! `{"report_id"?: str, "mac"?: str, "status": str, "serials"?: {target: u64},
-//!   "timings_ms"?: {phase: u64}, "error"?: str|null, "fetcher_version"?: str}`
+//!   "payloads"?: {target: sha256-hex}, "timings_ms"?: {phase: u64},
+//!   "error"?: str|null, "fetcher_version"?: str}`
 //! plus anything else the fetcher sends (`phases`, `duration_ms`, …). The
 //! known fields are type- and size-checked; the whole object (bounded by
 //! `max_report_bytes`) is kept and forwarded as sent, with `report_id` and
@@ -23,7 +24,7 @@ use super::{blocking, App, Caller};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::http_util::{json_response, read_body, Resp};
-use crate::store::StoredReport;
+use crate::store::{BundleMeta, NodeRecord, StoredReport};
 
 /// Longest `report_id`, `status` or `fetcher_version`.
 pub const MAX_REPORT_WORD: usize = 128;
@@ -46,6 +47,9 @@ pub struct ReportBody {
     /// Serial applied per target (`host/<mac>`, `site/<name>`).
     #[serde(default)]
     pub serials: BTreeMap<String, u64>,
+    /// Payload sha256 (64 lowercase hex) applied per target.
+    #[serde(default)]
+    pub payloads: BTreeMap<String, String>,
     /// Milliseconds per phase.
     #[serde(default)]
     pub timings_ms: BTreeMap<String, u64>,
@@ -114,15 +118,30 @@ fn check_fields(body: &[u8], mac: Mac) -> Result<ReportBody, ApiError> {
             return Err(bad("fetcher_version must be a short word".into()));
         }
     }
-    if r.serials.len() > MAX_REPORT_MAP_ENTRIES || r.timings_ms.len() > MAX_REPORT_MAP_ENTRIES {
+    if r.serials.len() > MAX_REPORT_MAP_ENTRIES
+        || r.timings_ms.len() > MAX_REPORT_MAP_ENTRIES
+        || r.payloads.len() > MAX_REPORT_MAP_ENTRIES
+    {
         return Err(bad(format!(
-            "serials and timings_ms hold at most {MAX_REPORT_MAP_ENTRIES} entries"
+            "serials, payloads and timings_ms hold at most {MAX_REPORT_MAP_ENTRIES} entries"
         )));
     }
-    for k in r.serials.keys() {
-        if k.parse::<Target>().map(|t| t.to_string()).as_deref() != Ok(k.as_str()) {
-            return Err(bad("serials keys are host/<mac> or site/<name>".into()));
-        }
+    let canonical_target =
+        |k: &String| k.parse::<Target>().map(|t| t.to_string()).as_deref() == Ok(k.as_str());
+    if !r
+        .serials
+        .keys()
+        .chain(r.payloads.keys())
+        .all(canonical_target)
+    {
+        return Err(bad(
+            "serials and payloads keys are host/<mac> or site/<name>".into(),
+        ));
+    }
+    let sha256_hex =
+        |v: &String| v.len() == 64 && v.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    if !r.payloads.values().all(sha256_hex) {
+        return Err(bad("payloads values are sha256 in lowercase hex".into()));
     }
     for k in r.timings_ms.keys() {
         if !word_ok(k) {
@@ -191,10 +210,131 @@ pub async fn post(
     ))
 }
 
-/// `GET /v1/nodes`.
+/// One node of the inventory with what it runs against what is published.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeView {
+    /// The stored record.
+    #[serde(flatten)]
+    pub record: NodeRecord,
+    /// The node's site: from its host bundle's signed manifest, else the
+    /// one site bundle it applied.
+    pub site: Option<String>,
+    /// The targets whose published payload differs from what the node
+    /// applied at its last boot (or published and not applied, or applied
+    /// and since deleted): it needs a reboot to run what is published.
+    pub stale_targets: Vec<String>,
+    /// Whether `stale_targets` is not empty.
+    pub stale: bool,
+    /// Whether its last boot failed.
+    pub failed: bool,
+}
+
+/// A published host bundle whose node never reported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NeverSeen {
+    /// The node.
+    pub mac: Mac,
+    /// The site its host bundle names.
+    pub site: Option<String>,
+    /// The published serial.
+    pub serial: u64,
+}
+
+/// Joins the inventory with the published bundles (pure): each node's
+/// staleness, and the host bundles no node has reported for.
+pub fn inventory(
+    records: Vec<NodeRecord>,
+    bundles: &[BundleMeta],
+) -> (Vec<NodeView>, Vec<NeverSeen>) {
+    let published: BTreeMap<&str, &BundleMeta> =
+        bundles.iter().map(|b| (b.target.as_str(), b)).collect();
+    let text_map = |v: &serde_json::Value| -> BTreeMap<String, String> {
+        v.as_object()
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    let views = records
+        .into_iter()
+        .map(|record| {
+            let host = Target::Host(record.mac).to_string();
+            seen.insert(host.clone());
+            let applied = text_map(&record.payloads);
+            let host_site = published
+                .get(host.as_str())
+                .and_then(|b| b.site.as_ref().map(|s| s.to_string()));
+            let applied_site = applied
+                .keys()
+                .find_map(|k| k.strip_prefix("site/").map(str::to_string));
+            let site = host_site.or(applied_site);
+            // What this node should run: its host bundle and its site's.
+            let mut should: Vec<String> = Vec::new();
+            if published.contains_key(host.as_str()) {
+                should.push(host.clone());
+            }
+            if let Some(s) = &site {
+                let t = format!("site/{s}");
+                if published.contains_key(t.as_str()) {
+                    should.push(t);
+                }
+            }
+            let mut stale: Vec<String> = should
+                .iter()
+                .filter(|t| {
+                    published.get(t.as_str()).map(|b| b.payload_sha256.as_str())
+                        != applied.get(t.as_str()).map(String::as_str)
+                })
+                .cloned()
+                .collect();
+            stale.extend(
+                applied
+                    .keys()
+                    .filter(|t| !published.contains_key(t.as_str()))
+                    .cloned(),
+            );
+            stale.sort();
+            stale.dedup();
+            let failed = record.last_status != "applied" && record.last_status != "ok";
+            NodeView {
+                site,
+                stale: !stale.is_empty(),
+                stale_targets: stale,
+                failed,
+                record,
+            }
+        })
+        .collect();
+    let never = bundles
+        .iter()
+        .filter(|b| b.target.starts_with("host/") && !seen.contains(&b.target))
+        .filter_map(|b| {
+            let mac = b
+                .target
+                .strip_prefix("host/")
+                .and_then(|m| Mac::parse(m).ok())?;
+            Some(NeverSeen {
+                mac,
+                site: b.site.as_ref().map(|s| s.to_string()),
+                serial: b.serial,
+            })
+        })
+        .collect();
+    (views, never)
+}
+
+/// `GET /v1/nodes`: the inventory, each node with its staleness, and the
+/// host bundles whose nodes never reported.
 pub async fn nodes(app: &Arc<App>) -> Result<Resp, ApiError> {
-    let nodes = blocking(app, |s| s.nodes()).await?;
-    Ok(json_response(StatusCode::OK, &json!({ "nodes": nodes })))
+    let (records, bundles) = blocking(app, |s| Ok((s.nodes()?, s.bundle_list()?))).await?;
+    let (nodes, never_seen) = inventory(records, &bundles);
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "nodes": nodes, "never_seen": never_seen }),
+    ))
 }
 
 #[cfg(test)]
@@ -285,5 +425,102 @@ mod tests {
         let (r, whole) = parse_report(body.as_bytes(), mac()).expect("ok");
         assert!(r.error.expect("error").len() <= MAX_REPORT_ERROR);
         assert!(whole["error"].as_str().expect("error").len() <= MAX_REPORT_ERROR);
+    }
+
+    fn record(n: u8, status: &str, payloads: serde_json::Value) -> NodeRecord {
+        NodeRecord {
+            mac: Mac::from_octets([2, 0, 0, 0, 0, n]),
+            last_seen: "2026-01-01T00:00:00Z".into(),
+            last_status: status.into(),
+            serials: serde_json::Value::Null,
+            payloads,
+            last_error: None,
+            fetcher_version: None,
+            last_report_id: "r".into(),
+            reports: 1,
+        }
+    }
+
+    fn bundle(target: &str, site: Option<&str>, payload: char) -> BundleMeta {
+        BundleMeta {
+            target: target.into(),
+            serial: 3,
+            site: site.map(|s| satchel_bundle::SiteName::parse(s).expect("site")),
+            sha256: "0".repeat(64),
+            size: 1,
+            signer: "k".into(),
+            expires: String::new(),
+            published: String::new(),
+            published_by: "admin/alice".into(),
+            payload_sha256: payload.to_string().repeat(64),
+        }
+    }
+
+    #[test]
+    fn staleness_compares_applied_payloads_with_published_ones() {
+        let h = |n: u8| format!("host/02-00-00-00-00-0{n}");
+        let a = "a".repeat(64);
+        let b = "b".repeat(64);
+        let bundles = [
+            bundle(&h(1), Some("dc1"), 'a'),
+            bundle(&h(2), Some("dc1"), 'a'),
+            bundle(&h(3), None, 'a'),
+            bundle(&h(4), None, 'a'),
+            bundle("site/dc1", None, 'b'),
+        ];
+        let (views, never) = inventory(
+            vec![
+                // Runs both current payloads.
+                record(1, "applied", json!({ h(1): a, "site/dc1": b })),
+                // Runs an old site payload.
+                record(2, "applied", json!({ h(2): a, "site/dc1": a })),
+                // Its last boot failed: nothing applied.
+                record(3, "failed", serde_json::Value::Null),
+                // Runs a site bundle since deleted, and no host bundle of its own.
+                record(5, "applied", json!({ "site/old": b })),
+            ],
+            &bundles,
+        );
+        let got: Vec<_> = views
+            .iter()
+            .map(|v| (v.stale_targets.clone(), v.failed, v.site.clone()))
+            .collect();
+        let dc1 = Some("dc1".to_string());
+        assert_eq!(
+            got,
+            [
+                (vec![], false, dc1.clone()),
+                (vec!["site/dc1".to_string()], false, dc1),
+                (vec![h(3)], true, None),
+                (vec!["site/old".to_string()], false, Some("old".to_string())),
+            ]
+        );
+        assert!(views[1].stale && !views[0].stale);
+        assert_eq!(never.len(), 1);
+        assert_eq!(never[0].mac.to_string(), "02-00-00-00-00-04");
+    }
+
+    #[test]
+    fn hostile_payload_maps_are_refused() {
+        let m = mac();
+        for bad in [
+            r#"{"status":"ok","payloads":{"host/AA-BB-CC-DD-EE-FF":"aa"}}"#,
+            r#"{"status":"ok","payloads":{"host/aa-bb-cc-dd-ee-ff":"AB"}}"#,
+            r#"{"status":"ok","payloads":{"site/dc1":"zz"}}"#,
+            r#"{"status":"ok","payloads":{"site/dc1":7}}"#,
+            r#"{"status":"ok","payloads":["x"]}"#,
+        ] {
+            assert!(parse_report(bad.as_bytes(), m).is_err(), "{bad}");
+        }
+        let too_many: serde_json::Map<String, serde_json::Value> = (0..33)
+            .map(|i| (format!("site/s{i}"), json!("a".repeat(64))))
+            .collect();
+        let body = json!({ "status": "ok", "payloads": too_many }).to_string();
+        assert!(parse_report(body.as_bytes(), m).is_err());
+        let good = format!(
+            r#"{{"status":"ok","payloads":{{"site/dc1":"{}"}}}}"#,
+            "0".repeat(64)
+        );
+        assert!(parse_report(good.as_bytes(), m).is_ok());
     }
 }

@@ -11,6 +11,9 @@
 //!   [`Store::audit_append`], which is durable within the backend's flush
 //!   interval (an audit line per fetch must not cost a sync per fetch).
 //! - The highest serial ever published per target survives `DELETE`.
+//! - A version is in the history exactly when it was published and is
+//!   among its target's last `bundle_history`; the node path never reads
+//!   the history.
 //! - Admission checks and the write they guard are atomic (serial check and
 //!   publish; quarantine limits and upload insert).
 //!
@@ -78,6 +81,12 @@ pub struct BundleMeta {
     pub published: String,
     /// Who published it (scope label).
     pub published_by: String,
+    /// sha256 of the payload (`payload.age`) the signed manifest names
+    /// (hex): what a node's report says it applied, unchanged when an
+    /// admin re-signs the same payload (rollback). Empty for bundles
+    /// published before it was recorded.
+    #[serde(default)]
+    pub payload_sha256: String,
 }
 
 /// The state of an upload in the quarantine.
@@ -181,6 +190,9 @@ pub struct NodeRecord {
     pub last_status: String,
     /// Serials applied per target in the last report.
     pub serials: serde_json::Value,
+    /// Payload sha256 (hex) applied per target in the last report.
+    #[serde(default)]
+    pub payloads: serde_json::Value,
     /// Error of the last failed report, kept until a later one succeeds.
     pub last_error: Option<String>,
     /// Fetcher version of the last report.
@@ -265,13 +277,24 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The bundle published for `target` with its metadata.
     fn bundle_get(&self, target: &Target) -> Result<Option<(BundleMeta, Bytes)>, StoreError>;
     /// Publishes atomically if `meta.serial` is above the highest ever
-    /// published for the target; durable on `Ok`.
+    /// published for the target, and keeps it among the target's last
+    /// `history` versions (at least the one published); durable on `Ok`.
     fn bundle_put(
         &self,
         target: &Target,
         meta: &BundleMeta,
         bytes: &[u8],
+        history: usize,
     ) -> Result<(), StoreError>;
+    /// The kept versions of `target`, newest first (the current one, if
+    /// any, among them; a DELETE keeps the history).
+    fn bundle_history(&self, target: &Target) -> Result<Vec<BundleMeta>, StoreError>;
+    /// One kept version of `target` by serial.
+    fn bundle_version(
+        &self,
+        target: &Target,
+        serial: u64,
+    ) -> Result<Option<(BundleMeta, Bytes)>, StoreError>;
     /// Removes the published bundle (keeps the highest serial). `Ok(false)` if none.
     fn bundle_delete(&self, target: &Target) -> Result<bool, StoreError>;
     /// Every published bundle's metadata.

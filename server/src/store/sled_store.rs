@@ -56,6 +56,9 @@ pub struct SledStore {
     forward: sled::Tree,
     /// The audit logs, in [`AuditLog::ALL`] order.
     audit: [sled::Tree; 3],
+    /// Kept versions per target ([`version_key`]): bytes and metadata.
+    version_data: sled::Tree,
+    version_meta: sled::Tree,
     /// Serialises quarantine admission: the limit check and the insert must
     /// see the same quarantine, and sled transactions alone do not cover a scan.
     upload_admission: Mutex<()>,
@@ -68,6 +71,20 @@ pub struct SledStore {
     /// Entries in `forward`: counted once at open, then kept up to date, so
     /// the queue depth costs no scan per report.
     forward_len: AtomicU64,
+}
+
+/// Keys of a target's kept versions: `<target>\0` then the serial,
+/// big-endian, so a prefix scan yields them oldest first.
+fn version_prefix(target: &Target) -> Vec<u8> {
+    let mut k = target.to_string().into_bytes();
+    k.push(0);
+    k
+}
+
+fn version_key(target: &Target, serial: u64) -> Vec<u8> {
+    let mut k = version_prefix(target);
+    k.extend_from_slice(&serial.to_be_bytes());
+    k
 }
 
 /// The audit logs' sequence and sizes.
@@ -266,6 +283,8 @@ impl SledStore {
             nodes: t("nodes")?,
             forward,
             audit,
+            version_data: t("version_data")?,
+            version_meta: t("version_meta")?,
             db,
             upload_admission: Mutex::new(()),
             audit_next: Mutex::new(audit_next),
@@ -312,11 +331,19 @@ impl Store for SledStore {
         target: &Target,
         meta: &BundleMeta,
         bytes: &[u8],
+        history: usize,
     ) -> Result<(), StoreError> {
         let key = target.to_string();
         let meta_json = to_json(meta)?;
-        (&self.bundle_data, &self.bundle_meta, &self.serials)
-            .transaction(|(d, m, s)| {
+        let version = version_key(target, meta.serial);
+        (
+            &self.bundle_data,
+            &self.bundle_meta,
+            &self.serials,
+            &self.version_data,
+            &self.version_meta,
+        )
+            .transaction(|(d, m, s, vd, vm)| {
                 let highest = match s.get(key.as_bytes())? {
                     Some(v) => Some(be_u64(&v).map_err(ConflictableTransactionError::Abort)?),
                     None => None,
@@ -335,10 +362,52 @@ impl Store for SledStore {
                 d.insert(key.as_bytes(), bytes)?;
                 m.insert(key.as_bytes(), meta_json.as_slice())?;
                 s.insert(key.as_bytes(), &meta.serial.to_be_bytes())?;
+                vd.insert(version.as_slice(), bytes)?;
+                vm.insert(version.as_slice(), meta_json.as_slice())?;
                 Ok(())
             })
             .map_err(tx_err)?;
+        // Older versions beyond the history go after the publish is
+        // committed: a crash in between only keeps one too many.
+        let prefix = version_prefix(target);
+        let kept: Vec<sled::IVec> = self
+            .version_meta
+            .scan_prefix(&prefix)
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(backend)?;
+        let excess = kept.len().saturating_sub(history.max(1));
+        for k in &kept[..excess] {
+            self.version_data.remove(k).map_err(backend)?;
+            self.version_meta.remove(k).map_err(backend)?;
+        }
         self.durable()
+    }
+
+    fn bundle_history(&self, target: &Target) -> Result<Vec<BundleMeta>, StoreError> {
+        let mut out = self
+            .version_meta
+            .scan_prefix(version_prefix(target))
+            .values()
+            .map(|v| from_json(&v.map_err(backend)?))
+            .collect::<Result<Vec<BundleMeta>, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    fn bundle_version(
+        &self,
+        target: &Target,
+        serial: u64,
+    ) -> Result<Option<(BundleMeta, Bytes)>, StoreError> {
+        let key = version_key(target, serial);
+        match read_pair(&self.version_meta, &self.version_data, &key)? {
+            (Some(m), Some(d)) => Ok(Some((from_json(&m)?, Bytes::from_owner(d)))),
+            (None, None) => Ok(None),
+            _ => Err(StoreError::Backend(format!(
+                "version {serial} of {target} has metadata or data but not both"
+            ))),
+        }
     }
 
     fn bundle_delete(&self, target: &Target) -> Result<bool, StoreError> {
@@ -515,6 +584,10 @@ impl Store for SledStore {
                     last_seen: report.received.clone(),
                     last_status: status.clone(),
                     serials: r.get("serials").cloned().unwrap_or(serde_json::Value::Null),
+                    payloads: r
+                        .get("payloads")
+                        .cloned()
+                        .unwrap_or(serde_json::Value::Null),
                     last_error: match (&error, status.as_str()) {
                         (Some(e), _) => Some(e.clone()),
                         (None, "ok" | "applied") => None,
@@ -654,6 +727,7 @@ mod tests {
             expires: "2030-01-01T00:00:00Z".into(),
             published: "2026-01-01T00:00:00Z".into(),
             published_by: "admin/alice".into(),
+            payload_sha256: format!("{serial:064x}"),
         }
     }
 
@@ -684,12 +758,16 @@ mod tests {
         let t = Target::Host(mac(1));
         // Version n: its bytes are n repeated, 1000 + n of them.
         let body = |n: u64| vec![n as u8; 1000 + n as usize];
-        store.bundle_put(&t, &meta(&t, 1), &body(1)).expect("put");
+        store
+            .bundle_put(&t, &meta(&t, 1), &body(1), 10)
+            .expect("put");
         let writer = {
             let (store, t) = (store.clone(), t.clone());
             std::thread::spawn(move || {
                 for n in 2..200 {
-                    store.bundle_put(&t, &meta(&t, n), &body(n)).expect("put");
+                    store
+                        .bundle_put(&t, &meta(&t, n), &body(n), 10)
+                        .expect("put");
                 }
             })
         };
@@ -744,16 +822,16 @@ mod tests {
         let t = Target::Host(mac(1));
         {
             let s = SledStore::open(dir.path()).expect("open");
-            s.bundle_put(&t, &meta(&t, 5), b"abc").expect("put 5");
+            s.bundle_put(&t, &meta(&t, 5), b"abc", 10).expect("put 5");
             assert!(matches!(
-                s.bundle_put(&t, &meta(&t, 5), b"abc"),
+                s.bundle_put(&t, &meta(&t, 5), b"abc", 10),
                 Err(StoreError::SerialNotGreater { highest: 5, .. })
             ));
             assert!(s.bundle_delete(&t).expect("delete"));
             assert!(!s.bundle_delete(&t).expect("delete again"));
             assert!(s.bundle_get(&t).expect("get").is_none());
             assert!(matches!(
-                s.bundle_put(&t, &meta(&t, 4), b"abc"),
+                s.bundle_put(&t, &meta(&t, 4), b"abc", 10),
                 Err(StoreError::SerialNotGreater { .. })
             ));
         }
@@ -764,7 +842,7 @@ mod tests {
             vec![(t.to_string(), 5)],
             "kept after DELETE"
         );
-        s.bundle_put(&t, &meta(&t, 6), b"xyz").expect("put 6");
+        s.bundle_put(&t, &meta(&t, 6), b"xyz", 10).expect("put 6");
         let (m, b) = s.bundle_get(&t).expect("get").expect("some");
         assert_eq!((m.serial, &b[..]), (6, &b"xyz"[..]));
         assert_eq!(s.bundle_list().expect("list").len(), 1);
@@ -795,7 +873,7 @@ mod tests {
             Err(StoreError::QuarantineFull { .. })
         ));
         let t = Target::Host(mac(3));
-        s.bundle_put(&t, &meta(&t, 1), b"x").expect("bundle");
+        s.bundle_put(&t, &meta(&t, 1), b"x", 10).expect("bundle");
         let c = s.upload_put(upload(mac(3), 300, 1), b"z", lim).expect("3");
         assert_eq!(c.state, UploadState::Conflict);
         assert_eq!(a.state, UploadState::Pending);

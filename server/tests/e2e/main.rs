@@ -8,6 +8,7 @@ mod crash;
 mod demo;
 mod flood;
 mod forwarding;
+mod history;
 mod hostile;
 mod publish;
 mod quarantine;
