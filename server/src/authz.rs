@@ -48,12 +48,28 @@ pub enum Route {
     Nodes,
     /// `GET /v1/audit`.
     Audit,
+    /// `GET /ui/` (the page), `/ui/fragment` (its content), `/ui/app.js`,
+    /// `/ui/style.css`.
+    Ui(UiPart),
     /// `GET /v1/ca`.
     Ca,
     /// `GET /v1/crl`.
     Crl,
     /// `GET /healthz`.
     Health,
+}
+
+/// A part of the status page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UiPart {
+    /// The whole page.
+    Page,
+    /// Its content, for the in-place refresh.
+    Fragment,
+    /// The script.
+    Script,
+    /// The style sheet.
+    Style,
 }
 
 impl Route {
@@ -79,6 +95,7 @@ impl Route {
                 | Route::UploadDelete
                 | Route::Nodes
                 | Route::Audit
+                | Route::Ui(_)
         )
     }
 
@@ -264,6 +281,8 @@ mod tests {
             ),
             ("nodes", Route::Nodes, none.clone()),
             ("audit", Route::Audit, none.clone()),
+            ("status page", Route::Ui(UiPart::Page), none.clone()),
+            ("status script", Route::Ui(UiPart::Script), none.clone()),
             ("ca", Route::Ca, none.clone()),
             ("crl", Route::Crl, none.clone()),
             ("healthz", Route::Health, none),
@@ -304,6 +323,8 @@ mod tests {
             ("report other unbundled", [N, F, F, A, F]),
             ("nodes", [N, F, F, F, A]),
             ("audit", [N, F, F, F, A]),
+            ("status page", [N, F, F, F, A]),
+            ("status script", [N, F, F, F, A]),
             ("ca", [A, A, A, A, A]),
             ("crl", [A, A, A, A, A]),
             ("healthz", [A, A, A, A, A]),

@@ -131,6 +131,12 @@ settings! {
     /// current one). Admins read them (`GET /v1/bundles/{kind}/{name}/history`);
     /// nodes only ever see the current version.
     bundle_history: usize = 10;
+    /// Seconds between the status page's in-place refreshes (`/ui/`).
+    ui_refresh_secs: u64 = 15;
+    /// Most nodes on one page of the status page (filters narrow them).
+    ui_page_nodes: usize = 5000;
+    /// Days before its expiry a bundle is highlighted on the status page.
+    ui_expiring_days: u64 = 7;
     /// Largest bundle accepted by PUT, in bytes (413 above).
     max_bundle_bytes: u64 = 32 * 1024 * 1024;
     /// Largest upload accepted into the quarantine, in bytes (413 above).
@@ -265,6 +271,8 @@ impl Config {
             ("max_header_bytes", self.max_header_bytes as u64),
             ("max_bundle_bytes", self.max_bundle_bytes),
             ("bundle_history", self.bundle_history as u64),
+            ("ui_refresh_secs", self.ui_refresh_secs),
+            ("ui_page_nodes", self.ui_page_nodes as u64),
             ("max_upload_bytes", self.max_upload_bytes),
             ("max_report_bytes", self.max_report_bytes),
             (

@@ -22,6 +22,7 @@
 //! - [`response`]: the response type; [`error`]: the one error → HTTP
 //!   mapping; [`http_util`]: streamed and bounded bodies.
 //! - [`metrics`], [`ratelimit`].
+//! - [`ui`]: the admins' status page (`/ui/`), rendered from `server/ui/`.
 //! - [`demo`]: the throwaway setup of `satchel-server demo`.
 //!
 //! URLs name MACs in the canonical form only (`aa-bb-cc-dd-ee-ff`); any
@@ -48,6 +49,7 @@ pub mod routes;
 pub mod shutdown;
 pub mod store;
 pub mod tls;
+pub mod ui;
 
 #[cfg(test)]
 mod fuzz_tests;

@@ -207,6 +207,11 @@ impl ReloadableTls {
         self.current().crl.is_stale(now)
     }
 
+    /// The enforced CRL's nextUpdate, if it has one.
+    pub fn crl_next_update(&self) -> Option<OffsetDateTime> {
+        self.current().crl.next_update
+    }
+
     /// The enforced CRL's number, if any.
     pub fn crl_number(&self) -> Option<u64> {
         self.current().crl.number

@@ -13,6 +13,7 @@ pub mod admin;
 pub mod bundles;
 pub mod path;
 pub mod reports;
+pub mod status;
 pub mod uploads;
 
 use std::net::{IpAddr, SocketAddr};
@@ -297,6 +298,7 @@ async fn authorize_and_dispatch(
         Route::UploadDelete => uploads::delete(app, parsed.upload_id.unwrap_or_default()).await,
         Route::ReportPost(mac) => reports::post(app, caller, mac, req).await,
         Route::Nodes => reports::nodes(app).await,
+        Route::Ui(part) => status::serve(app, part, &req).await,
     }
 }
 

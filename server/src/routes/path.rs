@@ -9,7 +9,7 @@
 use http::{Method, StatusCode};
 use satchel_bundle::{Mac, SiteName, Target};
 
-use crate::authz::Route;
+use crate::authz::{Route, UiPart};
 use crate::error::ApiError;
 
 /// Longest path accepted, in bytes.
@@ -151,6 +151,11 @@ pub fn parse(method: &Method, path: &str) -> Result<Parsed, ApiError> {
         }
         ["v1", "nodes"] if get => ok(Route::Nodes, "nodes"),
         ["v1", "audit"] if get => ok(Route::Audit, "audit"),
+        ["ui"] | ["ui", ""] if get => ok(Route::Ui(UiPart::Page), "ui"),
+        ["ui", "fragment"] if get => ok(Route::Ui(UiPart::Fragment), "ui_fragment"),
+        ["ui", "app.js"] if get => ok(Route::Ui(UiPart::Script), "ui_asset"),
+        ["ui", "style.css"] if get => ok(Route::Ui(UiPart::Style), "ui_asset"),
+        ["ui"] | ["ui", "" | "fragment" | "app.js" | "style.css"] => Err(method_not_allowed()),
         ["healthz"]
         | ["v1", "ca" | "crl" | "bundles" | "nodes" | "audit"]
         | ["v1", "boot" | "reports", _] => Err(method_not_allowed()),
@@ -189,6 +194,10 @@ mod tests {
             (Method::POST, format!("/v1/reports/{m}"), "report_post"),
             (Method::GET, "/v1/nodes".into(), "nodes"),
             (Method::GET, "/v1/audit".into(), "audit"),
+            (Method::GET, "/ui/".into(), "ui"),
+            (Method::GET, "/ui".into(), "ui"),
+            (Method::GET, "/ui/fragment".into(), "ui_fragment"),
+            (Method::GET, "/ui/app.js".into(), "ui_asset"),
             (
                 Method::GET,
                 format!("/v1/bundles/host/{m}/history"),
@@ -237,6 +246,10 @@ mod tests {
             ("PUT", "/v1/bundles/site/dc1/history", 405),
             ("DELETE", "/v1/bundles/site/dc1/history/3", 405),
             ("GET", "/v1/bundles/site/dc1/history/3/x", 404),
+            ("GET", "/ui/../v1/audit", 404),
+            ("GET", "/ui/other.js", 404),
+            ("GET", "/ui//", 404),
+            ("POST", "/ui/", 405),
             ("GET", "/v1/bundles/node/x", 404),
             ("GET", "/v1/bundles/host/aa-bb-cc-dd-ee-ff%00", 400),
             ("GET", long.as_str(), 414),

@@ -438,6 +438,7 @@ mod tests {
             fetcher_version: None,
             last_report_id: "r".into(),
             reports: 1,
+            recent: Vec::new(),
         }
     }
 

@@ -201,6 +201,73 @@ pub struct NodeRecord {
     pub last_report_id: String,
     /// Reports received in total.
     pub reports: u64,
+    /// The last [`RECENT_REPORTS`] reports, newest first.
+    #[serde(default)]
+    pub recent: Vec<ReportSummary>,
+}
+
+/// Reports kept per node in [`NodeRecord::recent`].
+pub const RECENT_REPORTS: usize = 5;
+
+/// One report, in short.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportSummary {
+    /// Received (RFC 3339).
+    pub received: String,
+    /// Its status.
+    pub status: String,
+    /// Its error, if any.
+    pub error: Option<String>,
+    /// Its id.
+    pub report_id: String,
+}
+
+impl NodeRecord {
+    /// The node's record once `report` is added to `old` (pure; every
+    /// store keeps its records this way).
+    pub fn after(old: Option<NodeRecord>, report: &StoredReport) -> NodeRecord {
+        let r = &report.report;
+        let status = r
+            .get("status")
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown")
+            .to_string();
+        let error = r
+            .get("error")
+            .and_then(|v| v.as_str())
+            .map(|s| s.to_string());
+        let mut recent = vec![ReportSummary {
+            received: report.received.clone(),
+            status: status.clone(),
+            error: error.clone(),
+            report_id: report.report_id.clone(),
+        }];
+        if let Some(o) = &old {
+            recent.extend(o.recent.iter().take(RECENT_REPORTS - 1).cloned());
+        }
+        NodeRecord {
+            mac: report.mac,
+            last_seen: report.received.clone(),
+            serials: r.get("serials").cloned().unwrap_or(serde_json::Value::Null),
+            payloads: r
+                .get("payloads")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null),
+            last_error: match (&error, status.as_str()) {
+                (Some(e), _) => Some(e.clone()),
+                (None, "ok" | "applied") => None,
+                (None, _) => old.as_ref().and_then(|o| o.last_error.clone()),
+            },
+            last_status: status,
+            fetcher_version: r
+                .get("fetcher_version")
+                .and_then(|v| v.as_str())
+                .map(|s| s.to_string()),
+            last_report_id: report.report_id.clone(),
+            reports: old.as_ref().map(|o| o.reports).unwrap_or(0) + 1,
+            recent,
+        }
+    }
 }
 
 /// Which audit log a line belongs to. Each is bounded on its own, so

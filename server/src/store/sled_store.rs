@@ -550,16 +550,6 @@ impl Store for SledStore {
         let key = report.mac.to_string();
         let body = to_json(report)?;
         let seq = self.db.generate_id().map_err(backend)?;
-        let r = &report.report;
-        let status = r
-            .get("status")
-            .and_then(|v| v.as_str())
-            .unwrap_or("unknown")
-            .to_string();
-        let error = r
-            .get("error")
-            .and_then(|v| v.as_str())
-            .map(|s| s.to_string());
         // No sled transaction here: each one rolls the log buffer twice
         // (two writes and syncs of their own, beside the group commit's),
         // which made reports the store's main cost in a boot storm. The
@@ -579,27 +569,7 @@ impl Store for SledStore {
         self.nodes
             .fetch_and_update(key.as_bytes(), |current| {
                 let old: Option<NodeRecord> = current.and_then(|v| from_json(v).ok());
-                let rec = NodeRecord {
-                    mac: report.mac,
-                    last_seen: report.received.clone(),
-                    last_status: status.clone(),
-                    serials: r.get("serials").cloned().unwrap_or(serde_json::Value::Null),
-                    payloads: r
-                        .get("payloads")
-                        .cloned()
-                        .unwrap_or(serde_json::Value::Null),
-                    last_error: match (&error, status.as_str()) {
-                        (Some(e), _) => Some(e.clone()),
-                        (None, "ok" | "applied") => None,
-                        (None, _) => old.as_ref().and_then(|o| o.last_error.clone()),
-                    },
-                    fetcher_version: r
-                        .get("fetcher_version")
-                        .and_then(|v| v.as_str())
-                        .map(|s| s.to_string()),
-                    last_report_id: report.report_id.clone(),
-                    reports: old.as_ref().map(|o| o.reports).unwrap_or(0) + 1,
-                };
+                let rec = NodeRecord::after(old, report);
                 match to_json(&rec) {
                     Ok(json) => Some(json),
                     Err(e) => {

@@ -14,3 +14,4 @@ mod publish;
 mod quarantine;
 mod revocation;
 mod shutdown;
+mod status_page;

@@ -1,0 +1,287 @@
+//! The admins' status page in a real browser: Debian's chromium, headless,
+//! with the admin's client certificate in an NSS database and picked by
+//! the `AutoSelectCertificateForUrls` policy; a node certificate refused.
+//!
+//! Needs `chromium` and `certutil`/`pk12util` (`libnss3-tools`), which
+//! README's test command installs, and root (the policy lives in
+//! `/etc/chromium/policies/managed/`, the only place chromium reads it).
+//! `SATCHEL_UPDATE_SCREENSHOT=1` also writes the page's screenshot to
+//! `server/ui/screenshot.png`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use satchel_bundle::Target;
+
+use crate::harness::*;
+
+/// Longest a browser run may take before it is killed.
+const BROWSER_LIMIT: Duration = Duration::from_secs(90);
+const POLICY_DIR: &str = "/etc/chromium/policies/managed";
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e} (tests/run installs chromium and libnss3-tools)"));
+    assert!(
+        out.status.success(),
+        "{what}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A HOME whose NSS database trusts the test CA and holds `cred`.
+fn nss_home(w: &World, name: &str, cred: &Cred) -> PathBuf {
+    let home = w.path().join(format!("home-{name}"));
+    let db = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&db).expect("nssdb");
+    let db_arg = format!("sql:{}", db.display());
+    run(
+        Command::new("certutil").args(["-N", "--empty-password", "-d", &db_arg]),
+        "certutil -N",
+    );
+    run(
+        Command::new("certutil")
+            .args([
+                "-A",
+                "-n",
+                "satchel test CA",
+                "-t",
+                "C,,",
+                "-d",
+                &db_arg,
+                "-i",
+            ])
+            .arg(&w.ca_pem),
+        "certutil -A",
+    );
+    let p12 = home.join("client.p12");
+    run(
+        Command::new("openssl")
+            .args(["pkcs12", "-export", "-passout", "pass:", "-in"])
+            .arg(&cred.cert)
+            .arg("-inkey")
+            .arg(&cred.key)
+            .arg("-out")
+            .arg(&p12),
+        "openssl pkcs12",
+    );
+    run(
+        Command::new("pk12util")
+            .args(["-W", "", "-d", &db_arg, "-i"])
+            .arg(&p12),
+        "pk12util",
+    );
+    home
+}
+
+/// The managed policy that makes chromium present a client certificate of
+/// the test CA to this server without asking; removed on drop.
+struct Policy(PathBuf);
+
+impl Policy {
+    fn install(port: u16) -> Policy {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "the status page test installs a chromium policy in {POLICY_DIR} and needs root"
+        );
+        std::fs::create_dir_all(POLICY_DIR).expect("policy dir");
+        let path = Path::new(POLICY_DIR).join(format!("satchel-test-{}.json", std::process::id()));
+        let rule = serde_json::json!({
+            "pattern": format!("https://127.0.0.1:{port}"),
+            "filter": { "ISSUER": { "CN": "satchel test CA" } },
+        });
+        let policy = serde_json::json!({ "AutoSelectCertificateForUrls": [rule.to_string()] });
+        std::fs::write(&path, policy.to_string()).expect("policy");
+        Policy(path)
+    }
+}
+
+impl Drop for Policy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Headless chromium with `home`'s NSS database: `args`, then `url`.
+fn chromium(home: &Path, profile: &Path, args: &[String], url: &str) -> String {
+    let mut cmd = Command::new("chromium");
+    cmd.env("HOME", home)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .stdin(Stdio::null());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("chromium: {e} (tests/run installs it)"));
+    let started = Instant::now();
+    loop {
+        match child.try_wait().expect("wait") {
+            Some(_) => break,
+            None if started.elapsed() > BROWSER_LIMIT => {
+                let _ = child.kill();
+                panic!("chromium did not finish within {BROWSER_LIMIT:?}");
+            }
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+    let mut out = String::new();
+    if let Some(mut so) = child.stdout.take() {
+        std::io::Read::read_to_string(&mut so, &mut out).expect("stdout");
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_stale_and_failed_nodes_to_admins_only() {
+    let w = World::new();
+    let data = w.path().join("data");
+    let srv = Server::start(&w.config(&data, ""));
+    let admin = Client::new(&w, srv.addr, Some(&w.admin));
+
+    // Four hosts: one current, one stale, one failed, one never seen.
+    for n in 1..=4 {
+        let t = Target::Host(mac(n));
+        let url = format!("/v1/bundles/{t}");
+        assert_eq!(admin.status("PUT", &url, w.bundle(&t, None, 1)).await, 201);
+    }
+    let payload = |h: &serde_json::Value| {
+        h["versions"][0]["payload_sha256"]
+            .as_str()
+            .map(str::to_string)
+    };
+    for n in 1..=2 {
+        let t = Target::Host(mac(n));
+        let p = payload(&admin.json("GET", &format!("/v1/bundles/{t}/history")).await)
+            .expect("payload");
+        let node = Client::new(&w, srv.addr, Some(&w.host(n, None)));
+        let report =
+            format!(r#"{{"status":"applied","serials":{{"{t}":1}},"payloads":{{"{t}":"{p}"}}}}"#);
+        assert_eq!(
+            node.status("POST", &format!("/v1/reports/{}", mac(n)), report)
+                .await,
+            202
+        );
+    }
+    let t2 = Target::Host(mac(2));
+    assert_eq!(
+        admin
+            .status("PUT", &format!("/v1/bundles/{t2}"), w.bundle(&t2, None, 2))
+            .await,
+        201
+    );
+    let node3 = Client::new(&w, srv.addr, Some(&w.host(3, None)));
+    let failed = format!(
+        r#"{{"status":"failed","error":"host/{} refused: signature by an untrusted key"}}"#,
+        mac(3)
+    );
+    assert_eq!(
+        node3
+            .status("POST", &format!("/v1/reports/{}", mac(3)), failed)
+            .await,
+        202
+    );
+    // The server refuses the page to a node over the API client, too.
+    assert_eq!(node3.status("GET", "/ui/", Bytes::new()).await, 403);
+
+    let _policy = Policy::install(srv.addr.port());
+    let base = format!("https://127.0.0.1:{}/ui/", srv.addr.port());
+    let admin_home = nss_home(&w, "admin", &w.admin);
+    let dom = chromium(
+        &admin_home,
+        &w.path().join("profile-1"),
+        &["--dump-dom".into()],
+        &base,
+    );
+    assert!(dom.contains("<h1>satchel</h1>"), "{dom}");
+    let row = |mac: &str| {
+        dom.split("<tr")
+            .find(|r| r.contains(mac))
+            .unwrap_or_else(|| panic!("no row for {mac}:\n{dom}"))
+            .to_string()
+    };
+    assert!(
+        row(&mac(1).to_string()).contains("current"),
+        "{}",
+        row(&mac(1).to_string())
+    );
+    assert!(
+        row(&mac(2).to_string()).contains("stale: host/"),
+        "{}",
+        row(&mac(2).to_string())
+    );
+    let failed_row = row(&mac(3).to_string());
+    assert!(
+        failed_row.contains("failed") && failed_row.contains("signature by an untrusted key"),
+        "{failed_row}"
+    );
+    assert!(
+        dom.contains("1 host bundle(s) whose node never reported"),
+        "{dom}"
+    );
+    // The filter narrows the table to the failed node.
+    let filtered = chromium(
+        &admin_home,
+        &w.path().join("profile-2"),
+        &["--dump-dom".into()],
+        &format!("{base}?failed=1"),
+    );
+    let body = filtered.split("<tbody>").nth(1).unwrap_or_default();
+    assert!(
+        body.contains(&mac(3).to_string()) && !body.contains(&mac(1).to_string()),
+        "{filtered}"
+    );
+
+    // A screenshot of the page, as the browser rendered it.
+    let shot = w.path().join("status.png");
+    chromium(
+        &admin_home,
+        &w.path().join("profile-3"),
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1400,900".into(),
+        ],
+        &base,
+    );
+    let png = std::fs::read(&shot).expect("screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    if std::env::var_os("SATCHEL_UPDATE_SCREENSHOT").is_some() {
+        let dest = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui/screenshot.png");
+        std::fs::write(&dest, &png).expect("write screenshot");
+    }
+
+    // A node's certificate, auto-selected the same way, gets no page.
+    let node_home = nss_home(&w, "node", &w.host(1, None));
+    let dom = chromium(
+        &node_home,
+        &w.path().join("profile-4"),
+        &["--dump-dom".into()],
+        &base,
+    );
+    assert!(
+        dom.contains("forbidden") && !dom.contains("<h1>satchel</h1>"),
+        "{dom}"
+    );
+}
