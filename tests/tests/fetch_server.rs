@@ -190,7 +190,10 @@ fn fetches_from_the_real_server_and_reports_to_its_inventory() {
     write(&config_path, config_text.as_bytes());
     let f = harness::run(harness::node_fetcher(d, &[]), KILL_AFTER);
     assert_eq!(f.code(), 0, "fetcher:\n{}", f.stderr);
-    assert!(!stale.exists(), "stale download file kept after a good boot");
+    assert!(
+        !stale.exists(),
+        "stale download file kept after a good boot"
+    );
 
     // Capture: files a person changed on the node go to the quarantine,
     // sealed to the admins; the admin can read them, the server cannot.
