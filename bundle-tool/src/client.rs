@@ -244,6 +244,11 @@ impl Client {
         })
     }
 
+    /// The server as `https://HOST:PORT`, for messages.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr())
+    }
+
     fn addr(&self) -> String {
         if self.host.contains(':') {
             format!("[{}]:{}", self.host, self.port)

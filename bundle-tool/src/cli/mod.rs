@@ -22,10 +22,12 @@ mod completions;
 mod create;
 mod demo;
 mod diff;
+mod fleet;
 mod initrd;
 mod inspect;
 mod keygen;
 mod open;
+mod profile;
 pub mod progress;
 mod publish;
 mod uploads;
@@ -70,6 +72,14 @@ pub enum Command {
     Approve(approve::Args),
     /// Upload a signed bundle to the server (admin cert).
     Publish(publish::Args),
+    /// The server's inventory: last result, applied serials, stale or failed nodes (admin cert).
+    Nodes(fleet::NodesArgs),
+    /// The published bundles: serial, size, signer, expiry (admin cert).
+    Bundles(fleet::BundlesArgs),
+    /// The server's audit log (admin cert).
+    AuditLog(fleet::AuditArgs),
+    /// The kept versions of one target (admin cert).
+    History(fleet::HistoryArgs),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Print the man page (or write all pages into a directory).
@@ -90,6 +100,10 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Uploads(u) => uploads::run(u),
         Command::Approve(a) => approve::run(a),
         Command::Publish(a) => publish::run(a),
+        Command::Nodes(a) => fleet::nodes(a),
+        Command::Bundles(a) => fleet::bundles(a),
+        Command::AuditLog(a) => fleet::audit(a),
+        Command::History(a) => fleet::history(a),
         Command::Completions(a) => completions::completions(a),
         Command::Man(a) => completions::man(a),
     };

@@ -69,10 +69,8 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let m = &header.manifest;
     let path = route(&m.target);
     let size = bytes.len();
-    let r = a
-        .server
-        .client()?
-        .request(Method::PUT, &path, Some(bytes))?;
+    let client = a.server.client()?;
+    let r = client.request(Method::PUT, &path, Some(bytes))?;
     let answer: serde_json::Value = serde_json::from_slice(&r.body)
         .unwrap_or_else(|_| json!(String::from_utf8_lossy(&r.body).into_owned()));
     match r.status {
@@ -80,7 +78,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             if a.json {
                 print_json(&json!({ "published": a.bundle, "route": path, "status": s, "answer": answer }))?;
             } else {
-                println!("published {} ({} serial {}, {size} bytes) to {}{path}: {s}", a.bundle.display(), m.target, m.serial, a.server.server);
+                println!("published {} ({} serial {}, {size} bytes) to {}{path}: {s}", a.bundle.display(), m.target, m.serial, client.url());
                 println!("{}", serde_json::to_string_pretty(&answer)?);
             }
             Ok(ExitCode::SUCCESS)

@@ -22,33 +22,54 @@ use super::{print_json, UsageError};
 /// The server and the admin's TLS files (shared by `uploads` and `publish`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServerArgs {
-    /// The server: https://HOST[:PORT].
+    /// The server: https://HOST[:PORT] (default: the admin profile's `server`).
     #[arg(long, value_name = "URL")]
-    pub server: String,
-    /// The admin's client certificate (PEM).
+    pub server: Option<String>,
+    /// The admin's client certificate, PEM (default: the profile's `cert`).
     #[arg(long, value_name = "FILE")]
-    pub cert: PathBuf,
-    /// The admin's private key (PEM).
+    pub cert: Option<PathBuf>,
+    /// The admin's private key, PEM (default: the profile's `key`).
     #[arg(long, value_name = "FILE")]
-    pub key: PathBuf,
-    /// The CA certificate (PEM): the only root trusted for the server.
+    pub key: Option<PathBuf>,
+    /// The CA certificate, PEM: the only root trusted for the server
+    /// (default: the profile's `ca`).
     #[arg(long, value_name = "FILE")]
-    pub ca: PathBuf,
+    pub ca: Option<PathBuf>,
     /// The name the server's certificate must carry (default: the URL's host).
     #[arg(long, value_name = "NAME")]
     pub server_name: Option<String>,
 }
 
 impl ServerArgs {
-    /// The client.
+    /// The client: each setting from its flag, else from the admin profile.
     pub fn client(&self) -> anyhow::Result<Client> {
-        let files = TlsFiles {
-            ca: self.ca.clone(),
-            cert: self.cert.clone(),
-            key: self.key.clone(),
+        let profile = super::profile::Profile::load()?;
+        let need = |flag: &Option<PathBuf>, from: Option<PathBuf>, name: &str| {
+            flag.clone().or(from).ok_or_else(|| {
+                UsageError(format!(
+                    "no {name}: give --{name} or set `{name}` in {}",
+                    profile.describe()
+                ))
+            })
         };
-        Client::new(&self.server, self.server_name.as_deref(), &files)
-            .with_context(|| format!("cannot set up the connection to {}", self.server))
+        let server = self
+            .server
+            .clone()
+            .or_else(|| profile.server.clone())
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "no server: give --server or set `server` in {}",
+                    profile.describe()
+                ))
+            })?;
+        let files = TlsFiles {
+            ca: need(&self.ca, profile.path_of(&profile.ca), "ca")?,
+            cert: need(&self.cert, profile.path_of(&profile.cert), "cert")?,
+            key: need(&self.key, profile.path_of(&profile.key), "key")?,
+        };
+        let server_name = self.server_name.clone().or(profile.server_name.clone());
+        Client::new(&server, server_name.as_deref(), &files)
+            .with_context(|| format!("cannot set up the connection to {server}"))
     }
 }
 
