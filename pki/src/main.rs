@@ -280,6 +280,16 @@ fn issue(dir: &Path, cmd: IssueCmd) -> Result<()> {
     let ca = open_ca(dir)?;
     let (issued, common) = match cmd {
         IssueCmd::Server { dns, ip, common } => {
+            for d in dns
+                .iter()
+                .filter(|d| !d.trim_end_matches('.').contains('.'))
+            {
+                eprintln!(
+                    "satchel-pki: warning: {d:?} is a single-label name, not a fully qualified \
+                     one; linters (and `satchel-pki audit`, w_san_dns_name_single_label) flag it. \
+                     Keep it to demos; name the SRV target clients use."
+                );
+            }
             (ca.issue_server(&dns, &ip, common.validity_days), common)
         }
         IssueCmd::Host { mac, site, common } => {

@@ -868,7 +868,7 @@ fn inventory_agrees_with_openssl() {
     use sha2::Digest;
     assert_eq!(c.spki_sha256, hex::encode(sha2::Sha256::digest(&spki)));
     let text = openssl_out(&["x509", "-noout", "-text"], leaf.pem.as_bytes());
-    assert!(text.contains(&format!("URI:satchel://host/{MAC}")));
+    assert!(text.contains(&format!("URI:satchel:host:{MAC}")));
     assert_eq!(c.scope.as_deref(), Some(format!("host/{MAC}").as_str()));
 }
 
