@@ -930,7 +930,7 @@ fn expiring_soon(v: &SetView<'_>, out: &mut Vec<Finding>) {
                 c,
                 format!(
                     "expires {} ({} days left)",
-                    super::report::rfc3339(c.not_after),
+                    super::timefmt::rfc3339(c.not_after),
                     left.whole_days()
                 ),
             ));
