@@ -194,8 +194,8 @@ enum LedgerCmd {
     /// Check the chain, the signatures, and that every certificate file in DIR is recorded.
     Verify {
         /// A head recorded earlier (`SEQ:SHA256`, from `ledger head`): it must still be in the chain.
-        #[arg(long)]
-        expect_head: Option<String>,
+        #[arg(long, value_name = "SEQ:SHA256", value_parser = parse_head)]
+        expect_head: Option<ledger::Head>,
     },
     /// Print the last line's `SEQ:SHA256`, to record outside DIR.
     Head,
@@ -237,6 +237,22 @@ struct EnrollArgs {
 
 fn parse_admin(s: &str) -> Result<AdminName, String> {
     AdminName::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_head(s: &str) -> Result<ledger::Head, String> {
+    let (seq, hash) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not SEQ:SHA256 (from `satchel-pki ledger head`)"))?;
+    let seq: u64 = seq
+        .parse()
+        .map_err(|_| format!("SEQ {seq:?} is not a non-negative integer"))?;
+    if hash.len() != 64 || !hash.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!("SHA256 {hash:?} is not 64 hex digits"));
+    }
+    Ok(ledger::Head {
+        seq,
+        hash: hash.to_ascii_lowercase(),
+    })
 }
 
 fn parse_floor(s: &str) -> Result<(Target, u64), String> {
@@ -392,24 +408,21 @@ fn crl(dir: &Path, out: &Path, der_only: bool, days: Option<u32>, o: Out) -> Res
     )
 }
 
-fn ledger_verify(dir: &Path, expect_head: Option<&str>, out: Out) -> Result<ExitCode> {
+fn ledger_verify(dir: &Path, expect_head: Option<&ledger::Head>, out: Out) -> Result<ExitCode> {
     let report = ledger::verify_dir(dir).context("reading the ledger")?;
     let mut problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
     if let Some(h) = expect_head {
-        let (seq, hash) = h
-            .split_once(':')
-            .context("--expect-head is SEQ:SHA256 (from `satchel-pki ledger head`)")?;
-        let seq: usize = seq.parse().context("--expect-head: SEQ is not a number")?;
+        let (seq, hash) = (h.seq, &h.hash);
         let l = ledger::Ledger::open(dir)?;
-        match l.lines().get(seq) {
-            Some(line) if line.hash == hash.to_ascii_lowercase() => {}
+        match usize::try_from(seq).ok().and_then(|i| l.lines().get(i)) {
+            Some(line) if line.hash == *hash => {}
             Some(_) => problems.push(format!(
                 "line {} no longer hashes to the recorded head {hash}: the ledger was rewritten",
-                seq + 1
+                seq.saturating_add(1)
             )),
             None => problems.push(format!(
                 "the recorded head is line {} but the ledger has {} lines: it was truncated",
-                seq + 1,
+                seq.saturating_add(1),
                 l.lines().len()
             )),
         }
@@ -587,7 +600,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             next_update_days,
         } => crl(&dir, &file, der, next_update_days, out)?,
         Cmd::Ledger(LedgerCmd::Verify { expect_head }) => {
-            return ledger_verify(&dir, expect_head.as_deref(), out)
+            return ledger_verify(&dir, expect_head.as_ref(), out)
         }
         Cmd::Ledger(LedgerCmd::Head) => {
             let l = ledger::Ledger::open(&dir)?;

@@ -467,6 +467,15 @@ fn hostile_command_line_values_are_refused() {
         "crl --out {out} --next-update-days 0".into(),
         "crl --out {out} --next-update-days 5000".into(),
         "ledger verify --expect-head nonsense".into(),
+        "ledger verify --expect-head 1:abc".into(),
+        format!(
+            "ledger verify --expect-head 18446744073709551615:{}",
+            "0".repeat(64)
+        ),
+        format!(
+            "ledger verify --expect-head 99999999999999999999:{}",
+            "0".repeat(64)
+        ),
         format!("{e} --signer {{s}}"),
         format!("{e} --mac aa-bb-cc-dd-ee-ff"),
         format!("{e} --mac aa-bb-cc-dd-ee-ff --signer {{ec}}"),
