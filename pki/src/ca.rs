@@ -333,18 +333,53 @@ pub struct SignedCrl {
 
 /// RFC 5280 revocation reasons an operator may give.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Reason {
     /// unspecified (0)
+    #[cfg_attr(feature = "cli", value(name = "unspecified"))]
     Unspecified,
     /// keyCompromise (1)
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            name = "keyCompromise",
+            alias = "key-compromise",
+            alias = "key_compromise"
+        )
+    )]
     KeyCompromise,
     /// affiliationChanged (3)
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            name = "affiliationChanged",
+            alias = "affiliation-changed",
+            alias = "affiliation_changed"
+        )
+    )]
     AffiliationChanged,
     /// superseded (4)
+    #[cfg_attr(feature = "cli", value(name = "superseded"))]
     Superseded,
     /// cessationOfOperation (5)
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            name = "cessationOfOperation",
+            alias = "cessation-of-operation",
+            alias = "cessation_of_operation"
+        )
+    )]
     CessationOfOperation,
     /// privilegeWithdrawn (9)
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            name = "privilegeWithdrawn",
+            alias = "privilege-withdrawn",
+            alias = "privilege_withdrawn"
+        )
+    )]
     PrivilegeWithdrawn,
 }
 

@@ -22,7 +22,7 @@ pub const CA_KEY_ENCRYPTED: &str = "ca.key.age";
 /// The plaintext CA key (tests only).
 pub const CA_KEY_PLAINTEXT: &str = "ca.key";
 /// The issuance ledger.
-pub const LEDGER: &str = crate::ledger::LEDGER_FILE;
+pub const LEDGER: &str = "ledger.jsonl";
 /// Copies of issued certificates.
 pub const CERTS_DIR: &str = "certs";
 /// Site age identities.

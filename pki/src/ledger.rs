@@ -47,8 +47,9 @@ use time::OffsetDateTime;
 use x509_parser::der_parser::asn1_rs::BitString;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// The ledger's file name inside the CA directory.
-pub const LEDGER_FILE: &str = "ledger.jsonl";
+/// The ledger's file name inside the CA directory ([`crate::layout`] names
+/// every file; the ledger uses the layout, never the other way round).
+pub const LEDGER_FILE: &str = crate::layout::LEDGER;
 /// Largest ledger line accepted, in bytes.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 /// Largest ledger file accepted, in bytes.

@@ -26,7 +26,7 @@
 //! - [`serial`]: the one text form of a certificate serial.
 //! - [`ledger`]: the hash-chained, CA-signed issuance ledger (line format in its doc).
 //! - [`layout`]: the files of a CA directory.
-//! - [`scope`]: scope SAN URIs (`satchel://host/<mac>`, `…/site/<name>`, `…/admin/<name>`).
+//! - [`scope`]: scope SAN URIs (`satchel:host:<mac>`, `satchel:site:<name>`, `satchel:admin:<name>`).
 //! - [`node_config`]: the node config file type (`satchel.toml`).
 //! - `ca`, `profile`, `enroll`, `audit` (feature `issuing`).
 

@@ -10,6 +10,11 @@
 //! CA key passphrase comes from `$SATCHEL_PKI_PASSPHRASE`, else a prompt
 //! when stdin is a terminal; with neither, commands that sign fail.
 //!
+//! `--json` (global) prints each command's result as one JSON object on
+//! stdout, and a failure as `{"error":{"message":…}}` (also on stdout; the
+//! exit status is the same). `completions SHELL` and `man [--out DIR]` are
+//! generated from the same clap definitions as `--help`.
+//!
 //! Exit status: 0 success; 1 failure (message on stderr); 2 usage error;
 //! 3 `ledger verify` found problems. `audit` has its own (see
 //! `satchel_pki::audit::cli`: 1 findings at or above `--fail-on`, 2 input error).
@@ -21,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use satchel_bundle::{Mac, SiteName, Target};
 use satchel_pki::audit::cli::{run_cli as run_audit, AuditArgs};
 use satchel_pki::ca::{replace_public, Ca, InitOptions, KeySecret, Reason};
@@ -30,6 +35,7 @@ use satchel_pki::layout;
 use satchel_pki::ledger;
 use satchel_pki::profile::Curve;
 use satchel_pki::scope::AdminName;
+use serde_json::{json, Value};
 
 /// Environment variable holding the CA key passphrase.
 const PASSPHRASE_ENV: &str = "SATCHEL_PKI_PASSPHRASE";
@@ -42,6 +48,9 @@ struct Cli {
     /// The CA directory.
     #[arg(long, global = true, env = layout::PKI_DIR_ENV, default_value = layout::DEFAULT_PKI_DIR)]
     dir: PathBuf,
+    /// Print the result as JSON on stdout (errors too: `{"error":{"message":…}}`).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -70,10 +79,9 @@ enum Cmd {
     Revoke {
         /// The serial (hex; colons and 0x accepted).
         serial: String,
-        /// RFC 5280 reason: unspecified, keyCompromise, affiliationChanged,
-        /// superseded, cessationOfOperation, privilegeWithdrawn.
-        #[arg(long, default_value = "unspecified")]
-        reason: String,
+        /// RFC 5280 reason (any case; kebab-case accepted).
+        #[arg(long, value_enum, ignore_case = true, default_value = "unspecified")]
+        reason: Reason,
     },
     /// Sign a CRL of every revocation.
     Crl {
@@ -94,6 +102,39 @@ enum Cmd {
     Enroll(EnrollArgs),
     /// Audit every certificate, the ledger and the CRL (for security reviewers).
     Audit(AuditArgs),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to write a completion script for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, or write one per subcommand into DIR.
+    Man {
+        /// Write satchel-pki.1 and one page per subcommand into DIR
+        /// (default: satchel-pki.1 on stdout).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Where results go: text for people, or one JSON object with `--json`.
+#[derive(Clone, Copy, Debug)]
+struct Out {
+    json: bool,
+}
+
+impl Out {
+    /// Prints `text`, or `value` as JSON.
+    fn emit(self, text: impl std::fmt::Display, value: Value) -> Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        if self.json {
+            let s = serde_json::to_string_pretty(&value).context("encoding the JSON result")?;
+            writeln!(stdout, "{s}")
+        } else {
+            writeln!(stdout, "{text}")
+        }
+        .context("writing the result")
+    }
 }
 
 #[derive(Args, Debug)]
@@ -153,8 +194,8 @@ enum LedgerCmd {
     /// Check the chain, the signatures, and that every certificate file in DIR is recorded.
     Verify {
         /// A head recorded earlier (`SEQ:SHA256`, from `ledger head`): it must still be in the chain.
-        #[arg(long)]
-        expect_head: Option<String>,
+        #[arg(long, value_name = "SEQ:SHA256", value_parser = parse_head)]
+        expect_head: Option<ledger::Head>,
     },
     /// Print the last line's `SEQ:SHA256`, to record outside DIR.
     Head,
@@ -196,6 +237,22 @@ struct EnrollArgs {
 
 fn parse_admin(s: &str) -> Result<AdminName, String> {
     AdminName::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_head(s: &str) -> Result<ledger::Head, String> {
+    let (seq, hash) = s
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?} is not SEQ:SHA256 (from `satchel-pki ledger head`)"))?;
+    let seq: u64 = seq
+        .parse()
+        .map_err(|_| format!("SEQ {seq:?} is not a non-negative integer"))?;
+    if hash.len() != 64 || !hash.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!("SHA256 {hash:?} is not 64 hex digits"));
+    }
+    Ok(ledger::Head {
+        seq,
+        hash: hash.to_ascii_lowercase(),
+    })
 }
 
 fn parse_floor(s: &str) -> Result<(Target, u64), String> {
@@ -276,10 +333,20 @@ fn open_ca(dir: &Path) -> Result<Ca> {
     Ca::open(dir, &secret).with_context(|| format!("opening the CA in {}", dir.display()))
 }
 
-fn issue(dir: &Path, cmd: IssueCmd) -> Result<()> {
+fn issue(dir: &Path, cmd: IssueCmd, out: Out) -> Result<()> {
     let ca = open_ca(dir)?;
     let (issued, common) = match cmd {
         IssueCmd::Server { dns, ip, common } => {
+            for d in dns
+                .iter()
+                .filter(|d| !d.trim_end_matches('.').contains('.'))
+            {
+                eprintln!(
+                    "satchel-pki: warning: {d:?} is a single-label name, not a fully qualified \
+                     one; linters (and `satchel-pki audit`, w_san_dns_name_single_label) flag it. \
+                     Keep it to demos; name the SRV target clients use."
+                );
+            }
             (ca.issue_server(&dns, &ip, common.validity_days), common)
         }
         IssueCmd::Host { mac, site, common } => {
@@ -292,18 +359,28 @@ fn issue(dir: &Path, cmd: IssueCmd) -> Result<()> {
     let (crt, key) = issued
         .write(&common.out)
         .context("writing the certificate and key")?;
-    println!(
-        "issued {} certificate serial {} valid until {}\n  {}\n  {}",
-        issued.kind,
-        issued.serial_hex,
-        issued.not_after,
-        crt.display(),
-        key.display()
-    );
-    Ok(())
+    out.emit(
+        format_args!(
+            "issued {} certificate serial {} valid until {}\n  {}\n  {}",
+            issued.kind,
+            issued.serial_hex,
+            issued.not_after,
+            crt.display(),
+            key.display()
+        ),
+        json!({
+            "kind": issued.kind.to_string(),
+            "serial": issued.serial_hex,
+            "scope": issued.scope.as_ref().map(|s| s.label()),
+            "not_before": satchel_pki::audit::report::rfc3339(issued.not_before),
+            "not_after": satchel_pki::audit::report::rfc3339(issued.not_after),
+            "certificate": crt,
+            "key": key,
+        }),
+    )
 }
 
-fn crl(dir: &Path, out: &Path, der_only: bool, days: Option<u32>) -> Result<()> {
+fn crl(dir: &Path, out: &Path, der_only: bool, days: Option<u32>, o: Out) -> Result<()> {
     let ca = open_ca(dir)?;
     let crl = ca.crl(days).context("signing the CRL")?;
     if der_only {
@@ -314,36 +391,59 @@ fn crl(dir: &Path, out: &Path, der_only: bool, days: Option<u32>) -> Result<()> 
         der_path.push(".der");
         replace_public(Path::new(&der_path), &crl.der).context("writing the DER CRL")?;
     }
-    println!(
-        "CRL number {} lists {} revoked certificate(s); next update {}",
-        crl.number,
-        crl.revoked.len(),
-        crl.next_update
-    );
-    Ok(())
+    o.emit(
+        format_args!(
+            "CRL number {} lists {} revoked certificate(s); next update {}",
+            crl.number,
+            crl.revoked.len(),
+            crl.next_update
+        ),
+        json!({
+            "number": crl.number,
+            "revoked": crl.revoked,
+            "this_update": satchel_pki::audit::report::rfc3339(crl.this_update),
+            "next_update": satchel_pki::audit::report::rfc3339(crl.next_update),
+            "file": out,
+        }),
+    )
 }
 
-fn ledger_verify(dir: &Path, expect_head: Option<&str>) -> Result<ExitCode> {
+fn ledger_verify(dir: &Path, expect_head: Option<&ledger::Head>, out: Out) -> Result<ExitCode> {
     let report = ledger::verify_dir(dir).context("reading the ledger")?;
     let mut problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
     if let Some(h) = expect_head {
-        let (seq, hash) = h
-            .split_once(':')
-            .context("--expect-head is SEQ:SHA256 (from `satchel-pki ledger head`)")?;
-        let seq: usize = seq.parse().context("--expect-head: SEQ is not a number")?;
+        let (seq, hash) = (h.seq, &h.hash);
         let l = ledger::Ledger::open(dir)?;
-        match l.lines().get(seq) {
-            Some(line) if line.hash == hash.to_ascii_lowercase() => {}
+        match usize::try_from(seq).ok().and_then(|i| l.lines().get(i)) {
+            Some(line) if line.hash == *hash => {}
             Some(_) => problems.push(format!(
                 "line {} no longer hashes to the recorded head {hash}: the ledger was rewritten",
-                seq + 1
+                seq.saturating_add(1)
             )),
             None => problems.push(format!(
                 "the recorded head is line {} but the ledger has {} lines: it was truncated",
-                seq + 1,
+                seq.saturating_add(1),
                 l.lines().len()
             )),
         }
+    }
+    let head = report.head.as_ref().map(|h| h.to_string());
+    if out.json {
+        out.emit(
+            "",
+            json!({
+                "ok": problems.is_empty(),
+                "lines": report.lines,
+                "head": head,
+                "problems": problems,
+                "missing_files": report.missing_files,
+            }),
+        )?;
+        return Ok(if problems.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_LEDGER_PROBLEMS)
+        });
     }
     for f in &report.missing_files {
         eprintln!("note: the copy {f} recorded in the ledger is not in the directory");
@@ -368,7 +468,7 @@ fn ledger_verify(dir: &Path, expect_head: Option<&str>) -> Result<ExitCode> {
     }
 }
 
-fn enroll(dir: &Path, a: EnrollArgs) -> Result<()> {
+fn enroll(dir: &Path, a: EnrollArgs, out: Out) -> Result<()> {
     let ca = open_ca(dir)?;
     let mut floors = BTreeMap::new();
     for (t, n) in a.floors {
@@ -393,20 +493,64 @@ fn enroll(dir: &Path, a: EnrollArgs) -> Result<()> {
         out: a.out.clone(),
     };
     let done = ca.enroll(&opts).context("enrolling")?;
-    println!(
-        "wrote the credential set to {} (client certificate serial {})",
+    let mut text = format!(
+        "wrote the credential set to {} (client certificate serial {})\nencrypt this image's bundles to:",
         a.out.display(),
         done.client_serial
     );
-    println!("encrypt this image's bundles to:");
+    let mut recipients = serde_json::Map::new();
     for (t, r) in &done.recipients {
-        println!("  {t} {r}");
+        text.push_str(&format!("\n  {t} {r}"));
+        recipients.insert(t.to_string(), Value::String(r.to_string()));
     }
-    Ok(())
+    out.emit(
+        text,
+        json!({
+            "out": a.out,
+            "client_serial": done.client_serial,
+            "recipients": recipients,
+        }),
+    )
+}
+
+fn completions(shell: clap_complete::Shell, out: Out) -> Result<()> {
+    if out.json {
+        bail!("completions writes a shell script; it has no --json form");
+    }
+    // Generated into memory first: clap_complete panics on a write error
+    // (such as a closed pipe); here it is an ordinary error.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "satchel-pki", &mut script);
+    std::io::stdout()
+        .write_all(&script)
+        .context("writing the completion script")
+}
+
+fn man(dir: Option<&Path>, out: Out) -> Result<()> {
+    match dir {
+        None => {
+            if out.json {
+                bail!("man prints a man page; with --json give --out DIR");
+            }
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .context("writing the man page")
+        }
+        Some(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+            clap_mangen::generate_to(Cli::command(), d)
+                .with_context(|| format!("writing man pages into {}", d.display()))?;
+            out.emit(
+                format_args!("wrote man pages into {}", d.display()),
+                json!({ "dir": d }),
+            )
+        }
+    }
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let dir = cli.dir;
+    let out = Out { json: cli.json };
     match cli.cmd {
         Cmd::Init {
             name,
@@ -426,50 +570,65 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 validity_days,
                 key,
             };
-            Ca::init(&dir, opts)
+            let ca = Ca::init(&dir, opts)
                 .with_context(|| format!("creating the CA in {}", dir.display()))?;
-            println!(
-                "CA created in {}: {}",
-                dir.display(),
-                dir.join(layout::CA_CERT).display()
-            );
+            let cert = dir.join(layout::CA_CERT);
+            out.emit(
+                format_args!("CA created in {}: {}", dir.display(), cert.display()),
+                json!({
+                    "dir": dir,
+                    "certificate": cert,
+                    "not_after": ca.not_after().ok().map(satchel_pki::audit::report::rfc3339),
+                }),
+            )?;
         }
-        Cmd::Issue(cmd) => issue(&dir, cmd)?,
+        Cmd::Issue(cmd) => issue(&dir, cmd, out)?,
         Cmd::Revoke { serial, reason } => {
-            let reason: Reason = reason.parse()?;
             let ca = open_ca(&dir)?;
             let s = ca.revoke(&serial, reason).context("revoking")?;
-            println!(
-                "revoked {s} ({}); run `satchel-pki crl` to publish it",
-                reason.name()
-            );
+            out.emit(
+                format_args!(
+                    "revoked {s} ({}); run `satchel-pki crl` to publish it",
+                    reason.name()
+                ),
+                json!({ "serial": s, "reason": reason.name() }),
+            )?;
         }
         Cmd::Crl {
-            out,
+            out: file,
             der,
             next_update_days,
-        } => crl(&dir, &out, der, next_update_days)?,
+        } => crl(&dir, &file, der, next_update_days, out)?,
         Cmd::Ledger(LedgerCmd::Verify { expect_head }) => {
-            return ledger_verify(&dir, expect_head.as_deref())
+            return ledger_verify(&dir, expect_head.as_ref(), out)
         }
         Cmd::Ledger(LedgerCmd::Head) => {
             let l = ledger::Ledger::open(&dir)?;
             match l.head() {
-                Some(h) => println!("{h}"),
+                Some(h) => out.emit(&h, json!({ "head": h.to_string() }))?,
                 None => bail!("the ledger is empty or its last line is damaged"),
             }
         }
-        Cmd::Enroll(a) => enroll(&dir, a)?,
-        Cmd::Audit(a) => return run_audit(&dir, &a),
+        Cmd::Enroll(a) => enroll(&dir, a, out)?,
+        Cmd::Audit(mut a) => {
+            a.json = cli.json;
+            return run_audit(&dir, &a);
+        }
+        Cmd::Completions { shell } => completions(shell, out)?,
+        Cmd::Man { out: d } => man(d.as_deref(), out)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.json;
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
+            if json {
+                println!("{}", json!({ "error": { "message": format!("{e:#}") } }));
+            }
             eprintln!("satchel-pki: {e:#}");
             ExitCode::FAILURE
         }

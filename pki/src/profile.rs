@@ -7,9 +7,12 @@
 //! |--------|-------------------------|--------------------------------|------------|--------------------------|------------------|
 //! | CA     | critical, CA:true, pathLen 0 | critical keyCertSign, cRLSign | none  | none                     | [`CA_VALIDITY_DAYS`] |
 //! | server | critical, CA:false      | critical digitalSignature      | serverAuth | DNS names and IPs        | [`SERVER_VALIDITY_DAYS`] |
-//! | host   | critical, CA:false      | critical digitalSignature      | clientAuth | `satchel://host/<mac>` (+ `…/site/<s>`) | [`NODE_VALIDITY_DAYS`] |
-//! | site   | critical, CA:false      | critical digitalSignature      | clientAuth | `satchel://site/<s>`     | [`NODE_VALIDITY_DAYS`] |
-//! | admin  | critical, CA:false      | critical digitalSignature      | clientAuth | `satchel://admin/<name>` | [`ADMIN_VALIDITY_DAYS`] |
+//! | host   | critical, CA:false      | critical digitalSignature      | clientAuth | `satchel:host:<mac>` (+ `satchel:site:<s>`) | [`NODE_VALIDITY_DAYS`] |
+//! | site   | critical, CA:false      | critical digitalSignature      | clientAuth | `satchel:site:<s>`       | [`NODE_VALIDITY_DAYS`] |
+//! | admin  | critical, CA:false      | critical digitalSignature      | clientAuth | `satchel:admin:<name>`   | [`ADMIN_VALIDITY_DAYS`] |
+//!
+//! Scope URIs have no authority (see [`crate::scope`]); server DNS names
+//! follow the preferred name syntax ([`parse_dns_name`]).
 //!
 //! Every certificate: a random positive serial of 128 bits ([`random_serial`]),
 //! notBefore = now − [`BACKDATE`], notAfter = notBefore + the validity, SKI;

@@ -1,28 +1,86 @@
 //! Certificate scopes: what a client certificate may do, carried as SAN URIs.
 //!
+//! The form is `satchel:KIND:NAME` — `satchel:host:aa-bb-cc-dd-ee-ff`,
+//! `satchel:site:dc1`, `satchel:admin:alice`: a URI without an authority
+//! (RFC 3986 `scheme ":" path-rootless`), so RFC 5280 §4.2.1.6's rule that an
+//! authority must be a fully qualified domain name or an IP address does not
+//! apply, and the scope reads the same in every deployment. Every NAME is made
+//! of unreserved characters only (`[a-z0-9._-]`), so no URI has a
+//! percent-encoded spelling. The old form `satchel://KIND/NAME` put `host`,
+//! `site` or `admin` where RFC 5280 wants a host name; it is refused
+//! ([`ScopeError::OldForm`]) and `satchel-pki audit` flags it.
+//!
 //! Invariant: a certificate has exactly one scope. A host URI makes it
 //! host-scoped (an accompanying site URI only names the site bundle it may
 //! also fetch); a site URI alone makes it site-scoped; an admin URI alone
-//! makes it admin-scoped. Any other combination, an unknown `satchel://` URI
-//! or a second URI of the same kind is refused, never guessed at.
+//! makes it admin-scoped. Any other combination, an unknown or non-canonical
+//! `satchel:` URI (the scheme compared without regard to case) or a second
+//! URI of the same kind is refused, never guessed at.
 
 use std::fmt;
 
 use satchel_bundle::{Mac, SiteName};
 
 /// URI scheme of every scope URI.
-pub const SCHEME: &str = "satchel://";
+pub const SCHEME: &str = "satchel";
+
+/// What every scope URI starts with: the scheme and its colon.
+pub const PREFIX: &str = "satchel:";
+
+/// What the old, refused form started with (an authority naming the kind).
+pub const OLD_PREFIX: &str = "satchel://";
+
+/// The scope kinds, as URIs spell them.
+pub const KINDS: [&str; 3] = ["host", "site", "admin"];
+
+/// Whether `uri` is in the `satchel` scheme (compared without regard to case,
+/// as RFC 3986 §3.1 says): such a URI must be a valid scope URI.
+pub fn is_scope_uri(uri: &str) -> bool {
+    uri.get(..PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
+}
+
+/// Whether `uri` has the old form `satchel://…` (any case).
+pub fn is_old_form(uri: &str) -> bool {
+    uri.get(..OLD_PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(OLD_PREFIX))
+}
+
+/// The kind (`host`, `site`, `admin`) a `satchel` URI claims, in the current
+/// or the old form, valid or not; `None` for other URIs. The audit classifies
+/// certificates with it, so an old or malformed scope URI still makes a
+/// client certificate.
+pub fn claimed_kind(uri: &str) -> Option<&'static str> {
+    let rest = if is_old_form(uri) {
+        &uri[OLD_PREFIX.len()..]
+    } else if is_scope_uri(uri) {
+        &uri[PREFIX.len()..]
+    } else {
+        return None;
+    };
+    KINDS.into_iter().find(|k| {
+        rest.get(..k.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(k))
+            && matches!(rest.as_bytes().get(k.len()), Some(b':' | b'/'))
+    })
+}
 
 /// Errors from reading a scope out of SAN URIs.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ScopeError {
-    /// No `satchel://` URI at all.
-    #[error("certificate carries no satchel:// scope URI in its subjectAltName")]
+    /// No `satchel:` URI at all.
+    #[error("certificate carries no satchel: scope URI in its subjectAltName")]
     Missing,
-    /// A `satchel://` URI that is not one of host/site/admin or whose name is invalid.
+    /// A `satchel:` URI that is not one of host/site/admin or whose name is invalid.
     #[error("invalid scope URI {0:?}")]
     Invalid(String),
+    /// A URI of the old form `satchel://KIND/NAME`, whose authority is not a
+    /// host name (RFC 5280 §4.2.1.6).
+    #[error(
+        "scope URI {0:?} has the old satchel://KIND/NAME form; reissue the certificate (it now carries satchel:KIND:NAME)"
+    )]
+    OldForm(String),
     /// Two URIs of one kind, or an admin URI beside a node URI.
     #[error("conflicting scope URIs: {0}")]
     Conflict(String),
@@ -61,7 +119,7 @@ impl AdminName {
         if ok {
             Ok(AdminName(s.to_string()))
         } else {
-            Err(ScopeError::Invalid(format!("{SCHEME}admin/{s}")))
+            Err(ScopeError::Invalid(format!("{PREFIX}admin:{s}")))
         }
     }
 
@@ -77,7 +135,7 @@ impl fmt::Display for AdminName {
     }
 }
 
-/// One parsed `satchel://` URI.
+/// One parsed `satchel:` URI.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Part {
     Host(Mac),
@@ -86,11 +144,17 @@ enum Part {
 }
 
 fn parse_uri(uri: &str) -> Result<Option<Part>, ScopeError> {
-    let Some(rest) = uri.strip_prefix(SCHEME) else {
+    let shown = || uri.chars().take(128).collect::<String>();
+    if is_old_form(uri) {
+        return Err(ScopeError::OldForm(shown()));
+    }
+    if !is_scope_uri(uri) {
         return Ok(None);
-    };
-    let invalid = || ScopeError::Invalid(uri.chars().take(128).collect());
-    let (kind, name) = rest.split_once('/').ok_or_else(invalid)?;
+    }
+    let invalid = || ScopeError::Invalid(shown());
+    // Canonical spelling only: a lowercase scheme, so one scope has one URI.
+    let rest = uri.strip_prefix(PREFIX).ok_or_else(invalid)?;
+    let (kind, name) = rest.split_once(':').ok_or_else(invalid)?;
     match kind {
         // Strict: the canonical MAC only, so one node has one URI spelling.
         "host" => {
@@ -144,14 +208,14 @@ impl Scope {
     pub fn uris(&self) -> Vec<String> {
         match self {
             Scope::Host { mac, site } => {
-                let mut v = vec![format!("{SCHEME}host/{mac}")];
+                let mut v = vec![format!("{PREFIX}host:{mac}")];
                 if let Some(s) = site {
-                    v.push(format!("{SCHEME}site/{s}"));
+                    v.push(format!("{PREFIX}site:{s}"));
                 }
                 v
             }
-            Scope::Site(s) => vec![format!("{SCHEME}site/{s}")],
-            Scope::Admin(a) => vec![format!("{SCHEME}admin/{a}")],
+            Scope::Site(s) => vec![format!("{PREFIX}site:{s}")],
+            Scope::Admin(a) => vec![format!("{PREFIX}admin:{a}")],
         }
     }
 
@@ -201,9 +265,50 @@ mod tests {
     }
 
     #[test]
+    fn uris_have_the_documented_form() {
+        let scope = Scope::Host {
+            mac: mac(),
+            site: Some(SiteName::parse("dc1").expect("site")),
+        };
+        assert_eq!(
+            scope.uris(),
+            ["satchel:host:aa-bb-cc-dd-ee-ff", "satchel:site:dc1"]
+        );
+        assert_eq!(
+            Scope::Admin(AdminName::parse("alice").expect("admin")).uris(),
+            ["satchel:admin:alice"]
+        );
+    }
+
+    #[test]
     fn other_schemes_are_ignored() {
-        let s = Scope::from_uris(["https://example.test/", "satchel://site/dc1"]).expect("ok");
+        let s = Scope::from_uris(["https://example.test/", "satchel:site:dc1"]).expect("ok");
         assert_eq!(s, Scope::Site(SiteName::parse("dc1").expect("site")));
+    }
+
+    #[test]
+    fn the_old_form_is_refused_with_a_reissue_hint() {
+        for old in [
+            &["satchel://host/aa-bb-cc-dd-ee-ff"][..],
+            &["satchel://site/dc1"],
+            &["satchel://admin/alice"],
+            &["SATCHEL://admin/alice"],
+            &["satchel:site:dc1", "satchel://site/dc1"],
+        ] {
+            let e = Scope::from_uris(old.iter().copied()).expect_err("old form");
+            assert!(matches!(e, ScopeError::OldForm(_)), "{old:?}: {e:?}");
+            assert!(e.to_string().contains("reissue"), "{e}");
+        }
+    }
+
+    #[test]
+    fn claimed_kinds() {
+        assert_eq!(claimed_kind("satchel:host:aa-bb-cc-dd-ee-ff"), Some("host"));
+        assert_eq!(claimed_kind("satchel://site/dc1"), Some("site"));
+        assert_eq!(claimed_kind("Satchel:ADMIN:x"), Some("admin"));
+        assert_eq!(claimed_kind("satchel:hostx:a"), None);
+        assert_eq!(claimed_kind("satchel:printer:a"), None);
+        assert_eq!(claimed_kind("https://example.net/host/a"), None);
     }
 
     #[test]
@@ -211,24 +316,30 @@ mod tests {
         let cases: &[&[&str]] = &[
             &[],
             &["https://example.test/"],
-            &["satchel://host/AA-BB-CC-DD-EE-FF"],
-            &["satchel://host/aa:bb:cc:dd:ee:ff"],
-            &["satchel://host/aa-bb-cc-dd-ee-ff/extra"],
-            &["satchel://host/"],
-            &["satchel://site/DC1"],
-            &["satchel://site/../dc1"],
-            &["satchel://admin/"],
-            &["satchel://admin/Alice"],
-            &["satchel://root/alice"],
-            &["satchel://host"],
+            &["satchel:host:AA-BB-CC-DD-EE-FF"],
+            &["satchel:host:aa:bb:cc:dd:ee:ff"],
+            &["satchel:host:aa-bb-cc-dd-ee-ff:extra"],
+            &["satchel:host:aa-bb-cc-dd-ee-ff/extra"],
+            &["satchel:host:aa-bb-cc-dd-ee-%66f"],
+            &["satchel:host:"],
+            &["satchel:host/aa-bb-cc-dd-ee-ff"],
+            &["SATCHEL:host:aa-bb-cc-dd-ee-ff"],
+            &["satchel:HOST:aa-bb-cc-dd-ee-ff"],
+            &["satchel:site:DC1"],
+            &["satchel:site:../dc1"],
+            &["satchel:admin:"],
+            &["satchel:admin:Alice"],
+            &["satchel:root:alice"],
+            &["satchel:host"],
+            &["satchel:"],
             &[
-                "satchel://host/aa-bb-cc-dd-ee-ff",
-                "satchel://host/aa-bb-cc-dd-ee-00",
+                "satchel:host:aa-bb-cc-dd-ee-ff",
+                "satchel:host:aa-bb-cc-dd-ee-00",
             ],
-            &["satchel://site/dc1", "satchel://site/dc2"],
-            &["satchel://admin/alice", "satchel://host/aa-bb-cc-dd-ee-ff"],
-            &["satchel://admin/alice", "satchel://site/dc1"],
-            &["satchel://admin/alice", "satchel://admin/bob"],
+            &["satchel:site:dc1", "satchel:site:dc2"],
+            &["satchel:admin:alice", "satchel:host:aa-bb-cc-dd-ee-ff"],
+            &["satchel:admin:alice", "satchel:site:dc1"],
+            &["satchel:admin:alice", "satchel:admin:bob"],
         ];
         for c in cases {
             assert!(Scope::from_uris(c.iter().copied()).is_err(), "{c:?}");

@@ -21,3 +21,6 @@ mod ledger;
 
 #[path = "pki/cli.rs"]
 mod cli;
+
+#[path = "pki/pkilint.rs"]
+mod pkilint;

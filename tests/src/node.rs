@@ -3,7 +3,7 @@
 //! bundles sealed by the bundle library.
 //!
 //! Certificates follow the production profiles where the server checks them
-//! (clientAuth EKU and a `satchel://` scope URI for nodes, serverAuth for
+//! (clientAuth EKU and a `satchel:` scope URI for nodes, serverAuth for
 //! servers); the odd ones a fault test needs (another CA, a name the SRV
 //! target is not) are made on purpose by the same functions.
 
@@ -104,7 +104,7 @@ impl TestCa {
     }
 
     /// A client certificate carrying these scope URIs
-    /// (`satchel://host/<mac>`, `satchel://admin/<name>`, …).
+    /// (`satchel:host:<mac>`, `satchel:admin:<name>`, …).
     pub fn client(&self, uris: &[String]) -> CertKey {
         let sans = uris
             .iter()
@@ -175,9 +175,9 @@ impl NodeImage {
     /// keys, identities, signer, and `satchel.toml`.
     pub fn create(dir: &Path, ca: &TestCa, spec: &ImageSpec) -> NodeImage {
         std::fs::create_dir_all(dir).expect("image dir");
-        let mut uris = vec![format!("satchel://host/{}", spec.mac)];
+        let mut uris = vec![format!("satchel:host:{}", spec.mac)];
         if let Some(s) = &spec.site {
-            uris.push(format!("satchel://site/{s}"));
+            uris.push(format!("satchel:site:{s}"));
         }
         let node = ca.client(&uris);
         std::fs::write(dir.join("ca.crt"), &ca.cert_pem).expect("ca");

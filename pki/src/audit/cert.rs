@@ -15,7 +15,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::AlgorithmIdentifier;
 
-use crate::scope::{Scope, SCHEME};
+use crate::scope::{self, Scope};
 
 /// OIDs the audit names (dotted form).
 pub(crate) mod oid {
@@ -68,11 +68,11 @@ pub enum Kind {
     Ca,
     /// A TLS server (serverAuth EKU, no scope URI).
     Server,
-    /// A node certificate scoped to one MAC (`satchel://host/…`).
+    /// A node certificate scoped to one MAC (`satchel:host:…`).
     Host,
-    /// A node certificate scoped to a site (`satchel://site/…` alone).
+    /// A node certificate scoped to a site (`satchel:site:…` alone).
     Site,
-    /// An administrator (`satchel://admin/…`).
+    /// An administrator (`satchel:admin:…`).
     Admin,
     /// None of the above.
     Unknown,
@@ -516,18 +516,16 @@ impl Cert {
         self.basic_constraints.is_some_and(|b| b.ca)
     }
 
-    /// The certificate's kind: its scope URI first (any `satchel://host/`,
-    /// then `site/`, then `admin/` URI, even a malformed one), then a
+    /// The certificate's kind: its scope URI first (any `satchel:host:`,
+    /// then `site`, then `admin` URI, even a malformed one or one of the old
+    /// `satchel://KIND/` form, [`scope::claimed_kind`]), then a
     /// serverAuth EKU, then CA:true or a self-issued keyCertSign.
     pub fn kind(&self) -> Kind {
         self.kind
     }
 
     fn classify(&self) -> Kind {
-        let has = |k: &str| {
-            let prefix = format!("{SCHEME}{k}/");
-            self.uris().any(|u| u.starts_with(&prefix))
-        };
+        let has = |k: &str| self.uris().any(|u| scope::claimed_kind(u) == Some(k));
         if has("host") {
             Kind::Host
         } else if has("site") {

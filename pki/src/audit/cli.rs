@@ -50,8 +50,9 @@ impl FailOn {
 /// Arguments of `satchel-pki audit`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct AuditArgs {
-    /// Print the report as JSON (schema `satchel-pki-audit/1`, see AUDIT.md) instead of text.
-    #[arg(long)]
+    /// Print the report as JSON (schema `satchel-pki-audit/1`, see AUDIT.md)
+    /// instead of text: the binary's global `--json` sets it.
+    #[arg(skip)]
     pub json: bool,
     /// Also write the report as one self-contained HTML page to FILE.
     #[arg(long, value_name = "FILE")]

@@ -27,7 +27,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
 
-use super::PresentedChain;
+use super::input::PresentedChain;
 
 /// Budget for the whole exchange: TCP connect, TLS handshake, close.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

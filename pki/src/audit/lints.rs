@@ -17,7 +17,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::cert::{oid, Cert, KeyAlgorithm, Kind, San};
 use crate::profile;
-use crate::scope::SCHEME;
+use crate::scope;
 
 /// How bad a finding is. Ordered: notice < warning < error.
 #[derive(
@@ -205,11 +205,26 @@ lints! {
         "Host certificate naming more than one MAC.",
         "Issue one certificate per node.";
     E_SCOPE_URI_INVALID = "e_scope_uri_invalid", Error,
-        "Client certificate whose satchel:// URIs do not form exactly one valid scope.",
-        "Reissue it with one canonical scope URI (satchel://host/aa-bb-cc-dd-ee-ff, …/site/NAME, …/admin/NAME).";
+        "Client certificate whose satchel: URIs do not form exactly one valid scope.",
+        "Reissue it with one canonical scope URI (satchel:host:aa-bb-cc-dd-ee-ff, satchel:site:NAME, satchel:admin:NAME).";
+    E_SCOPE_URI_OLD_FORM = "e_scope_uri_old_form", Error,
+        "Certificate with a scope URI of the old form satchel://KIND/NAME, whose authority is not a host name (RFC 5280 4.2.1.6); servers refuse it as a scope.",
+        "Reissue it with satchel-pki issue or enroll (they write satchel:KIND:NAME), deploy it, then revoke the old certificate.";
     E_SERVER_HAS_SCOPE_URI = "e_server_has_scope_uri", Error,
-        "Server certificate that also carries a satchel:// scope URI.",
+        "Server certificate that also carries a satchel: scope URI.",
         "Reissue the server certificate with DNS/IP names only.";
+    E_SAN_URI_SYNTAX = "e_san_uri_syntax", Error,
+        "subjectAltName URI that is not an absolute RFC 3986 URI (a scheme, a colon, a non-empty scheme-specific part of URI characters).",
+        "Reissue it with a well-formed URI.";
+    E_SAN_URI_AUTHORITY_NOT_FQDN = "e_san_uri_authority_not_fqdn", Error,
+        "subjectAltName URI with an authority whose host is neither a fully qualified domain name nor an IP address (RFC 5280 4.2.1.6).",
+        "Reissue it with a fully qualified host in the URI, or a URI without an authority.";
+    E_SAN_DNS_NAME_SYNTAX = "e_san_dns_name_syntax", Error,
+        "dNSName not in the preferred name syntax (RFC 5280 4.2.1.6, RFC 1034 3.5): letters, digits, hyphens; labels of 1-63 not starting or ending with a hyphen; no wildcard, no trailing dot; at most 253 characters.",
+        "Reissue it with the name in preferred syntax; satchel-pki issue server --dns checks it.";
+    W_SAN_DNS_NAME_SINGLE_LABEL = "w_san_dns_name_single_label", Warning,
+        "dNSName of a single label (such as localhost): not a fully qualified domain name.",
+        "Reissue the server certificate with the fully qualified name clients use (the SRV target); keep single-label names to demos.";
     E_SERIAL_NOT_POSITIVE = "e_serial_not_positive", Error,
         "Serial number is zero or negative.",
         "Reissue it with a random positive serial.";
@@ -327,7 +342,12 @@ const CERT_CHECKS: &[(&Lint, CertCheck)] = &[
     (&E_CLIENT_SAN_WILDCARD, client_san_wildcard),
     (&E_HOST_MULTIPLE_MACS, host_multiple_macs),
     (&E_SCOPE_URI_INVALID, scope_invalid),
+    (&E_SCOPE_URI_OLD_FORM, scope_old_form),
     (&E_SERVER_HAS_SCOPE_URI, server_scope_uri),
+    (&E_SAN_URI_SYNTAX, san_uri_syntax),
+    (&E_SAN_URI_AUTHORITY_NOT_FQDN, san_uri_authority),
+    (&E_SAN_DNS_NAME_SYNTAX, san_dns_syntax),
+    (&W_SAN_DNS_NAME_SINGLE_LABEL, san_dns_single_label),
     (&E_SERIAL_NOT_POSITIVE, serial_not_positive),
     (&E_SERIAL_TOO_LONG, serial_too_long),
     (&E_SERIAL_LOW_ENTROPY, serial_low_entropy),
@@ -471,8 +491,10 @@ fn client_san_wildcard(c: &Cert, _: &Context) -> Option<String> {
 }
 
 fn host_multiple_macs(c: &Cert, _: &Context) -> Option<String> {
-    let prefix = format!("{SCHEME}host/");
-    let hosts: Vec<&str> = c.uris().filter(|u| u.starts_with(&prefix)).collect();
+    let hosts: Vec<&str> = c
+        .uris()
+        .filter(|u| scope::claimed_kind(u) == Some("host"))
+        .collect();
     (hosts.len() > 1).then(|| format!("{} host URIs: {}", hosts.len(), hosts.join(", ")))
 }
 
@@ -480,19 +502,79 @@ fn scope_invalid(c: &Cert, _: &Context) -> Option<String> {
     if !c.kind().is_client() {
         return None;
     }
-    crate::scope::Scope::from_uris(c.uris())
-        .err()
-        .map(|e| e.to_string())
+    match scope::Scope::from_uris(c.uris()) {
+        Ok(_) => None,
+        // e_scope_uri_old_form says it, with its own hint.
+        Err(scope::ScopeError::OldForm(_)) => None,
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+fn scope_old_form(c: &Cert, _: &Context) -> Option<String> {
+    let old: Vec<&str> = c.uris().filter(|u| scope::is_old_form(u)).collect();
+    (!old.is_empty()).then(|| format!("old-form scope URIs: {}", old.join(", ")))
+}
+
+fn san_uri_syntax(c: &Cert, _: &Context) -> Option<String> {
+    let bad: Vec<String> = c
+        .uris()
+        .filter_map(|u| {
+            san_syntax::check_uri(u)
+                .err()
+                .map(|why| format!("{u:?} ({why})"))
+        })
+        .collect();
+    (!bad.is_empty()).then(|| bad.join("; "))
+}
+
+fn san_uri_authority(c: &Cert, _: &Context) -> Option<String> {
+    let bad: Vec<String> = c
+        .uris()
+        .filter(|u| san_syntax::check_uri(u).is_ok())
+        .filter_map(|u| match san_syntax::uri_host(u) {
+            Some(host) if !san_syntax::is_fqdn_or_ip(host) => {
+                Some(format!("{u:?} names host {host:?}"))
+            }
+            _ => None,
+        })
+        .collect();
+    (!bad.is_empty()).then(|| bad.join("; "))
+}
+
+fn dns_names(c: &Cert) -> impl Iterator<Item = &str> {
+    c.sans.iter().filter_map(|s| match s {
+        San::Dns(d) => Some(d.as_str()),
+        _ => None,
+    })
+}
+
+fn san_dns_syntax(c: &Cert, _: &Context) -> Option<String> {
+    let bad: Vec<String> = dns_names(c)
+        .filter(|d| !san_syntax::is_preferred_name(d))
+        .map(|d| format!("{d:?}"))
+        .collect();
+    (!bad.is_empty()).then(|| format!("dNSName {}", bad.join(", ")))
+}
+
+fn san_dns_single_label(c: &Cert, _: &Context) -> Option<String> {
+    let single: Vec<String> = dns_names(c)
+        .filter(|d| san_syntax::is_preferred_name(d) && !d.contains('.'))
+        .map(|d| format!("{d:?}"))
+        .collect();
+    (!single.is_empty()).then(|| format!("single-label dNSName {}", single.join(", ")))
 }
 
 fn server_scope_uri(c: &Cert, _: &Context) -> Option<String> {
     // A scope URI makes the kind host/site/admin, so a server with one shows
     // up as a client with serverAuth; this lint catches the remaining case of
-    // a server carrying an unknown satchel:// URI.
+    // a server carrying an unknown satchel: URI (or one of the old satchel:// form).
     if c.kind() != Kind::Server {
         return None;
     }
-    let u: Vec<&str> = c.uris().filter(|u| u.starts_with(SCHEME)).collect();
+    let u: Vec<&str> = c
+        .uris()
+        .filter(|u| scope::is_scope_uri(u) || scope::is_old_form(u))
+        .collect();
     (!u.is_empty()).then(|| format!("server carries {}", u.join(", ")))
 }
 
@@ -810,8 +892,8 @@ fn duplicate_live_scope(v: &SetView<'_>, out: &mut Vec<Finding>) {
             continue;
         }
         let key = match c.scope() {
-            Some(crate::scope::Scope::Host { mac, .. }) => format!("host/{mac}"),
-            Some(crate::scope::Scope::Site(s)) => format!("site/{s}"),
+            Some(scope::Scope::Host { mac, .. }) => format!("host/{mac}"),
+            Some(scope::Scope::Site(s)) => format!("site/{s}"),
             _ => continue,
         };
         by.entry(key).or_default().push(i);
@@ -848,7 +930,7 @@ fn expiring_soon(v: &SetView<'_>, out: &mut Vec<Finding>) {
                 c,
                 format!(
                     "expires {} ({} days left)",
-                    super::report::rfc3339(c.not_after),
+                    super::timefmt::rfc3339(c.not_after),
                     left.whole_days()
                 ),
             ));
@@ -956,9 +1038,237 @@ fn not_in_ledger(v: &SetView<'_>, out: &mut Vec<Finding>) {
     }
 }
 
+/// Pure syntax checks of SAN names: RFC 3986 URIs and their authority
+/// (RFC 5280 §4.2.1.6), and the preferred name syntax of DNS names.
+pub mod san_syntax {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn is_unreserved(c: u8) -> bool {
+        c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
+    }
+
+    fn is_sub_delim(c: u8) -> bool {
+        matches!(
+            c,
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+        )
+    }
+
+    /// Checks that `uri` is an absolute URI (RFC 3986 §4.3) whose
+    /// scheme-specific part is not empty (RFC 5280 §4.2.1.6): `Err` says what
+    /// is wrong.
+    pub fn check_uri(uri: &str) -> Result<(), &'static str> {
+        let Some((scheme, rest)) = uri.split_once(':') else {
+            return Err("no scheme");
+        };
+        let sb = scheme.as_bytes();
+        if sb.is_empty()
+            || !sb[0].is_ascii_alphabetic()
+            || !sb
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+        {
+            return Err("invalid scheme");
+        }
+        if rest.is_empty() {
+            return Err("empty scheme-specific part");
+        }
+        let b = rest.as_bytes();
+        // Brackets belong to an IP literal, which only an authority holds.
+        let authority_end = match rest.strip_prefix("//") {
+            Some(r) => 2 + r.find(['/', '?', '#']).unwrap_or(r.len()),
+            None => 0,
+        };
+        let mut i = 0;
+        let mut fragments = 0;
+        while i < b.len() {
+            let c = b[i];
+            if c == b'%' {
+                let hex = b.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return Err("bad percent-encoding");
+                }
+                i += 3;
+                continue;
+            }
+            if c == b'#' {
+                fragments += 1;
+            }
+            if matches!(c, b'[' | b']') && i >= authority_end {
+                return Err("brackets outside the authority");
+            }
+            let ok = is_unreserved(c)
+                || is_sub_delim(c)
+                || matches!(c, b':' | b'@' | b'/' | b'?' | b'#' | b'[' | b']');
+            if !ok {
+                return Err("character not allowed in a URI");
+            }
+            i += 1;
+        }
+        if fragments > 1 {
+            return Err("more than one '#'");
+        }
+        if let Some(auth) = authority(uri) {
+            let host = host_of(auth);
+            if host.contains(['[', ']']) && !(host.starts_with('[') && host.ends_with(']')) {
+                return Err("misplaced brackets in the authority");
+            }
+        }
+        Ok(())
+    }
+
+    /// The authority of a URI that has one (`scheme://authority…`).
+    fn authority(uri: &str) -> Option<&str> {
+        let (_, rest) = uri.split_once(':')?;
+        let rest = rest.strip_prefix("//")?;
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        Some(&rest[..end])
+    }
+
+    /// The host of an authority: without userinfo and port.
+    fn host_of(auth: &str) -> &str {
+        let h = auth.rsplit_once('@').map_or(auth, |(_, h)| h);
+        if h.starts_with('[') {
+            return match h.find(']') {
+                Some(end) => &h[..=end],
+                None => h,
+            };
+        }
+        match h.rsplit_once(':') {
+            Some((host, port)) if port.bytes().all(|c| c.is_ascii_digit()) => host,
+            _ => h,
+        }
+    }
+
+    /// The host a URI's authority names, when it has an authority.
+    pub fn uri_host(uri: &str) -> Option<&str> {
+        authority(uri).map(host_of)
+    }
+
+    /// A fully qualified domain name (preferred syntax, two labels or more)
+    /// or an IP address (IPv4 dotted, IPv6 in brackets).
+    pub fn is_fqdn_or_ip(host: &str) -> bool {
+        if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            return v6.parse::<Ipv6Addr>().is_ok();
+        }
+        host.parse::<Ipv4Addr>().is_ok() || (is_preferred_name(host) && host.contains('.'))
+    }
+
+    /// The preferred name syntax of RFC 1034 §3.5 as RFC 5280 §4.2.1.6 uses
+    /// it: labels of letters, digits and hyphens, 1–63 long, neither starting
+    /// nor ending with a hyphen; at most 253 characters; no trailing dot.
+    pub fn is_preferred_name(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').all(|label| {
+                let b = label.as_bytes();
+                !b.is_empty()
+                    && b.len() <= 63
+                    && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+                    && b[0] != b'-'
+                    && b[b.len() - 1] != b'-'
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uri_syntax_and_authority() {
+        use san_syntax::{check_uri, is_fqdn_or_ip, uri_host};
+        for ok in [
+            "satchel:host:aa-bb-cc-dd-ee-ff",
+            "satchel:site:dc1",
+            "satchel:admin:alice.b_c",
+            "https://boot.example.net/x?y=1#z",
+            "urn:isbn:0451450523",
+            "ldap://[2001:db8::1]:389/o=x",
+            "sip:alice@sip.example.com",
+            "a+b.c-d:x%2Fy",
+        ] {
+            assert_eq!(check_uri(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "no-scheme",
+            ":x",
+            "1http://example.net/",
+            "satchel:",
+            "satchel:a b",
+            "satchel:a%zz",
+            "satchel:a%2",
+            "satchel:\"q\"",
+            "https://example.net/#a#b",
+            "https://ex[ample.net/",
+            "https://example.net/[x]",
+            "satchel:é",
+        ] {
+            assert!(check_uri(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(uri_host("satchel:host:aa-bb-cc-dd-ee-ff"), None);
+        assert_eq!(uri_host("satchel://host/aa-bb-cc-dd-ee-ff"), Some("host"));
+        assert_eq!(
+            uri_host("https://u:p@boot.example.net:8443/x"),
+            Some("boot.example.net")
+        );
+        assert_eq!(
+            uri_host("ldap://[2001:db8::1]:389/o=x"),
+            Some("[2001:db8::1]")
+        );
+        assert_eq!(uri_host("file:///etc/x"), Some(""));
+        for ok in [
+            "boot.example.net",
+            "192.0.2.1",
+            "[2001:db8::1]",
+            "A1.Example.NET",
+        ] {
+            assert!(is_fqdn_or_ip(ok), "{ok}");
+        }
+        for bad in [
+            "host",
+            "site",
+            "admin",
+            "",
+            "localhost",
+            "[x]",
+            "a..b",
+            "-a.b",
+            "a.b.",
+        ] {
+            assert!(!is_fqdn_or_ip(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn preferred_name_syntax() {
+        use san_syntax::is_preferred_name;
+        for ok in [
+            "boot1.example.net",
+            "localhost",
+            "xn--ls8h.example",
+            "a-b.c",
+        ] {
+            assert!(is_preferred_name(ok), "{ok}");
+        }
+        let long_label = format!("{}.net", "a".repeat(64));
+        let long_name = format!("{}net", "abcdefghi.".repeat(26));
+        for bad in [
+            "",
+            "-a.example.net",
+            "a-.example.net",
+            "boot.example.net.",
+            "*.example.net",
+            "a_b.example.net",
+            "a..b",
+            "a b.net",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
+            assert!(!is_preferred_name(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn ids_are_unique_and_prefixed_by_severity() {

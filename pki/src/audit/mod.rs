@@ -24,6 +24,12 @@
 //! - [`html`]: the self-contained HTML page.
 //! - [`connect`]: fetches the chain a live TLS server presents (audit only).
 //! - `ledger_view`: reads the issuance ledger for the audit.
+//! - `input`: [`AuditInput`], [`PresentedChain`]; `timefmt`: RFC 3339 text.
+//!
+//! Dependencies go one way, no module uses one that uses it back:
+//! `cert` ← `lints` ← `input`; `timefmt` at the bottom; `report` above
+//! those; `ledger_view`, `connect`, `html` above `report`; this module
+//! (the walk and [`audit`]) above all of them; `cli` on top.
 //! - `cli` (feature `cli`): `satchel-pki audit` arguments and exit status.
 
 use std::collections::HashMap;
@@ -32,18 +38,21 @@ use std::path::{Path, PathBuf};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 pub mod cert;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod connect;
 pub mod html;
+mod input;
 mod ledger_view;
 pub mod lints;
 pub mod report;
+mod timefmt;
 
 pub use cert::{Cert, Kind};
+pub use input::{AuditInput, PresentedChain};
 pub use lints::{Finding, Severity, Status, ValidityPolicy};
 pub use report::Report;
 
@@ -92,46 +101,6 @@ pub enum AuditError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// The chain a live server presented (`--connect`).
-#[derive(Debug, Clone)]
-pub struct PresentedChain {
-    /// `HOST:PORT` as given.
-    pub address: String,
-    /// DER certificates in the order presented (end entity first).
-    pub certificates: Vec<Vec<u8>>,
-}
-
-/// What to audit and how.
-#[derive(Debug, Clone)]
-pub struct AuditInput {
-    /// The PKI directory.
-    pub dir: PathBuf,
-    /// Extra certificate files (PEM or DER).
-    pub extra: Vec<PathBuf>,
-    /// The chain a live server presented.
-    pub presented: Option<PresentedChain>,
-    /// The audit's clock.
-    pub now: OffsetDateTime,
-    /// Window of `w_expiring_soon`.
-    pub expiring_within: Duration,
-    /// Validity ceilings per kind.
-    pub policy: ValidityPolicy,
-}
-
-impl AuditInput {
-    /// Audits `dir` now, with default policy and window, no extras.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        AuditInput {
-            dir: dir.into(),
-            extra: Vec::new(),
-            presented: None,
-            now: OffsetDateTime::now_utc(),
-            expiring_within: lints::DEFAULT_EXPIRING_WITHIN,
-            policy: ValidityPolicy::default(),
-        }
-    }
 }
 
 /// Where a certificate or CRL came from.

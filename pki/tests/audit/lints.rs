@@ -245,19 +245,54 @@ lint_test!(e_client_san_wildcard, {
 lint_test!(e_host_multiple_macs, {
     let mut p = leaf_params(LeafKind::Host);
     p.subject_alt_names
-        .push(uri("satchel://host/aa-bb-cc-dd-ee-00"));
+        .push(uri("satchel:host:aa-bb-cc-dd-ee-00"));
     leaf_in_dir(p)
 });
 
 lint_test!(e_scope_uri_invalid, {
     let mut p = leaf_params(LeafKind::Host);
-    p.subject_alt_names = vec![uri("satchel://host/AA:BB:CC:DD:EE:FF")];
+    p.subject_alt_names = vec![uri("satchel:host:AA:BB:CC:DD:EE:FF")];
     leaf_in_dir(p)
 });
 
 lint_test!(e_server_has_scope_uri, {
     let mut p = leaf_params(LeafKind::Server);
-    p.subject_alt_names.push(uri("satchel://printer/x"));
+    p.subject_alt_names.push(uri("satchel:printer:x"));
+    leaf_in_dir(p)
+});
+
+lint_test!(e_scope_uri_old_form, {
+    let mut p = leaf_params(LeafKind::Host);
+    p.subject_alt_names = vec![
+        uri("satchel://host/aa-bb-cc-dd-ee-ff"),
+        uri("satchel://site/dc1"),
+    ];
+    leaf_in_dir(p)
+});
+
+lint_test!(e_san_uri_syntax, {
+    let mut p = leaf_params(LeafKind::Admin);
+    p.subject_alt_names.push(uri("satchel:admin:al ice"));
+    leaf_in_dir(p)
+});
+
+lint_test!(e_san_uri_authority_not_fqdn, {
+    let mut p = leaf_params(LeafKind::Admin);
+    p.subject_alt_names.push(uri("https://intranet/alice"));
+    leaf_in_dir(p)
+});
+
+lint_test!(e_san_dns_name_syntax, {
+    let mut p = leaf_params(LeafKind::Server);
+    p.subject_alt_names
+        .push(SanType::DnsName("-boot.example.net".try_into().unwrap()));
+    leaf_in_dir(p)
+});
+
+lint_test!(w_san_dns_name_single_label, {
+    let mut p = leaf_params(LeafKind::Server);
+    p.subject_alt_names
+        .push(SanType::DnsName("localhost".try_into().unwrap()));
     leaf_in_dir(p)
 });
 

@@ -352,13 +352,18 @@ fn real_json_output_follows_the_schema() {
 // ---------------------------------------------------------------------------
 // CLI
 
+/// `audit` arguments as the binary parses them; `--json` is the binary's
+/// global flag, which sets [`AuditArgs::json`].
 fn args(a: &[&str]) -> AuditArgs {
     use clap::{Args as _, FromArgMatches as _};
     let cmd = AuditArgs::augment_args(clap::Command::new("audit"));
+    let rest = a.iter().copied().filter(|x| *x != "--json");
     let m = cmd
-        .try_get_matches_from(std::iter::once("audit").chain(a.iter().copied()))
+        .try_get_matches_from(std::iter::once("audit").chain(rest))
         .expect("arguments parse");
-    AuditArgs::from_arg_matches(&m).expect("arguments")
+    let mut args = AuditArgs::from_arg_matches(&m).expect("arguments");
+    args.json = a.contains(&"--json");
+    args
 }
 
 fn run(dir: &Path, a: &[&str]) -> (u8, String, String) {
@@ -868,7 +873,7 @@ fn inventory_agrees_with_openssl() {
     use sha2::Digest;
     assert_eq!(c.spki_sha256, hex::encode(sha2::Sha256::digest(&spki)));
     let text = openssl_out(&["x509", "-noout", "-text"], leaf.pem.as_bytes());
-    assert!(text.contains(&format!("URI:satchel://host/{MAC}")));
+    assert!(text.contains(&format!("URI:satchel:host:{MAC}")));
     assert_eq!(c.scope.as_deref(), Some(format!("host/{MAC}").as_str()));
 }
 

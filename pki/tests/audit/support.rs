@@ -161,23 +161,21 @@ pub fn leaf_params(kind: LeafKind) -> CertificateParams {
             MAC,
             365,
             vec![
-                SanType::URI(format!("satchel://host/{MAC}").try_into().expect("uri")),
-                SanType::URI("satchel://site/dc1".try_into().expect("uri")),
+                SanType::URI(format!("satchel:host:{MAC}").try_into().expect("uri")),
+                SanType::URI("satchel:site:dc1".try_into().expect("uri")),
             ],
             ExtendedKeyUsagePurpose::ClientAuth,
         ),
         LeafKind::Site => (
             "dc1",
             365,
-            vec![SanType::URI("satchel://site/dc1".try_into().expect("uri"))],
+            vec![SanType::URI("satchel:site:dc1".try_into().expect("uri"))],
             ExtendedKeyUsagePurpose::ClientAuth,
         ),
         LeafKind::Admin => (
             "alice",
             30,
-            vec![SanType::URI(
-                "satchel://admin/alice".try_into().expect("uri"),
-            )],
+            vec![SanType::URI("satchel:admin:alice".try_into().expect("uri"))],
             ExtendedKeyUsagePurpose::ClientAuth,
         ),
     };
@@ -298,7 +296,7 @@ pub fn openssl_leaf(key_args: &[&str], digest: &str) -> String {
         "-addext",
         "extendedKeyUsage=clientAuth",
         "-addext",
-        "subjectAltName=URI:satchel://admin/crafted",
+        "subjectAltName=URI:satchel:admin:crafted",
         "-addext",
         "keyUsage=critical,digitalSignature",
     ]);

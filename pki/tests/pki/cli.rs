@@ -467,6 +467,15 @@ fn hostile_command_line_values_are_refused() {
         "crl --out {out} --next-update-days 0".into(),
         "crl --out {out} --next-update-days 5000".into(),
         "ledger verify --expect-head nonsense".into(),
+        "ledger verify --expect-head 1:abc".into(),
+        format!(
+            "ledger verify --expect-head 18446744073709551615:{}",
+            "0".repeat(64)
+        ),
+        format!(
+            "ledger verify --expect-head 99999999999999999999:{}",
+            "0".repeat(64)
+        ),
         format!("{e} --signer {{s}}"),
         format!("{e} --mac aa-bb-cc-dd-ee-ff"),
         format!("{e} --mac aa-bb-cc-dd-ee-ff --signer {{ec}}"),
@@ -668,4 +677,64 @@ fn the_passphrase_prompt_does_not_echo() {
     );
     assert!(shown.contains("differ"), "{shown:?}");
     assert!(!dir2.join("ca.crt").exists());
+}
+
+#[test]
+fn completions_man_and_json_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ca");
+    let script = ok(pki(&dir, None, &["completions", "bash"]));
+    assert!(script.contains("satchel-pki") && script.contains("revoke"));
+    let page = ok(pki(&dir, None, &["man"]));
+    assert!(page.contains(".TH satchel-pki 1"));
+    let mandir = tmp.path().join("man");
+    ok(pki(&dir, None, &["man", "--out", mandir.to_str().unwrap()]));
+    assert!(mandir.join("satchel-pki-revoke.1").is_file());
+
+    let json = |o: Output| -> serde_json::Value {
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)))
+    };
+    ok(pki(
+        &dir,
+        None,
+        &["init", "--name", "J CA", "--insecure-plaintext-key"],
+    ));
+    let out = tmp.path().join("h");
+    let issued = json(pki(
+        &dir,
+        None,
+        &[
+            "--json",
+            "issue",
+            "host",
+            "--mac",
+            "52:54:00:00:00:01",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(issued["kind"], "host");
+    assert_eq!(issued["scope"], "host/52-54-00-00-00-01");
+    let serial = issued["serial"].as_str().unwrap().to_string();
+    // Reasons are a typed value: RFC names, any case, kebab-case too.
+    let revoked = json(pki(
+        &dir,
+        None,
+        &["revoke", &serial, "--reason", "KEY-compromise", "--json"],
+    ));
+    assert_eq!(revoked["reason"], "keyCompromise");
+    let bad = pki(&dir, None, &["revoke", &serial, "--reason", "bogus"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("cessationOfOperation"),
+        "{}",
+        text(&bad)
+    );
+    let verified = json(pki(&dir, None, &["--json", "ledger", "verify"]));
+    assert_eq!(verified["ok"], true);
+    // A failure with --json is a JSON error object, same exit status.
+    let missing = tmp.path().join("nothing");
+    let failed = pki(&missing, None, &["--json", "ledger", "head"]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(json(failed)["error"]["message"].is_string());
 }
