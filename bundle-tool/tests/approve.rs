@@ -168,6 +168,7 @@ fn pulled(w: &World, name: &str, bytes: &[u8], mac: &str, cert_scope: Option<&st
         "source": "127.0.0.1",
         "received": "2026-11-24T00:00:00Z",
         "cert_scope": cert_scope,
+        "cert_binds_mac": cert_scope == Some(format!("host/{mac}").as_str()),
     });
     let mut side = path.as_os_str().to_owned();
     side.push(".json");
@@ -444,6 +445,30 @@ fn an_anonymous_upload_needs_allow_anonymous() {
     let o = approve(&w, &upload, &out, &["--yes", "--allow-anonymous"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(out.is_file());
+}
+
+#[test]
+fn an_upload_under_a_site_certificate_needs_allow_unbound_certificate() {
+    let w = world();
+    let upload = pulled(
+        &w,
+        "up.bin",
+        &seal_upload(&good_tar(), &[&w.admin_rcpt]),
+        MAC,
+        Some("site/dc1"),
+    );
+    let out = w.dir.path().join("o.bundle");
+    let o = approve(&w, &upload, &out, &["--yes"]);
+    refused(&o, &out, "--allow-unbound-certificate");
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(said.contains("site/dc1 proves only"), "{said}");
+    let o = approve(&w, &upload, &out, &["--yes", "--allow-unbound-certificate"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        said.contains("the certificate proves: certificate site/dc1"),
+        "{said}"
+    );
 }
 
 #[test]

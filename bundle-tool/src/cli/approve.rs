@@ -89,6 +89,10 @@ pub struct Args {
     /// Approve an upload that came without a node certificate.
     #[arg(long)]
     pub allow_anonymous: bool,
+    /// Approve an upload whose certificate does not bind its MAC (a site
+    /// certificate, which every node of the site holds).
+    #[arg(long)]
+    pub allow_unbound_certificate: bool,
     /// Keep setuid, setgid, sticky and world-writable bits (signed policy).
     #[arg(long)]
     pub allow_special_bits: bool,
@@ -262,6 +266,15 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         );
     }
 
+    if !meta.is_anonymous() && !meta.binds_mac() && !a.allow_unbound_certificate {
+        anyhow::bail!(
+            "upload {} for {}: {}; approve it only with --allow-unbound-certificate after checking its contents",
+            meta.id,
+            meta.mac,
+            meta.proof()
+        );
+    }
+
     // 3. Decrypt into a private temporary file, then the overlay's rules.
     let ids = load_identities(&a.identity)?;
     let key = SigningKey::read_pem_file(&a.sign_key)
@@ -320,6 +333,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                 .unwrap_or("ANONYMOUS".into()),
             meta.received
         );
+        println!("the certificate proves: {}", meta.proof());
         println!(
             "files ({} entries, {} bytes of data):",
             files.len(),

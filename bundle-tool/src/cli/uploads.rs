@@ -130,12 +130,38 @@ pub struct UploadMeta {
     /// Scope of the client certificate it came with (`host/<mac>`,
     /// `site/<name>`), or `None` for an anonymous upload.
     pub cert_scope: Option<String>,
+    /// Whether the server saw that certificate bind this MAC (a host
+    /// certificate for this very MAC). A site certificate sits in every
+    /// image of its site: it proves the site, not the MAC. Missing (an
+    /// older server) reads as not binding.
+    #[serde(default)]
+    pub cert_binds_mac: bool,
 }
 
 impl UploadMeta {
     /// Came without a client certificate.
     pub fn is_anonymous(&self) -> bool {
         self.cert_scope.is_none()
+    }
+
+    /// Came with the node's own host certificate: the server says it binds
+    /// the MAC, and the scope names that very MAC.
+    pub fn binds_mac(&self) -> bool {
+        self.cert_binds_mac && self.cert_scope.as_deref() == Some(&format!("host/{}", self.mac))
+    }
+
+    /// What the upload's certificate proves about who sent it, for a person.
+    pub fn proof(&self) -> String {
+        match &self.cert_scope {
+            None => "nothing: it came without a certificate, anyone on the network could have sent it".into(),
+            Some(_) if self.binds_mac() => {
+                format!("the node's own host certificate: it was sent by {}", self.mac)
+            }
+            Some(s) => format!(
+                "certificate {s} proves only that a node holding that key sent it, not that it was {}",
+                self.mac
+            ),
+        }
     }
 }
 
@@ -243,6 +269,7 @@ pub fn run(u: &Uploads) -> anyhow::Result<ExitCode> {
                 source: header("x-satchel-source").unwrap_or_default(),
                 received: header("x-satchel-received").unwrap_or_default(),
                 cert_scope: header("x-satchel-cert-scope").filter(|s| s != "anonymous"),
+                cert_binds_mac: header("x-satchel-cert-binds-mac").as_deref() == Some("true"),
             };
             let side = sidecar_path(out);
             std::fs::write(out, &r.body)
