@@ -103,10 +103,17 @@ fn walk<W: Write>(
                 "name is not UTF-8",
             )
         })?;
-        if name_str.chars().any(char::is_control) || name_str.len() > MAX_NAME_LEN {
+        if name_str
+            .chars()
+            .any(|c| c.is_control() || crate::extract::is_format_char(c))
+            || name_str.len() > MAX_NAME_LEN
+        {
             return Err(unpackable(
                 &format!("{rel}{}", name_str.escape_debug()),
-                format!("name has control characters or is longer than {MAX_NAME_LEN} bytes"),
+                format!(
+                    "name has control or invisible format characters, or is longer than \
+                     {MAX_NAME_LEN} bytes"
+                ),
             ));
         }
         let path = format!("{rel}{name_str}");
@@ -229,8 +236,13 @@ pub fn check_link_target(rel: &str, target: &str) -> Result<(), String> {
     if target.is_empty() {
         return Err("empty symlink target".into());
     }
-    if target.chars().any(char::is_control) {
-        return Err(format!("symlink target {target:?} has control characters"));
+    if target
+        .chars()
+        .any(|c| c.is_control() || crate::extract::is_format_char(c))
+    {
+        return Err(format!(
+            "symlink target {target:?} has control or invisible format characters"
+        ));
     }
     if target.starts_with('/') {
         return Err(format!(

@@ -28,6 +28,7 @@ use rand::SeedableRng;
 use rustix::fs::{
     fstat, openat, readlinkat, statat, AtFlags, Dir, FileType, Mode, OFlags, Stat, CWD,
 };
+use satchel_bundle::extract::is_format_char;
 use satchel_bundle::pack::check_link_target;
 use satchel_bundle::Recipient;
 use satchel_pki::NodeConfig;
@@ -178,9 +179,9 @@ fn capture_at(
 /// characters (the overlay's rule), else the capture is refused.
 fn entry_name(name: &OsStr) -> Result<&str, String> {
     match name.to_str() {
-        Some(n) if !n.chars().any(char::is_control) => Ok(n),
+        Some(n) if !n.chars().any(|c| c.is_control() || is_format_char(c)) => Ok(n),
         _ => Err(format!(
-            "name {:?} is not UTF-8 or has control characters",
+            "name {:?} is not UTF-8 or has control or invisible format characters",
             name.to_string_lossy()
         )),
     }

@@ -28,7 +28,8 @@
 //!    except when an undo fails: then it holds the originals and
 //!    [`ExtractError::RestoreFailed`] names it.
 //! 4. **Refuse, never skip.** An unsafe entry refuses the whole payload:
-//!    absolute names, `..`, NUL, non-UTF-8 or control characters, over-long
+//!    absolute names, `..`, NUL, non-UTF-8, control or invisible Unicode
+//!    format characters (bidi controls, zero-width; [`is_format_char`]), over-long
 //!    or over-deep names; writes through a symlink or under a file; symlinks
 //!    leaving the root (`..` only as a leading run; absolute targets only if
 //!    [`Options::allow_absolute_symlinks`]); hardlinks to anything but an
@@ -95,7 +96,7 @@ mod tar;
 
 pub use commit::Changes;
 pub use error::ExtractError;
-pub use path::{RelPath, MAX_NAME_LEN, WHITEOUT_PREFIX};
+pub use path::{is_format_char, RelPath, MAX_NAME_LEN, WHITEOUT_PREFIX};
 pub use rules::SPECIAL_BITS;
 pub use stage::STAGING_PREFIX;
 pub use tar::{MAX_META_SIZE, MAX_TRAILING_PADDING};

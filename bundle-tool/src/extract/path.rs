@@ -113,7 +113,40 @@ pub struct PathLimits {
     pub max_depth: usize,
 }
 
-/// Checks the characters of a name or target: UTF-8, no NUL, no control.
+/// Whether `c` is an invisible Unicode format character (category Cf):
+/// bidirectional controls such as U+202E, zero-width characters, the soft
+/// hyphen, the byte-order mark, invisible operators and tags. Names holding
+/// one can be shown as another name (`cod\u{202E}fdp.sh` reads `codhs.pdf`),
+/// so the overlay, the packers and capture refuse them rather than escape
+/// them in every listing.
+pub fn is_format_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
+}
+
+/// Checks the characters of a name or target: UTF-8, no NUL, no control,
+/// no invisible format character ([`is_format_char`]).
 fn check_text(raw: &[u8]) -> Result<&str, &'static str> {
     if raw.is_empty() {
         return Err("empty");
@@ -124,6 +157,9 @@ fn check_text(raw: &[u8]) -> Result<&str, &'static str> {
     let text = std::str::from_utf8(raw).map_err(|_| "not UTF-8")?;
     if text.chars().any(char::is_control) {
         return Err("control character");
+    }
+    if text.chars().any(is_format_char) {
+        return Err("invisible Unicode format character (bidi control, zero-width)");
     }
     Ok(text)
 }
@@ -469,5 +505,37 @@ mod tests {
             .expect("valid")
             .starts_with(&normalise_entry(b"a/b", L).expect("valid")));
         assert!(p.starts_with(&RelPath::root()));
+    }
+
+    #[test]
+    fn names_and_targets_with_invisible_format_characters_are_refused() {
+        let limits = PathLimits {
+            max_len: 4095,
+            max_depth: 64,
+        };
+        for c in [
+            '\u{202E}',
+            '\u{202A}',
+            '\u{2066}',
+            '\u{200B}',
+            '\u{200D}',
+            '\u{FEFF}',
+            '\u{00AD}',
+            '\u{E0041}',
+            '\u{061C}',
+        ] {
+            let name = format!("etc/cod{c}fdp.sh");
+            assert!(
+                normalise_entry(name.as_bytes(), limits).is_err(),
+                "{:?}",
+                name.escape_unicode().to_string()
+            );
+            assert!(is_format_char(c));
+        }
+        // Ordinary non-ASCII names stay fine.
+        for ok in ["etc/café", "srv/日本語", "opt/Ελλάδα"] {
+            assert!(normalise_entry(ok.as_bytes(), limits).is_ok(), "{ok}");
+        }
+        assert!(!is_format_char('é') && !is_format_char('a') && !is_format_char('\u{2010}'));
     }
 }
