@@ -1165,6 +1165,11 @@ fn cli_verify_exit_codes_and_distinct_json_kinds() {
         o.status.code() == Some(1) && text.contains("expired.bundle") && text.contains("expired"),
         "{text}"
     );
+    // An unreadable bundle is not an invalid one: exit 2, naming the file.
+    let o = bin(&["verify", "missing.bundle", "--trust", "admin.pub"], dir);
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{said}");
+    assert!(said.contains("missing.bundle"), "{said}");
     // Usage errors exit 2.
     for args in [
         vec!["verify", "good.bundle"],

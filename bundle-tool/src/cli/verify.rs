@@ -1,6 +1,7 @@
 //! `verify BUNDLE --trust PUBKEY… [--mac MAC | --site NAME]`: the node's
 //! checks without an identity (signature, target, expiry, serial floor,
-//! payload size and hash, container shape). Exit 0 valid, 1 invalid.
+//! payload size and hash, container shape). Exit 0 valid, 1 invalid, 2 when
+//! the bundle cannot be read at all (usage or I/O: nothing was judged).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -29,6 +30,9 @@ pub struct Args {
 /// Runs `verify`.
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let checks = a.check.checks()?;
+    // A file that cannot be opened is not an invalid bundle: say so, exit 2.
+    File::open(&a.bundle)
+        .map_err(|e| super::UsageError(format!("cannot read {}: {e}", a.bundle.display())))?;
     let size = std::fs::metadata(&a.bundle).map(|m| m.len()).ok();
     let counter = AtomicU64::new(0);
     let result = super::progress::with_progress("verifying", size, &counter, || {
@@ -55,6 +59,9 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Err(satchel_bundle::OpenError::Io(e)) => {
+            Err(super::UsageError(format!("cannot read {}: {e}", a.bundle.display())).into())
         }
         Err(e) => {
             if a.json {
