@@ -4,7 +4,9 @@
 //! throwaway CA (plaintext key: demo only), server and admin certificates,
 //! a bundle-signing key, an admin age identity, a demo node enrolled with
 //! the PKI library (`node/satchel.toml` + credentials), a fresh CRL, and a
-//! signed demo bundle for the node's MAC, published into the demo store.
+//! signed demo bundle for the node's MAC, published into the demo store,
+//! which it returns open for the server to serve (sled locks its directory
+//! until the last thread of a handle ends, so it is never reopened).
 //! [`Demo::finish`] writes the node's kernel command line once the port is
 //! known and returns the commands that fetch and apply the bundle.
 //!
@@ -24,7 +26,7 @@ use time::OffsetDateTime;
 
 use crate::config::Config;
 use crate::publish::{self, Signers};
-use crate::store::{SledStore, Store, StoreError};
+use crate::store::{SledStore, Store};
 
 /// The demo node's MAC (a locally administered, QEMU-style address).
 pub const DEMO_MAC: Mac = Mac::from_octets([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
@@ -59,8 +61,10 @@ pub struct Demo {
 }
 
 /// Creates or reuses the demo material in `dir` and publishes a new demo
-/// bundle (serial: the current unix time, so every run publishes).
-pub fn prepare(dir: &Path, listen: SocketAddr) -> Result<Demo, DemoError> {
+/// bundle (serial: the current unix time, or one above the last if that is
+/// not above it, so every run publishes). Returns the demo and its store,
+/// open, for the server to serve.
+pub fn prepare(dir: &Path, listen: SocketAddr) -> Result<(Demo, SledStore), DemoError> {
     std::fs::create_dir_all(dir).map_err(step("creating the demo directory"))?;
     let dir = dir
         .canonicalize()
@@ -143,12 +147,20 @@ pub fn prepare(dir: &Path, listen: SocketAddr) -> Result<Demo, DemoError> {
     .map_err(step("bundle source"))?;
     let now = OffsetDateTime::now_utc();
     let target = Target::Host(DEMO_MAC);
+    let data_dir = dir.join("data");
+    let store = SledStore::open(&data_dir).map_err(step("opening the demo store"))?;
+    let last = store
+        .highest_serial(&target)
+        .map_err(step("reading the demo store"))?;
+    let serial = u64::try_from(now.unix_timestamp())
+        .unwrap_or(1)
+        .max(last.map_or(1, |s| s.saturating_add(1)));
     let bundle_path = dir.join("demo.bundle");
     seal_to_file(
         &SealParams {
             target: target.clone(),
             site: None,
-            serial: u64::try_from(now.unix_timestamp()).unwrap_or(1),
+            serial,
             created: now,
             expires: now + time::Duration::days(DEMO_BUNDLE_DAYS),
             policy: Default::default(),
@@ -169,16 +181,10 @@ pub fn prepare(dir: &Path, listen: SocketAddr) -> Result<Demo, DemoError> {
         step: "verifying the demo bundle",
         reason: e.message,
     })?;
-    let data_dir = dir.join("data");
-    {
-        let store = SledStore::open(&data_dir).map_err(step("opening the demo store"))?;
-        let meta = checked.into_meta(&target, bytes.len() as u64, "admin/demo".into());
-        let history = Config::default().bundle_history;
-        match store.bundle_put(&target, &meta, &bytes, history) {
-            Ok(()) | Err(StoreError::SerialNotGreater { .. }) => {}
-            Err(e) => return Err(step("publishing the demo bundle")(e)),
-        }
-    }
+    let meta = checked.into_meta(&target, bytes.len() as u64, "admin/demo".into());
+    store
+        .bundle_put(&target, &meta, &bytes, Config::default().bundle_history)
+        .map_err(step("publishing the demo bundle"))?;
     std::fs::create_dir_all(dir.join("root")).map_err(step("creating root/"))?;
     let config = Config {
         listen,
@@ -191,12 +197,15 @@ pub fn prepare(dir: &Path, listen: SocketAddr) -> Result<Demo, DemoError> {
         trusted_signers: vec![signer_pub.clone()],
         ..Config::default()
     };
-    Ok(Demo {
-        config,
-        dir,
-        signer_pub,
-        node_config,
-    })
+    Ok((
+        Demo {
+            config,
+            dir,
+            signer_pub,
+            node_config,
+        },
+        store,
+    ))
 }
 
 impl Demo {

@@ -138,12 +138,12 @@ fn demo(m: &ArgMatches) -> anyhow::Result<()> {
     let listen = *m
         .get_one::<std::net::SocketAddr>("listen")
         .context("--listen")?;
-    let demo = satchel_server::demo::prepare(dir, listen)?;
+    let (demo, store) = satchel_server::demo::prepare(dir, listen)?;
     let config = demo.config.clone();
     serve_config(
         config,
         m.get_one::<PathBuf>("ready-file").map(PathBuf::as_path),
-        Some(&demo),
+        Some((&demo, store)),
     )
 }
 
@@ -175,7 +175,7 @@ fn serve(matches: &ArgMatches) -> anyhow::Result<()> {
 fn serve_config(
     config: Config,
     ready_file: Option<&Path>,
-    demo: Option<&satchel_server::demo::Demo>,
+    demo: Option<(&satchel_server::demo::Demo, SledStore)>,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -183,10 +183,17 @@ fn serve_config(
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let store: Arc<dyn Store> = Arc::new(
-            SledStore::open(&config.data_dir)
-                .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
-        );
+        // The demo hands on the store it published into, still open.
+        let (demo, store) = match demo {
+            Some((demo, store)) => (Some(demo), store),
+            None => (
+                None,
+                SledStore::open(&config.data_dir).with_context(|| {
+                    format!("opening the store in {}", config.data_dir.display())
+                })?,
+            ),
+        };
+        let store: Arc<dyn Store> = Arc::new(store);
         let tls = Arc::new(
             ReloadableTls::load(TlsFiles {
                 ca_cert: config.ca_cert.clone(),

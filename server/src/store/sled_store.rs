@@ -37,10 +37,6 @@ const FLUSH_EVERY_MS: u64 = 200;
 /// A writer alone waits at most this long, and only right after a sync.
 const SYNC_GAP: std::time::Duration = std::time::Duration::from_millis(2);
 
-/// How long opening waits for the store directory's lock to be released
-/// before it reports the store as in use.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// sled page cache size in bytes.
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -236,28 +232,24 @@ impl SledStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(backend)?;
-        let open = || {
-            sled::Config::new()
-                .path(dir)
-                .cache_capacity(CACHE_BYTES)
-                .flush_every_ms(Some(FLUSH_EVERY_MS))
-                .open()
-        };
-        // The directory's lock is released when the last thread of an
-        // earlier handle ends, which can be just after that handle was
-        // dropped (the demo publishes, then serves the same store).
-        let give_up = std::time::Instant::now() + LOCK_WAIT;
-        let db = loop {
-            match open() {
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        && std::time::Instant::now() < give_up =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+        // One handle per directory and process: sled's lock on the
+        // directory is released only when the last thread of a handle
+        // ends, so whoever prepared a store hands that handle on instead
+        // of dropping and reopening it (the demo does).
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .flush_every_ms(Some(FLUSH_EVERY_MS))
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Backend(format!(
+                        "{} is in use by another process (its lock is held): {io}",
+                        dir.display()
+                    ))
                 }
-                r => break r.map_err(backend)?,
-            }
-        };
+                e => backend(e),
+            })?;
         let t = |n: &str| db.open_tree(n).map_err(backend);
         let audit = [t("audit")?, t("audit_security")?, t("audit_fetch")?];
         let mut next = 1;

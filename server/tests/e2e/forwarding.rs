@@ -18,10 +18,23 @@ use crate::harness::*;
 type Seen = Arc<Mutex<Vec<String>>>;
 
 /// The engine: records the report id of every POST and answers 200.
+/// The engine's address, held for the whole test by a socket that is bound
+/// but never listens: while no receiver runs, connecting is refused, and no
+/// other program can take the port (only sockets that also ask for
+/// `SO_REUSEPORT` may share it, and only a listening one is connected to).
+fn reserve_engine_port() -> (tokio::net::TcpSocket, SocketAddr) {
+    let s = tokio::net::TcpSocket::new_v4().expect("socket");
+    s.set_reuseport(true).expect("SO_REUSEPORT");
+    s.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+    let addr = s.local_addr().expect("addr");
+    (s, addr)
+}
+
 fn start_receiver(addr: SocketAddr, seen: Seen) -> tokio::task::JoinHandle<()> {
-    let std_listener = std::net::TcpListener::bind(addr).expect("rebind receiver port");
-    std_listener.set_nonblocking(true).expect("nonblocking");
-    let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_reuseport(true).expect("SO_REUSEPORT");
+    socket.bind(addr).expect("bind the reserved engine port");
+    let listener = socket.listen(128).expect("listen");
     tokio::spawn(async move {
         let mut conns = JoinSet::new();
         loop {
@@ -77,11 +90,8 @@ fn unique(seen: &Seen) -> HashMap<String, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_reach_the_engine_at_least_once_through_outages() {
     let w = World::new();
-    // Reserve a port for the engine, then leave it closed: the engine is down.
-    let engine: SocketAddr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    };
+    // The engine's port, reserved and refusing: the engine is down.
+    let (_engine_port, engine) = reserve_engine_port();
     let data = w.path().join("data");
     let cfg = w.config(
         &data,
@@ -137,9 +147,14 @@ async fn reports_reach_the_engine_at_least_once_through_outages() {
         unique(&seen).len() >= 18
     })
     .await;
+    let failures = srv.metric("satchel_forward_failures_total").await;
     receiver.abort();
     let _ = receiver.await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // The engine stays down until the forwarder has met the outage.
+    eventually("a delivery to fail", Duration::from_secs(30), || async {
+        srv.metric("satchel_forward_failures_total").await > failures
+    })
+    .await;
     receiver = start_receiver(engine, seen.clone());
     poster.await.expect("poster");
     wait_for("every report", Duration::from_secs(30), || {

@@ -21,6 +21,24 @@ use time::OffsetDateTime;
 /// Longest a server process may live in a test.
 pub const KILL_AFTER: Duration = Duration::from_secs(120);
 
+/// How often [`eventually`] looks at its condition again.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// Waits until `cond` holds, looking every [`POLL`]; panics naming `what`
+/// once `within` has passed. A wait for an event, not a guess at how long
+/// it takes: a loaded machine only makes it look more often.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 pub fn mac(n: u8) -> Mac {
     Mac::from_octets([0x02, 0, 0, 0, 0, n])
 }
@@ -341,6 +359,14 @@ impl Server {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The value of the unlabelled metric `name`, if the server shows it.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.metrics_text().await;
+        text.lines()
+            .filter_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .find_map(|v| v.trim().parse().ok())
     }
 
     /// The Prometheus text.

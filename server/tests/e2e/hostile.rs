@@ -108,16 +108,32 @@ async fn hostile_requests_and_slow_clients() {
     assert!(closed, "silent TCP client not cut off");
 
     // Connection limit: with 6 held open, the next is closed at once.
+    // Counted by the monotonic total: the handshake timeout may close the
+    // held ones before a look at the open gauge.
+    let admitted = srv
+        .metric("satchel_connections_total")
+        .await
+        .expect("total");
     let mut held = Vec::new();
     for _ in 0..6 {
         held.push(tokio::net::TcpStream::connect(srv.addr).await.expect("tcp"));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    eventually(
+        "the server to admit the 6",
+        Duration::from_secs(30),
+        || async { srv.metric("satchel_connections_total").await >= Some(admitted + 6.0) },
+    )
+    .await;
     let mut extra = tokio::net::TcpStream::connect(srv.addr).await.expect("tcp");
     let (_, closed) = read_until_close(&mut extra, Duration::from_millis(800)).await;
     assert!(closed, "connection over the limit was not closed early");
     drop(held);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    eventually(
+        "the held connections to close",
+        Duration::from_secs(30),
+        || async { srv.metric("satchel_connections_open").await == Some(0.0) },
+    )
+    .await;
     assert_eq!(
         anon.status("GET", "/healthz", Bytes::new()).await,
         200,

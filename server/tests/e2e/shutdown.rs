@@ -28,7 +28,11 @@ async fn sigterm_drains_an_in_flight_download() {
 
     // SIGHUP reloads and keeps serving.
     srv.signal("HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the SIGHUP reload", Duration::from_secs(30), || async {
+        srv.log_text()
+            .contains("SIGHUP: certificate, key and CRL reloaded")
+    })
+    .await;
     assert_eq!(admin.status("GET", "/healthz", Bytes::new()).await, 200);
 
     let host = Client::new(&w, srv.addr, Some(&w.host(1, None)));
