@@ -375,3 +375,25 @@ pub fn server_pki(dir: &Path, server_name: &str) -> (Ca, Issued) {
     write("crl.pem", &ca.crl(None).expect("CRL").pem);
     (ca, admin)
 }
+
+/// A TCP port on 127.0.0.1 that refuses every connection for as long as the
+/// returned socket lives: the socket is bound but never listens, so a
+/// connection gets a reset and no other program can take the port meanwhile
+/// (a port bound and dropped could be taken by anyone before the test uses it).
+pub fn refused_tcp_port() -> (tokio::net::TcpSocket, SocketAddr) {
+    let s = tokio::net::TcpSocket::new_v4().expect("socket");
+    s.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+    let addr = s.local_addr().expect("addr");
+    (s, addr)
+}
+
+/// A UDP port on 127.0.0.1 that answers every datagram with "port
+/// unreachable" for as long as the returned socket lives: the socket is
+/// connected to one peer (itself), so the kernel delivers it nothing from
+/// anyone else and refuses them, while the port stays reserved.
+pub fn refused_udp_port() -> (std::net::UdpSocket, SocketAddr) {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = s.local_addr().expect("addr");
+    s.connect(addr).expect("connect to itself");
+    (s, addr)
+}

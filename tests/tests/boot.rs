@@ -25,7 +25,6 @@
 //! flow ([`Fleet`]) and its boots.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1307,11 +1306,9 @@ impl Fleet {
             DnsRecord::a(SERVER_NAME, [10, 0, 2, 100]),
         ])
         .expect("start DNS");
-        // Nothing listens on this port once the listener is dropped.
-        let dead_port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        // A port that refuses connections, reserved until the boot is over.
+        let (_reserved, dead) = satchel_tests::harness::refused_tcp_port();
+        let dead_port = dead.port();
         let spec = BootSpec {
             overlay: self.overlay(),
             params: vec![

@@ -529,11 +529,8 @@ fn dns_unreachable_falls_back_to_satchel_server() {
         env.tls(&[TARGET_NAME, "127.0.0.1"]),
         env.serve(bundle, 3, |b, _| Reply::bytes(b.to_vec())),
     );
-    // A port nothing listens on, UDP and TCP.
-    let dead = std::net::UdpSocket::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    // A DNS port that refuses every query, reserved for the whole test.
+    let (_reserved, dead) = satchel_tests::harness::refused_udp_port();
     let f = env.run(
         &format!(
             "satchel.dns={dead} satchel.server=127.0.0.1:{} satchel.timeout=30",
@@ -559,10 +556,8 @@ fn second_priority_is_used_when_the_first_is_down() {
         env.tls(&["cfg2.boot.test"]),
         env.serve(bundle, 3, |b, _| Reply::bytes(b.to_vec())),
     );
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr");
+    // A target that refuses connections, reserved for the whole test.
+    let (_reserved, dead) = satchel_tests::harness::refused_tcp_port();
     let (dns, _d) = DnsServer::start(vec![
         DnsRecord::srv(
             &format!("_satchel._tcp.{DOMAIN}"),
