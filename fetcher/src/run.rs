@@ -411,7 +411,9 @@ pub async fn boot(inputs: &Inputs, log: &Log) -> Outcome {
     };
 
     let exit = steps(&p, &mut session, &mut phases, &mut applied, inputs).await;
-    let server = session.last_good.map(|i| session.servers[i].to_string());
+    let server = session
+        .last_good
+        .map(|(i, _)| session.servers[i].to_string());
     let mut report = build_report(&p, &mut rng, phases, applied, server, started);
     if exit != Exit::Applied {
         report.status = "failed";

@@ -54,8 +54,21 @@ pub struct Session<'a> {
     pub rng: StdRng,
     /// Where to log.
     pub log: &'a Log,
-    /// The candidate that answered last (tried first next time).
-    pub last_good: Option<usize>,
+    /// The candidate that answered last and the address it answered on:
+    /// both are tried first next time, so a boot does not walk again past
+    /// the addresses that failed (`localhost` → `[::1]` refused before
+    /// `127.0.0.1`) for every request.
+    pub last_good: Option<(usize, SocketAddr)>,
+}
+
+/// `addrs` with `preferred` (the address that answered last) moved to the
+/// front, if it is among them; otherwise unchanged (pure).
+pub fn preferring(mut addrs: Vec<SocketAddr>, preferred: Option<SocketAddr>) -> Vec<SocketAddr> {
+    if let Some(pos) = preferred.and_then(|p| addrs.iter().position(|a| *a == p)) {
+        let a = addrs.remove(pos);
+        addrs.insert(0, a);
+    }
+    addrs
 }
 
 impl Session<'_> {
@@ -91,14 +104,15 @@ impl Session<'_> {
         loop {
             let mut last: Option<(Failure, String)> = None;
             let mut order: Vec<usize> = (0..self.servers.len()).collect();
-            if let Some(good) = self.last_good {
+            if let Some((good, _)) = self.last_good {
                 order.retain(|i| *i != good);
                 order.insert(0, good);
             }
             for i in order {
                 let hp = self.servers[i].clone();
+                let worked = self.last_good.filter(|(g, _)| *g == i).map(|(_, a)| a);
                 let addrs = match self.addrs(&hp).await {
-                    Ok(a) => a,
+                    Ok(a) => preferring(a, worked),
                     Err(e) => {
                         self.log.warn(&format!("server {hp}: {e}"));
                         last = Some((Failure::Transport, e));
@@ -123,7 +137,7 @@ impl Session<'_> {
                             break;
                         }
                         Ok(Ok(resp)) => {
-                            self.last_good = Some(i);
+                            self.last_good = Some((i, addr));
                             return Ok(resp);
                         }
                         Ok(Err(e)) => {
@@ -167,5 +181,25 @@ impl Session<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_that_answered_goes_first_next_time() {
+        let v6: SocketAddr = "[::1]:8443".parse().expect("addr");
+        let v4: SocketAddr = "127.0.0.1:8443".parse().expect("addr");
+        let other: SocketAddr = "127.0.0.2:8443".parse().expect("addr");
+        assert_eq!(preferring(vec![v6, v4], Some(v4)), [v4, v6]);
+        assert_eq!(preferring(vec![v6, v4], None), [v6, v4]);
+        // An address no longer among the resolved ones changes nothing.
+        assert_eq!(preferring(vec![v6, v4], Some(other)), [v6, v4]);
+        assert_eq!(
+            preferring(vec![v4, v6, other], Some(other)),
+            [other, v4, v6]
+        );
     }
 }
