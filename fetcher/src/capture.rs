@@ -21,8 +21,8 @@ use std::path::{Component, Path, PathBuf};
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use satchel_bundle::pack::{pack_dir, PackOptions};
-use satchel_bundle::Recipient;
+use satchel_format::pack::{pack_dir, PackOptions};
+use satchel_format::Recipient;
 use satchel_pki::NodeConfig;
 use tokio::time::Instant;
 

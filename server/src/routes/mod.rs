@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use satchel_bundle::Target;
+use satchel_names::Target;
 use satchel_pki::PeerIdentity;
 use tokio::sync::Notify;
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use satchel_bundle::{Mac, Target};
+use satchel_names::{Mac, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
