@@ -26,10 +26,10 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use satchel_bundle::extract::Options;
-use satchel_bundle::open::{StreamVerifier, Streamed, Verified};
-use satchel_bundle::verify::Checks;
-use satchel_bundle::{Identities, Target, VerifyingKey};
+use satchel_format::open::{StreamVerifier, Streamed, Verified};
+use satchel_format::verify::Checks;
+use satchel_format::{Identities, Target, VerifyingKey};
+use satchel_overlay::Options;
 use time::OffsetDateTime;
 
 use crate::http::Sink;
@@ -84,7 +84,7 @@ impl FileSink {
         match self.streamed.as_mut().map(|s| {
             std::mem::replace(
                 &mut s.verified,
-                Err(satchel_bundle::OpenError::Payload("already taken".into())),
+                Err(satchel_format::OpenError::Payload("already taken".into())),
             )
         }) {
             Some(Ok(v)) => Ok(v),
@@ -192,7 +192,7 @@ pub fn apply(
         .try_clone()
         .and_then(FreeBehind::new)
         .map_err(|e| format!("open {}: {e}", sink.path().display()))?;
-    let a = satchel_bundle::open::apply_verified(
+    let a = satchel_format::open::apply_verified(
         file,
         verified,
         &trust.identities,
@@ -395,9 +395,9 @@ mod tests {
 
     #[test]
     fn a_verified_bundle_must_carry_the_index_serial() {
-        use satchel_bundle::manifest::Policy;
-        use satchel_bundle::seal::{seal_to_file, SealParams, Source};
-        use satchel_bundle::SigningKey;
+        use satchel_format::manifest::Policy;
+        use satchel_format::seal::{seal_to_file, SealParams, Source};
+        use satchel_format::SigningKey;
         let t = tempfile::tempdir().expect("tmp");
         let tree = t.path().join("tree");
         std::fs::create_dir_all(tree.join("etc")).expect("mkdir");

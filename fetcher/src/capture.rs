@@ -28,9 +28,9 @@ use rand::SeedableRng;
 use rustix::fs::{
     fstat, openat, readlinkat, statat, AtFlags, Dir, FileType, Mode, OFlags, Stat, CWD,
 };
-use satchel_bundle::extract::is_format_char;
-use satchel_bundle::pack::check_link_target;
-use satchel_bundle::Recipient;
+use satchel_format::pack::check_link_target;
+use satchel_format::Recipient;
+use satchel_overlay::is_format_char;
 use satchel_pki::NodeConfig;
 use tokio::time::Instant;
 

@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use satchel_bundle::Mac;
+use satchel_names::Mac;
 
 /// Largest command line accepted, in bytes (the kernel's own limit is
 /// 2048–4096 on x86; anything far above that is not a command line).

@@ -7,7 +7,7 @@
 //! same server, a malformed hash. The index is a hint that says *where*;
 //! the signed manifest inside each bundle is what is trusted.
 
-use satchel_bundle::Target;
+use satchel_names::Target;
 use serde::Deserialize;
 
 use crate::settings::MAX_INDEX_ENTRIES;

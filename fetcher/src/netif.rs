@@ -10,7 +10,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use satchel_bundle::Mac;
+use satchel_names::Mac;
 
 /// ARPHRD_ETHER: the `type` of an Ethernet interface.
 const ARPHRD_ETHER: &str = "1";

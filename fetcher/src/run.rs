@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use satchel_bundle::verify::Checks;
-use satchel_bundle::{Identities, Mac, Target, VerifyingKey};
+use satchel_format::verify::Checks;
+use satchel_format::{Identities, Mac, Target, VerifyingKey};
 use satchel_pki::NodeConfig;
 use tokio::time::Instant;
 

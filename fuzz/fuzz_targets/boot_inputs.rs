@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use satchel_bundle::{Mac, Target};
+use satchel_names::{Mac, Target};
 use satchel_fetch::{cmdline, discover, index, retry};
 
 fuzz_target!(|data: &[u8]| {

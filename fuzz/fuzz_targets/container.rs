@@ -6,7 +6,7 @@
 use std::io::Read;
 
 use libfuzzer_sys::fuzz_target;
-use satchel_bundle::container::read_header;
+use satchel_format::container::read_header;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok((header, mut payload)) = read_header(data) {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use satchel_bundle::{Mac, SiteName, Target};
+use satchel_names::{Mac, SiteName, Target};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else {

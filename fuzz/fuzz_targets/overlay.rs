@@ -8,7 +8,7 @@ use std::fs;
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use satchel_bundle::extract::{apply, Options};
+use satchel_overlay::{apply, Options};
 
 /// Every path under `dir` with its kind and contents (symlinks not followed).
 fn snapshot(dir: &Path) -> Vec<(String, String)> {
@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
     let before_base = snapshot(base.path());
     let before_root = snapshot(&root);
     let opts = Options {
-        ownership: satchel_bundle::extract::Ownership::Caller,
+        ownership: satchel_overlay::Ownership::Caller,
         ..Options::default()
     };
     let result = apply(data, &root, &opts);

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use satchel_bundle::extract::{check_archive, Options, MAX_ENTRIES};
+use satchel_overlay::{check_archive, Options, MAX_ENTRIES};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(summary) = check_archive(data, &Options::default()) {

@@ -25,7 +25,7 @@ use age::secrecy::{ExposeSecret, SecretString};
 use rcgen::{Issuer, KeyPair, PublicKeyData, RevocationReason, SanType};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
-use satchel_bundle::{Mac, SiteName};
+use satchel_names::{Mac, SiteName};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use age::secrecy::ExposeSecret;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::SubjectPublicKeyInfoDer;
-use satchel_bundle::{Mac, SiteName, Target};
+use satchel_names::{Mac, SiteName, Target};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use x509_parser::prelude::FromDer;

@@ -27,7 +27,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use satchel_bundle::{Mac, SiteName, Target};
+use satchel_names::{Mac, SiteName, Target};
 use satchel_pki::audit::cli::{run_cli as run_audit, AuditArgs};
 use satchel_pki::ca::{replace_public, Ca, InitOptions, KeySecret, Reason};
 use satchel_pki::enroll::EnrollOptions;

@@ -19,7 +19,7 @@
 
 use std::fmt;
 
-use satchel_bundle::{Mac, SiteName};
+use satchel_names::{Mac, SiteName};
 
 /// URI scheme of every scope URI.
 pub const SCHEME: &str = "satchel";

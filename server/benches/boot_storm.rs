@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use satchel_bundle::seal::{seal_to_file, SealParams, Source};
-use satchel_bundle::{Identities, Mac, SigningKey, Target};
+use satchel_format::seal::{seal_to_file, SealParams, Source};
+use satchel_format::{Identities, Mac, SigningKey, Target};
 use satchel_pki::ca::Ca;
 use satchel_pki::AdminName;
 

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use satchel_bundle::Mac;
+use satchel_names::Mac;
 use satchel_server::routes::reports::NodeView;
 use satchel_server::store::{BundleMeta, NodeRecord, ReportSummary, UploadMeta, UploadState};
 use satchel_server::ui::{render, BundleRow, Filters, Health, Snapshot};

@@ -14,7 +14,7 @@
 //! The TLS layer has already checked the chain, the CRL and the clientAuth
 //! EKU; this module only reads the scope.
 
-use satchel_bundle::{Mac, SiteName, Target};
+use satchel_names::{Mac, SiteName, Target};
 use satchel_pki::Scope;
 
 /// What a request asks for (already parsed from method and path).

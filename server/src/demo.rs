@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 
-use satchel_bundle::seal::{seal_to_file, SealParams, Source};
-use satchel_bundle::{Identities, Mac, Recipient, SigningKey, Target};
+use satchel_format::seal::{seal_to_file, SealParams, Source};
+use satchel_format::{Identities, Mac, Recipient, SigningKey, Target};
 use satchel_pki::ca::Ca;
 use satchel_pki::enroll::EnrollOptions;
 use satchel_pki::{AdminName, NodeConfig};
@@ -102,7 +102,7 @@ pub fn prepare(dir: &Path, listen: SocketAddr) -> Result<(Demo, SledStore), Demo
     let admin_age = dir.join("admin.age");
     if !admin_age.exists() {
         let ids = Identities::generate();
-        satchel_bundle::keys::write_secret_file(
+        satchel_format::keys::write_secret_file(
             &admin_age,
             ids.to_file_text(&crate::now_rfc3339()).as_bytes(),
         )

@@ -82,7 +82,7 @@ fn random_input(rng: &mut impl Rng) -> Vec<u8> {
 #[test]
 fn no_parser_panics_on_random_input() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x05a7_c4e1);
-    let mac = satchel_bundle::Mac::from_octets([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]);
+    let mac = satchel_names::Mac::from_octets([0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff]);
     let methods = [
         http::Method::GET,
         http::Method::PUT,

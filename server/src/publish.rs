@@ -1,6 +1,6 @@
 //! Checking a bundle before it is published, with the bundle library.
 //!
-//! [`verify`] runs `satchel_bundle::open::verify_reader` with the server's
+//! [`verify`] runs `satchel_format::open::verify_reader` with the server's
 //! trusted signer keys and the route's target: container shape, manifest,
 //! signature by a trusted key, target equal to the URL's, not expired,
 //! payload size and sha256, clean end of the container. The serial rule
@@ -13,9 +13,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use http::StatusCode;
-use satchel_bundle::open::verify_reader;
-use satchel_bundle::verify::Checks;
-use satchel_bundle::{SiteName, Target, VerifyingKey};
+use satchel_format::open::verify_reader;
+use satchel_format::verify::Checks;
+use satchel_format::{SiteName, Target, VerifyingKey};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -27,7 +27,7 @@ pub struct Signers(Arc<Vec<VerifyingKey>>);
 
 impl Signers {
     /// Reads PEM SPKI public keys.
-    pub fn load(paths: &[impl AsRef<Path>]) -> Result<Signers, satchel_bundle::KeyError> {
+    pub fn load(paths: &[impl AsRef<Path>]) -> Result<Signers, satchel_format::KeyError> {
         let keys = paths
             .iter()
             .map(|p| VerifyingKey::read_pem_file(p.as_ref()))

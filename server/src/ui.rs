@@ -15,7 +15,7 @@
 use std::sync::OnceLock;
 
 use minijinja::{Environment, UndefinedBehavior};
-use satchel_bundle::SiteName;
+use satchel_names::SiteName;
 use serde::Serialize;
 
 use crate::routes::reports::{NeverSeen, NodeView};

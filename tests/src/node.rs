@@ -15,9 +15,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
-use satchel_bundle::manifest::Policy;
-use satchel_bundle::seal::{seal_to_file, SealParams, Source};
-use satchel_bundle::{Identities, Mac, Recipient, SigningKey, SiteName, Target};
+use satchel_format::manifest::Policy;
+use satchel_format::seal::{seal_to_file, SealParams, Source};
+use satchel_format::{Identities, Mac, Recipient, SigningKey, SiteName, Target};
 use satchel_pki::NodeConfig;
 use time::{Duration, OffsetDateTime};
 

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use satchel_bundle::{Identities, Mac, SigningKey, Target};
+use satchel_format::{Identities, Mac, SigningKey, Target};
 use satchel_pki::ca::Ca;
 use satchel_pki::enroll::EnrollOptions;
 use satchel_tests::dns::DnsServer;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use satchel_bundle::{Mac, SigningKey, Target};
+use satchel_format::{Mac, SigningKey, Target};
 use satchel_tests::dns::{DnsRecord, DnsServer};
 use satchel_tests::harness::{self, Finished};
 use satchel_tests::node::{tree, ImageSpec, NodeImage, TestCa};
@@ -692,11 +692,11 @@ fn bad_command_line_and_config_exit_3() {
 #[test]
 fn site_then_host_and_a_bad_host_bundle_stops_both() {
     let mut spec = ImageSpec::host(MAC, DOMAIN);
-    spec.site = Some(satchel_bundle::SiteName::parse("dc1").expect("site"));
+    spec.site = Some(satchel_names::SiteName::parse("dc1").expect("site"));
     spec.required = vec![format!("host/{MAC}")];
     let env = Env::new(spec);
     let exp = OffsetDateTime::now_utc() + time::Duration::days(1);
-    let site_target = Target::Site(satchel_bundle::SiteName::parse("dc1").expect("site"));
+    let site_target = Target::Site(satchel_names::SiteName::parse("dc1").expect("site"));
     let site = env.image.bundle_with(
         &site_target,
         9,

@@ -8,9 +8,9 @@ use std::process::Command;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use satchel_bundle::manifest::Policy;
-use satchel_bundle::seal::{seal_to_file, SealParams, Source};
-use satchel_bundle::{Identities, Mac, Recipient, SigningKey, Target};
+use satchel_format::manifest::Policy;
+use satchel_format::seal::{seal_to_file, SealParams, Source};
+use satchel_format::{Identities, Mac, Recipient, SigningKey, Target};
 use satchel_pki::enroll::EnrollOptions;
 use satchel_tests::client;
 use satchel_tests::dns::DnsServer;

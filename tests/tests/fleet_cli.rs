@@ -7,8 +7,8 @@ use std::process::Command;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use satchel_bundle::seal::{seal_to_file, SealParams, Source};
-use satchel_bundle::{Identities, Mac, SigningKey, Target};
+use satchel_format::seal::{seal_to_file, SealParams, Source};
+use satchel_format::{Identities, Mac, SigningKey, Target};
 use satchel_tests::client;
 use satchel_tests::harness;
 use time::OffsetDateTime;

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use rcgen::{Issuer, KeyPair};
-use satchel_bundle::{Mac, SiteName};
+use satchel_names::{Mac, SiteName};
 use satchel_pki::audit::{self, AuditInput, Report, Status};
 use satchel_pki::ca::{Ca, Issued, Reason};
 use satchel_pki::AdminName;

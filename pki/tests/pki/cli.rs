@@ -291,14 +291,14 @@ fn init_issue_revoke_crl_verify_enroll() {
     // The bundle tool and the fetcher read what enroll wrote: signer keys
     // (named by their key id) and age identities matching recipients.txt.
     for s in &cfg.signers {
-        let k = satchel_bundle::VerifyingKey::read_pem_file(&cfg.resolve(img, s)).unwrap();
+        let k = satchel_format::VerifyingKey::read_pem_file(&cfg.resolve(img, s)).unwrap();
         assert_eq!(
             s.file_stem().unwrap().to_str().unwrap(),
             k.key_id().to_string()
         );
     }
     for id in &cfg.identities {
-        satchel_bundle::Identities::read_file(&cfg.resolve(img, id)).unwrap();
+        satchel_format::Identities::read_file(&cfg.resolve(img, id)).unwrap();
     }
     for line in std::fs::read_to_string(img.join("recipients.txt"))
         .unwrap()

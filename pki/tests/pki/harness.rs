@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use satchel_bundle::{Mac, SiteName};
+use satchel_names::{Mac, SiteName};
 use satchel_pki::ca::{Ca, Issued};
 use satchel_pki::scope::AdminName;
 

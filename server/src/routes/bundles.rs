@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::{header, HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use satchel_bundle::{Mac, SiteName, Target};
+use satchel_names::{Mac, SiteName, Target};
 use satchel_pki::Scope;
 use serde_json::json;
 

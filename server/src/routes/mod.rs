@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use satchel_bundle::Target;
+use satchel_names::Target;
 use satchel_pki::{PeerIdentity, Scope};
 use tokio::sync::Notify;
 
@@ -305,7 +305,7 @@ async fn authorize_and_dispatch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use satchel_bundle::{Mac, SiteName};
+    use satchel_names::{Mac, SiteName};
     use satchel_pki::AdminName;
 
     #[test]

@@ -7,7 +7,7 @@
 //! percent-encoded form: no decoding happens, so `%2e%2e` is just a bad name.
 
 use http::{Method, StatusCode};
-use satchel_bundle::{Mac, SiteName, Target};
+use satchel_names::{Mac, SiteName, Target};
 
 use crate::authz::{Route, UiPart};
 use crate::error::ApiError;

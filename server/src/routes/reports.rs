@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use satchel_bundle::{Mac, Target};
+use satchel_names::{Mac, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -446,7 +446,7 @@ mod tests {
         BundleMeta {
             target: target.into(),
             serial: 3,
-            site: site.map(|s| satchel_bundle::SiteName::parse(s).expect("site")),
+            site: site.map(|s| satchel_names::SiteName::parse(s).expect("site")),
             sha256: "0".repeat(64),
             size: 1,
             signer: "k".into(),

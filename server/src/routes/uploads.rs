@@ -7,7 +7,7 @@ use std::time::Instant;
 use http::{header, HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use satchel_bundle::Mac;
+use satchel_names::Mac;
 use satchel_pki::Scope;
 use serde_json::json;
 use sha2::{Digest, Sha256};

@@ -22,7 +22,7 @@
 pub mod sled_store;
 
 use bytes::Bytes;
-use satchel_bundle::{Mac, SiteName, Target};
+use satchel_names::{Mac, SiteName, Target};
 use serde::{Deserialize, Serialize};
 
 pub use sled_store::SledStore;

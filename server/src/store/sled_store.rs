@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 
 use bytes::Bytes;
-use satchel_bundle::Target;
+use satchel_names::Target;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
@@ -676,7 +676,7 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use satchel_bundle::Mac;
+    use satchel_names::Mac;
 
     fn meta(target: &Target, serial: u64) -> BundleMeta {
         BundleMeta {

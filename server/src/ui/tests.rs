@@ -1,6 +1,6 @@
 use super::*;
 use crate::store::{NodeRecord, UploadState};
-use satchel_bundle::Mac;
+use satchel_names::Mac;
 
 fn node(n: u16, site: Option<&str>, stale: bool, failed: bool, error: Option<&str>) -> NodeView {
     let mac = Mac::from_octets([2, 0, 0, 0, (n >> 8) as u8, n as u8]);

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use satchel_bundle::Target;
+use satchel_names::Target;
 
 use crate::harness::*;
 
@@ -321,9 +321,9 @@ async fn curl_fetches_a_bundle_that_verifies() {
     assert!(st.success(), "curl failed: {st}");
     let fetched = std::fs::read(&out).expect("fetched");
     assert_eq!(fetched, bundle);
-    let mut checks = satchel_bundle::verify::Checks::new(vec![w.signer.verifying_key()]);
+    let mut checks = satchel_format::verify::Checks::new(vec![w.signer.verifying_key()]);
     checks.target = Some(t.clone());
-    let v = satchel_bundle::open::verify_reader(&fetched[..], &checks).expect("verifies");
+    let v = satchel_format::open::verify_reader(&fetched[..], &checks).expect("verifies");
     assert_eq!(v.manifest().serial, 7);
 
     // HTTP/2 by ALPN.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rand::Rng;
-use satchel_bundle::Target;
+use satchel_names::Target;
 use sha2::{Digest, Sha256};
 
 use crate::harness::*;
@@ -228,9 +228,9 @@ async fn check_state(
             bundles[(serial - 1) as usize].as_slice(),
             "served bytes are one whole published version"
         );
-        let mut checks = satchel_bundle::verify::Checks::new(vec![w.signer.verifying_key()]);
+        let mut checks = satchel_format::verify::Checks::new(vec![w.signer.verifying_key()]);
         checks.target = Some(t.clone());
-        satchel_bundle::open::verify_reader(body.as_ref(), &checks)
+        satchel_format::open::verify_reader(body.as_ref(), &checks)
             .expect("served bundle verifies");
         // Serials never go back: the served one cannot be published again.
         let again = bundles[(serial - 1) as usize].clone();

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use satchel_bundle::{Identities, Target, VerifyingKey};
+use satchel_format::{Identities, Target, VerifyingKey};
 use satchel_pki::NodeConfig;
 
 use crate::harness::*;
@@ -58,13 +58,13 @@ fn demo_serves_a_bundle_the_node_can_open() {
         curl_fetch(&dir, &node, &url, &out);
         let bytes = std::fs::read(&out).expect("fetched");
         let key = VerifyingKey::read_pem_file(&dir.join("signer.pub")).expect("signer");
-        let mut checks = satchel_bundle::verify::Checks::new(vec![key]);
+        let mut checks = satchel_format::verify::Checks::new(vec![key]);
         checks.target = Some(Target::Host(mac));
         let ids = Identities::read_file(&dir.join("node").join(&node.identities[0])).expect("ids");
         let (verified, mut tar) =
-            satchel_bundle::open::open_reader(std::io::Cursor::new(bytes), &checks, &ids)
+            satchel_format::open::open_reader(std::io::Cursor::new(bytes), &checks, &ids)
                 .expect("the node opens its bundle");
-        assert!(satchel_bundle::open::drain(&mut tar).expect("payload") > 0);
+        assert!(satchel_format::open::drain(&mut tar).expect("payload") > 0);
         serials.push(verified.manifest().serial);
         srv.signal("TERM");
         assert_eq!(srv.wait_exit(std::time::Duration::from_secs(20)), Some(0));

@@ -3,7 +3,7 @@
 //! inventory's staleness against what is published.
 
 use bytes::Bytes;
-use satchel_bundle::Target;
+use satchel_names::Target;
 use sha2::{Digest, Sha256};
 
 use crate::harness::*;

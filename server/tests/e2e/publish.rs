@@ -2,7 +2,7 @@
 //! signature checked, size limit, ETag.
 
 use bytes::Bytes;
-use satchel_bundle::{SigningKey, Target};
+use satchel_format::{SigningKey, Target};
 
 use crate::harness::*;
 
@@ -40,7 +40,7 @@ async fn serials_only_grow_and_bundles_are_verified() {
     assert_eq!(st, 422);
     // Tampered payload.
     let mut bad = w.bundle(&t, None, 10);
-    let (header, _) = satchel_bundle::container::read_header(&bad[..]).expect("header");
+    let (header, _) = satchel_format::container::read_header(&bad[..]).expect("header");
     bad[header.payload_offset as usize + 40] ^= 1;
     assert_eq!(admin.status("PUT", &url, bad).await, 422);
     // Not a bundle at all, empty, truncated.

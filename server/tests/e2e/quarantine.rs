@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use satchel_bundle::Target;
+use satchel_names::Target;
 use sha2::{Digest, Sha256};
 
 use crate::harness::*;

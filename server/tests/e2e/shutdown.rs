@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use satchel_bundle::Target;
+use satchel_names::Target;
 use sha2::{Digest, Sha256};
 
 use crate::harness::*;

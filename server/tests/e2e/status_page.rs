@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use satchel_bundle::Target;
+use satchel_names::Target;
 
 use crate::harness::*;
 

@@ -1,0 +1,192 @@
+//! The commit: runs a plan by renames, logging each step so that a failure
+//! midway puts the root back as it was.
+//!
+//! Every directory is opened through `fsops::open_dir` (beneath the root,
+//! no symlinks, no mount crossing) and every rename is `RENAME_NOREPLACE`,
+//! so nothing that appeared since the plan is clobbered: it makes the step
+//! fail, and the undo log restores what was done.
+
+use std::os::fd::BorrowedFd;
+
+use rustix::fs::{self, Gid, Mode, OFlags, Uid};
+
+use crate::error::ExtractError;
+use crate::fsops::{open_dir, rename, resolve_error};
+use crate::path::RelPath;
+use crate::plan::Op;
+use crate::stage::Staging;
+
+/// What a commit changed, by path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Changes {
+    /// Paths renamed in where the root had nothing (with their subtrees).
+    pub installed: Vec<String>,
+    /// Files and symlinks of the root replaced.
+    pub replaced: Vec<String>,
+    /// Paths deleted by whiteouts.
+    pub removed: Vec<String>,
+    /// Existing directories that took the payload's mode and owner.
+    pub updated_dirs: Vec<String>,
+}
+
+/// One finished step, with what undoing it needs.
+#[derive(Debug)]
+enum Done {
+    /// The root's `path` was moved to `old/<name>`.
+    MovedAside { path: RelPath, name: String },
+    /// `tree/<path>` was moved to the root's `path`.
+    Installed { path: RelPath },
+    /// The root's directory `path` had this mode (and owner, if changed).
+    Attrs {
+        path: RelPath,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    },
+}
+
+/// Runs `ops` over `root`. On failure every finished step is undone in
+/// reverse; if an undo fails too, the staging directory is kept.
+pub fn commit(
+    ops: &[Op],
+    root: BorrowedFd<'_>,
+    staging: &mut Staging,
+    chown: bool,
+) -> Result<Changes, ExtractError> {
+    let mut done = Vec::new();
+    let mut changes = Changes::default();
+    for op in ops {
+        if let Err(cause) = step(op, root, staging, chown, &mut done, &mut changes) {
+            let failures = undo(&done, root, staging);
+            if failures.is_empty() {
+                return Err(cause);
+            }
+            staging.keep();
+            return Err(ExtractError::RestoreFailed {
+                cause: Box::new(cause),
+                failures,
+                staging: staging.path().to_path_buf(),
+            });
+        }
+    }
+    Ok(changes)
+}
+
+fn step(
+    op: &Op,
+    root: BorrowedFd<'_>,
+    staging: &mut Staging,
+    chown: bool,
+    done: &mut Vec<Done>,
+    changes: &mut Changes,
+) -> Result<(), ExtractError> {
+    let move_aside = |path: &RelPath, staging: &mut Staging, done: &mut Vec<Done>| {
+        let (parent, name) = path.split_last();
+        let dir = open_dir(root, &parent, OFlags::PATH)?;
+        let aside = staging.next_old_name();
+        rename(dir.as_fd_ref(), name, staging.old(), &aside, path)?;
+        done.push(Done::MovedAside {
+            path: path.clone(),
+            name: aside,
+        });
+        Ok::<(), ExtractError>(())
+    };
+    let install = |path: &RelPath, staging: &Staging, done: &mut Vec<Done>| {
+        let (parent, name) = path.split_last();
+        let from = open_dir(staging.tree(), &parent, OFlags::PATH)?;
+        let to = open_dir(root, &parent, OFlags::PATH)?;
+        rename(from.as_fd_ref(), name, to.as_fd_ref(), name, path)?;
+        done.push(Done::Installed { path: path.clone() });
+        Ok::<(), ExtractError>(())
+    };
+    match op {
+        Op::Remove(path) => {
+            move_aside(path, staging, done)?;
+            changes.removed.push(path.shown());
+        }
+        Op::Replace(path) => {
+            move_aside(path, staging, done)?;
+            install(path, staging, done)?;
+            changes.replaced.push(path.shown());
+        }
+        Op::Install(path) => {
+            install(path, staging, done)?;
+            changes.installed.push(path.shown());
+        }
+        Op::SetAttrs(path) => {
+            let err = |op| move |e| resolve_error(op, path, e);
+            let staged =
+                fs::fstat(open_dir(staging.tree(), path, OFlags::RDONLY)?).map_err(err("stat"))?;
+            let target = open_dir(root, path, OFlags::RDONLY)?;
+            let old = fs::fstat(&target).map_err(err("stat"))?;
+            let (new_mode, old_mode) = (staged.st_mode & 0o7777, old.st_mode & 0o7777);
+            let owner_differs = chown && (staged.st_uid, staged.st_gid) != (old.st_uid, old.st_gid);
+            if !owner_differs && new_mode == old_mode {
+                return Ok(());
+            }
+            done.push(Done::Attrs {
+                path: path.clone(),
+                mode: old_mode,
+                owner: owner_differs.then_some((old.st_uid, old.st_gid)),
+            });
+            if owner_differs {
+                fs::fchown(
+                    &target,
+                    Some(Uid::from_raw_unchecked(staged.st_uid)),
+                    Some(Gid::from_raw_unchecked(staged.st_gid)),
+                )
+                .map_err(err("chown"))?;
+            }
+            fs::fchmod(&target, Mode::from_raw_mode(new_mode)).map_err(err("chmod"))?;
+            changes.updated_dirs.push(path.shown());
+        }
+    }
+    Ok(())
+}
+
+/// Undoes `done` in reverse; returns what could not be undone.
+fn undo(done: &[Done], root: BorrowedFd<'_>, staging: &Staging) -> Vec<String> {
+    let mut failures = Vec::new();
+    for d in done.iter().rev() {
+        let result = match d {
+            Done::Installed { path } => (|| {
+                let (parent, name) = path.split_last();
+                let from = open_dir(root, &parent, OFlags::PATH)?;
+                let to = open_dir(staging.tree(), &parent, OFlags::PATH)?;
+                rename(from.as_fd_ref(), name, to.as_fd_ref(), name, path)
+            })(),
+            Done::MovedAside { path, name: aside } => (|| {
+                let (parent, name) = path.split_last();
+                let to = open_dir(root, &parent, OFlags::PATH)?;
+                rename(staging.old(), aside, to.as_fd_ref(), name, path)
+            })(),
+            Done::Attrs { path, mode, owner } => (|| {
+                let err = |op| move |e| resolve_error(op, path, e);
+                let target = open_dir(root, path, OFlags::RDONLY)?;
+                if let Some((uid, gid)) = owner {
+                    fs::fchown(
+                        &target,
+                        Some(Uid::from_raw_unchecked(*uid)),
+                        Some(Gid::from_raw_unchecked(*gid)),
+                    )
+                    .map_err(err("chown"))?;
+                }
+                fs::fchmod(&target, Mode::from_raw_mode(*mode)).map_err(err("chmod"))
+            })(),
+        };
+        if let Err(e) = result {
+            failures.push(e.to_string());
+        }
+    }
+    failures
+}
+
+/// `OwnedFd` → `BorrowedFd` without naming the trait at each call.
+trait AsFdRef {
+    fn as_fd_ref(&self) -> BorrowedFd<'_>;
+}
+
+impl AsFdRef for std::os::fd::OwnedFd {
+    fn as_fd_ref(&self) -> BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self)
+    }
+}
