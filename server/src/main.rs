@@ -56,9 +56,12 @@ fn cli() -> Command {
                     Arg::new("dir")
                         .long("dir")
                         .value_name("DIR")
-                        .default_value("satchel-demo")
                         .value_parser(clap::value_parser!(PathBuf))
-                        .help("where the demo material lives (reused on the next run)"),
+                        .help(
+                            "where the demo material lives, reused on the next run \
+                             (default: $XDG_DATA_HOME/satchel/demo, else \
+                             ~/.local/share/satchel/demo, else a folder in the temporary directory)",
+                        ),
                 )
                 .arg(
                     Arg::new("listen")
@@ -133,8 +136,29 @@ fn write_ready_file(path: &Path, listen: &str, metrics: &str) -> anyhow::Result<
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
+/// Where the demo keeps its material when `--dir` is not given: the user's
+/// data directory, never the current one (which may be a checkout).
+fn default_demo_dir() -> PathBuf {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/share"))
+        });
+    match data {
+        Some(d) => d.join("satchel/demo"),
+        None => std::env::temp_dir().join("satchel-demo"),
+    }
+}
+
 fn demo(m: &ArgMatches) -> anyhow::Result<()> {
-    let dir = m.get_one::<PathBuf>("dir").context("--dir")?;
+    let dir = m
+        .get_one::<PathBuf>("dir")
+        .cloned()
+        .unwrap_or_else(default_demo_dir);
+    let dir = &dir;
     let listen = *m
         .get_one::<std::net::SocketAddr>("listen")
         .context("--listen")?;
