@@ -6,7 +6,8 @@
 //! Cargo builds a package's binary for `cargo test` only when that package
 //! has integration tests of its own; every satchel binary's package does, so
 //! `cargo test --workspace` has built them all before any test runs (run
-//! `cargo build --bins` first when testing this package alone).
+//! `cargo build --bins` first when testing this package alone); a binary
+//! older than any source of the workspace's binaries is refused, never run.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -44,7 +45,81 @@ pub fn bin(name: &str) -> PathBuf {
         "{} is not built: run `cargo build --bins` (cargo test --workspace does it)",
         p.display()
     );
+    assert_fresh(&p);
     p
+}
+
+/// The source folders each workspace binary is built from (its package
+/// and the workspace crates it depends on).
+fn sources_of(binary: &str) -> &'static [&'static str] {
+    const LIBS: [&str; 4] = [
+        "bundle-tool/names",
+        "bundle-tool/format",
+        "bundle-tool/overlay",
+        "pki",
+    ];
+    match binary {
+        "satchel-fetch" => &["fetcher", LIBS[0], LIBS[1], LIBS[2], LIBS[3]],
+        "satchel-server" => &["server", LIBS[0], LIBS[1], LIBS[2], LIBS[3]],
+        "satchel-bundle" => &[
+            "bundle-tool/cli",
+            "contrib",
+            LIBS[0],
+            LIBS[1],
+            LIBS[2],
+            LIBS[3],
+        ],
+        "satchel-pki" => &["pki", LIBS[0]],
+        _ => &[],
+    }
+}
+
+/// Panics when a source file `binary` is built from changed after it was
+/// built: `cargo test -p satchel-tests` alone does not rebuild the other
+/// packages' binaries, and a test must never run a stale one.
+pub fn assert_fresh(binary: &Path) {
+    // Checked once per binary and test process: bin() is called per spawn.
+    static CHECKED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let mut checked = CHECKED.lock().unwrap_or_else(|p| p.into_inner());
+    if checked.iter().any(|c| c == binary) {
+        return;
+    }
+    checked.push(binary.to_path_buf());
+    let name = binary.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let Some(root) = Path::new(env!("CARGO_MANIFEST_DIR")).parent() else {
+        return;
+    };
+    let mut newest: Option<(std::time::SystemTime, PathBuf)> = None;
+    let mut todo: Vec<PathBuf> = sources_of(name).iter().map(|d| root.join(d)).collect();
+    while let Some(p) = todo.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            let skip = p
+                .file_name()
+                .is_some_and(|n| n == "target" || n == "tests" || n == "benches" || n == "fuzz");
+            if !skip {
+                if let Ok(rd) = std::fs::read_dir(&p) {
+                    todo.extend(rd.flatten().map(|e| e.path()));
+                }
+            }
+        } else if let Ok(t) = meta.modified() {
+            if newest.as_ref().is_none_or(|(b, _)| t > *b) {
+                newest = Some((t, p));
+            }
+        }
+    }
+    let built = std::fs::metadata(binary).and_then(|m| m.modified());
+    if let (Some((changed, source)), Ok(built)) = (newest, built) {
+        assert!(
+            changed <= built,
+            "{} is older than {}, which changed after it was built: run `cargo build --bins` \
+             (README's tests/run and `cargo test --workspace` build them first)",
+            binary.display(),
+            source.display()
+        );
+    }
 }
 
 /// Finds the first `IP:PORT` in a line (e.g. "listening on 127.0.0.1:4431").

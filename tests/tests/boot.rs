@@ -912,6 +912,7 @@ fn host_bin(name: &str) -> PathBuf {
          (cargo test --workspace does it)",
         p.display()
     );
+    satchel_tests::harness::assert_fresh(&p);
     p
 }
 
