@@ -23,7 +23,8 @@
 //!   mapping; [`http_util`]: streamed and bounded bodies.
 //! - [`metrics`], [`ratelimit`].
 //! - [`ui`]: the admins' status page (`/ui/`), rendered from `server/ui/`.
-//! - [`demo`]: the throwaway setup of `satchel-server demo`.
+//! - `demo` (feature `demo`, on by default): the throwaway setup of
+//!   `satchel-server demo`, the one user of the CA's issuing code.
 //!
 //! URLs name MACs in the canonical form only (`aa-bb-cc-dd-ee-ff`); any
 //! other spelling is refused with 400 `non_canonical_mac`, whose message
@@ -36,6 +37,7 @@
 
 pub mod authz;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod forward;

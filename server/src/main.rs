@@ -31,7 +31,7 @@ fn dashed(name: &str) -> &'static str {
 }
 
 fn cli() -> Command {
-    let mut cmd = Command::new("satchel-server")
+    let cmd = Command::new("satchel-server")
         .about("satchel's mutual-TLS bundle server")
         .version(env!("CARGO_PKG_VERSION"))
         .arg(
@@ -48,37 +48,10 @@ fn cli() -> Command {
                 .value_parser(clap::value_parser!(PathBuf))
                 .help("write {\"listen\",\"metrics\"} bound addresses here once listening"),
         )
-        .subcommand(Command::new("example-config").about("print every setting with its default"))
-        .subcommand(
-            Command::new("demo")
-                .about("create a throwaway CA, node and signed bundle, print how to fetch it, and serve")
-                .arg(
-                    Arg::new("dir")
-                        .long("dir")
-                        .value_name("DIR")
-                        .value_parser(clap::value_parser!(PathBuf))
-                        .help(
-                            "where the demo material lives, reused on the next run \
-                             (default: $XDG_DATA_HOME/satchel/demo, else \
-                             ~/.local/share/satchel/demo, else a folder in the temporary directory)",
-                        ),
-                )
-                .arg(
-                    Arg::new("listen")
-                        .long("listen")
-                        .value_name("ADDR")
-                        .default_value("127.0.0.1:8443")
-                        .value_parser(clap::value_parser!(std::net::SocketAddr))
-                        .help("listen address of the demo server"),
-                )
-                .arg(
-                    Arg::new("ready-file")
-                        .long("ready-file")
-                        .value_name("FILE")
-                        .value_parser(clap::value_parser!(PathBuf))
-                        .help("write {\"listen\",\"metrics\"} bound addresses here once listening"),
-                ),
-        );
+        .subcommand(Command::new("example-config").about("print every setting with its default"));
+    #[cfg(feature = "demo")]
+    let cmd = cmd.subcommand(demo_command());
+    let mut cmd = cmd;
     for (name, doc) in SETTINGS {
         let first = doc.lines().next().unwrap_or("").trim().to_string();
         let arg = Arg::new(*name).long(dashed(name)).value_name("VALUE");
@@ -90,6 +63,39 @@ fn cli() -> Command {
         });
     }
     cmd
+}
+
+/// `satchel-server demo` (feature `demo`, on by default).
+#[cfg(feature = "demo")]
+fn demo_command() -> Command {
+    Command::new("demo")
+        .about("create a throwaway CA, node and signed bundle, print how to fetch it, and serve")
+        .arg(
+            Arg::new("dir")
+                .long("dir")
+                .value_name("DIR")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help(
+                    "where the demo material lives, reused on the next run \
+                     (default: $XDG_DATA_HOME/satchel/demo, else \
+                     ~/.local/share/satchel/demo, else a folder in the temporary directory)",
+                ),
+        )
+        .arg(
+            Arg::new("listen")
+                .long("listen")
+                .value_name("ADDR")
+                .default_value("127.0.0.1:8443")
+                .value_parser(clap::value_parser!(std::net::SocketAddr))
+                .help("listen address of the demo server"),
+        )
+        .arg(
+            Arg::new("ready-file")
+                .long("ready-file")
+                .value_name("FILE")
+                .value_parser(clap::value_parser!(PathBuf))
+                .help("write {\"listen\",\"metrics\"} bound addresses here once listening"),
+        )
 }
 
 fn main() -> ExitCode {
@@ -115,10 +121,15 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let result = match matches.subcommand_matches("demo") {
-        Some(m) => demo(m),
-        None => serve(&matches),
-    };
+    #[cfg(feature = "demo")]
+    if let Some(m) = matches.subcommand_matches("demo") {
+        return finish(demo(m));
+    }
+    finish(serve(&matches))
+}
+
+/// Turns a run's result into the exit status (1 on error, printed).
+fn finish(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -138,6 +149,7 @@ fn write_ready_file(path: &Path, listen: &str, metrics: &str) -> anyhow::Result<
 
 /// Where the demo keeps its material when `--dir` is not given: the user's
 /// data directory, never the current one (which may be a checkout).
+#[cfg(feature = "demo")]
 fn default_demo_dir() -> PathBuf {
     let data = std::env::var_os("XDG_DATA_HOME")
         .filter(|d| !d.is_empty())
@@ -153,6 +165,7 @@ fn default_demo_dir() -> PathBuf {
     }
 }
 
+#[cfg(feature = "demo")]
 fn demo(m: &ArgMatches) -> anyhow::Result<()> {
     let dir = m
         .get_one::<PathBuf>("dir")
@@ -164,10 +177,13 @@ fn demo(m: &ArgMatches) -> anyhow::Result<()> {
         .context("--listen")?;
     let (demo, store) = satchel_server::demo::prepare(dir, listen)?;
     let config = demo.config.clone();
+    // The demo hands on the store it published into, still open, and
+    // prints how to fetch once the port is known.
     serve_config(
         config,
         m.get_one::<PathBuf>("ready-file").map(PathBuf::as_path),
-        Some((&demo, store)),
+        Some(store),
+        Some(Box::new(move |addr| Ok(demo.finish(addr)?))),
     )
 }
 
@@ -193,13 +209,18 @@ fn serve(matches: &ArgMatches) -> anyhow::Result<()> {
             .get_one::<PathBuf>("ready-file")
             .map(PathBuf::as_path),
         None,
+        None,
     )
 }
+
+/// What to print once the API listens, given its address.
+type Announce = Box<dyn FnOnce(std::net::SocketAddr) -> anyhow::Result<String> + Send>;
 
 fn serve_config(
     config: Config,
     ready_file: Option<&Path>,
-    demo: Option<(&satchel_server::demo::Demo, SledStore)>,
+    store: Option<SledStore>,
+    announce: Option<Announce>,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -207,15 +228,10 @@ fn serve_config(
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        // The demo hands on the store it published into, still open.
-        let (demo, store) = match demo {
-            Some((demo, store)) => (Some(demo), store),
-            None => (
-                None,
-                SledStore::open(&config.data_dir).with_context(|| {
-                    format!("opening the store in {}", config.data_dir.display())
-                })?,
-            ),
+        let store = match store {
+            Some(store) => store,
+            None => SledStore::open(&config.data_dir)
+                .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
         };
         let store: Arc<dyn Store> = Arc::new(store);
         let tls = Arc::new(
@@ -242,8 +258,8 @@ fn serve_config(
         let listen = listener.local_addr()?.to_string();
         let metrics_addr = metrics_listener.local_addr()?.to_string();
         tracing::info!(listen = %listen, metrics = %metrics_addr, "listening");
-        if let Some(demo) = demo {
-            println!("{}", demo.finish(listener.local_addr()?)?);
+        if let Some(announce) = announce {
+            println!("{}", announce(listener.local_addr()?)?);
         }
         if let Some(path) = ready_file {
             write_ready_file(path, &listen, &metrics_addr)?;
