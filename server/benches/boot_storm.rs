@@ -349,7 +349,10 @@ fn start_satchel(s: &Setup, threads: usize) -> (Proc, SocketAddr) {
             "listen = \"{addr}\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\n\
              ca_cert = {ca:?}\nserver_cert = {crt:?}\nserver_key = {key:?}\ncrl = {crl:?}\n\
              trusted_signers = [{signer:?}]\nmax_connections = 12000\nhandshake_timeout_secs = 60\n\
-             header_read_timeout_secs = 60\n",
+             header_read_timeout_secs = 60\n\
+             # Every simulated node connects from 127.0.0.1: lift the per-source caps.\n\
+             max_handshakes_per_source = 12000\nmax_handshakes = 12000\n\
+             node_burst_per_source = 1000000\nnode_per_minute_per_source = 1000000\n",
             data = s.dir.path().join("data"),
             ca = s.ca_pem,
             crt = s.server_crt,
