@@ -30,6 +30,15 @@ fn dashed(name: &str) -> &'static str {
     Box::leak(name.replace('_', "-").into_boxed_str())
 }
 
+/// `--ready-file FILE`, of the server and of the demo.
+fn ready_file_arg() -> Arg {
+    Arg::new("ready-file")
+        .long("ready-file")
+        .value_name("FILE")
+        .value_parser(clap::value_parser!(PathBuf))
+        .help("write {\"listen\",\"metrics\"} bound addresses here once listening")
+}
+
 fn cli() -> Command {
     let cmd = Command::new("satchel-server")
         .about("satchel's mutual-TLS bundle server")
@@ -41,13 +50,7 @@ fn cli() -> Command {
                 .value_parser(clap::value_parser!(PathBuf))
                 .help("TOML configuration file (flags override it)"),
         )
-        .arg(
-            Arg::new("ready-file")
-                .long("ready-file")
-                .value_name("FILE")
-                .value_parser(clap::value_parser!(PathBuf))
-                .help("write {\"listen\",\"metrics\"} bound addresses here once listening"),
-        )
+        .arg(ready_file_arg())
         .subcommand(Command::new("example-config").about("print every setting with its default"));
     #[cfg(feature = "demo")]
     let cmd = cmd.subcommand(demo_command());
@@ -89,13 +92,7 @@ fn demo_command() -> Command {
                 .value_parser(clap::value_parser!(std::net::SocketAddr))
                 .help("listen address of the demo server"),
         )
-        .arg(
-            Arg::new("ready-file")
-                .long("ready-file")
-                .value_name("FILE")
-                .value_parser(clap::value_parser!(PathBuf))
-                .help("write {\"listen\",\"metrics\"} bound addresses here once listening"),
-        )
+        .arg(ready_file_arg())
 }
 
 fn main() -> ExitCode {
