@@ -15,8 +15,10 @@
 //!   (the overlay would drop them, so the packer says so up front);
 //! - owners are numeric: `0:0` by default, or the source's uid/gid with
 //!   `keep_owners`; user and group names are never stored;
-//! - mtimes are the source's (clamped at 0); ustar headers, with GNU long
-//!   names only for paths that do not fit ustar's 255 bytes.
+//! - mtimes are the source's (clamped at 0), or one fixed time for every
+//!   entry when [`PackOptions::mtime`] says so (rendered templates, whose
+//!   files are new at every run); ustar headers, with GNU long names only
+//!   for paths that do not fit ustar's 255 bytes.
 //!
 //! A file whose size changes while it is read makes packing fail rather
 //! than produce a tar whose header and data disagree.
@@ -55,6 +57,8 @@ pub struct PackOptions {
     pub keep_owners: bool,
     /// Allow setuid, setgid, sticky and world-writable bits.
     pub allow_special_bits: bool,
+    /// Store this mtime for every entry instead of the source's.
+    pub mtime: Option<u64>,
 }
 
 /// Writes the tar of `root` to `out`. Returns `out` and the entry count.
@@ -140,7 +144,10 @@ fn walk<W: Write>(
         }
         let ft = meta.file_type();
         let mut h = tar::Header::new_ustar();
-        h.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
+        h.set_mtime(
+            opts.mtime
+                .unwrap_or_else(|| u64::try_from(meta.mtime()).unwrap_or(0)),
+        );
         if opts.keep_owners {
             h.set_uid(u64::from(meta.uid()));
             h.set_gid(u64::from(meta.gid()));

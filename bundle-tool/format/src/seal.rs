@@ -66,6 +66,14 @@ pub enum Source<'a> {
         /// Owner policy (the special-bits policy comes from [`SealParams`]).
         keep_owners: bool,
     },
+    /// A directory packed with one fixed mtime for every entry, so that the
+    /// same content always gives the same tar (rendered templates).
+    Rendered {
+        /// The directory.
+        path: &'a Path,
+        /// The mtime stored for every entry (seconds since the epoch).
+        mtime: u64,
+    },
     /// A tar already checked against the overlay's rules, with its entry count.
     Tar {
         /// The tar file.
@@ -268,6 +276,15 @@ pub fn encrypt_payload<W: Write + Send>(
                     let opts = PackOptions {
                         keep_owners,
                         allow_special_bits,
+                        mtime: None,
+                    };
+                    pack_dir(path, &opts, counting)?
+                }
+                Source::Rendered { path, mtime } => {
+                    let opts = PackOptions {
+                        keep_owners: false,
+                        allow_special_bits,
+                        mtime: Some(mtime),
                     };
                     pack_dir(path, &opts, counting)?
                 }

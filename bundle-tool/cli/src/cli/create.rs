@@ -1,45 +1,73 @@
 //! `create`: pack a directory (or take a checked tar), compress, encrypt to
-//! the recipients, sign, and write the bundle.
+//! the recipients, sign, and write the bundle; or, with `--template`, one
+//! bundle per inventory row ([`super::template`]).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
 
 use anyhow::Context;
+use satchel_format::container::read_header;
 use satchel_format::manifest::{format_time, Policy};
 use satchel_format::seal::{seal_to_file, SealParams, Source};
-use satchel_format::{Recipient, SigningKey};
+use satchel_format::SigningKey;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use super::profile::Profile;
+use super::recipients::Recipients;
+use super::template::{
+    local_serials, read_inventory, source_date_epoch, Job, SerialChoice, Template,
+};
+use super::uploads::ServerArgs;
 use super::{manifest_json, manifest_lines, print_json, TargetArgs, UsageError};
 
 /// Arguments of `create`.
 #[derive(Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).multiple(true).args(["mac", "site"])))]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["from_dir", "from_tar"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["from_dir", "from_tar", "template"])))]
 pub struct Args {
-    /// --mac MAC [--site NAME] for a host bundle, --site NAME for a site bundle.
+    /// --mac MAC [--site NAME] for a host bundle, --site NAME for a site bundle
+    /// (with --template, the inventory names the targets).
     #[command(flatten)]
     pub target: TargetArgs,
-    /// The serial; must grow for each new bundle of the same target.
-    #[arg(long, value_name = "N")]
-    pub serial: u64,
+    /// The serial, or `auto`: one above the highest the server (when one is
+    /// configured) or the existing output has for the target.
+    #[arg(long, value_name = "N|auto")]
+    pub serial: SerialChoice,
     /// Expiry: a date (2027-01-31), an RFC 3339 time, or a duration from now (30d, 12h).
     #[arg(long, value_name = "DATE|DURATION")]
     pub expires: String,
-    /// The admin's signing secret key (PKCS#8 PEM).
+    /// The admin's signing secret key (PKCS#8 PEM; default: the profile's `sign_key`).
     #[arg(long, value_name = "FILE")]
-    pub sign_key: PathBuf,
-    /// An age recipient (age1…): the node's or site's, and each admin's.
-    #[arg(long = "recipient", value_name = "AGE1…", required = true)]
+    pub sign_key: Option<PathBuf>,
+    /// An age recipient (age1…) for every bundle: each admin's, a site's.
+    #[arg(long = "recipient", value_name = "AGE1…")]
     pub recipients: Vec<String>,
+    /// A recipients file: "<target> <age1…>" lines (an enrollment's
+    /// recipients.txt) for that target, bare "age1…" lines for every bundle.
+    #[arg(long = "recipients", value_name = "FILE")]
+    pub recipient_files: Vec<PathBuf>,
     /// Pack this directory (regular files, directories, symlinks inside it).
     #[arg(long, value_name = "DIR")]
     pub from_dir: Option<PathBuf>,
     /// Use this tar as the payload (checked with the overlay's rules first).
     #[arg(long, value_name = "FILE")]
     pub from_tar: Option<PathBuf>,
+    /// Render this template directory once per --inventory row (`.j2` files
+    /// with minijinja, the rest copied) into --out-dir/host-<mac>.bundle.
+    #[arg(long, value_name = "DIR", requires_all = ["inventory", "out_dir"], conflicts_with_all = ["mac", "site", "out", "keep_owners"])]
+    pub template: Option<PathBuf>,
+    /// The nodes: CSV with a header line, or TOML `[[node]]` tables (`mac`,
+    /// optional `site` and `recipient`; every other column is a variable).
+    #[arg(long, value_name = "FILE", requires = "template")]
+    pub inventory: Option<PathBuf>,
+    /// Where --template writes its bundles (created if missing).
+    #[arg(long, value_name = "DIR", requires = "template")]
+    pub out_dir: Option<PathBuf>,
+    /// Bundles sealed at once with --template (default: the number of CPUs).
+    #[arg(long, value_name = "N", requires = "template")]
+    pub jobs: Option<usize>,
     /// Store the source files' numeric owners instead of 0:0 (--from-dir).
     #[arg(long)]
     pub keep_owners: bool,
@@ -47,8 +75,16 @@ pub struct Args {
     #[arg(long)]
     pub allow_special_bits: bool,
     /// The bundle file to write.
-    #[arg(short = 'o', long = "out", value_name = "OUT")]
-    pub out: PathBuf,
+    #[arg(
+        short = 'o',
+        long = "out",
+        value_name = "OUT",
+        required_unless_present = "template"
+    )]
+    pub out: Option<PathBuf>,
+    /// The server asked for `--serial auto` (default: the admin profile's).
+    #[command(flatten)]
+    pub server: ServerArgs,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
@@ -76,6 +112,46 @@ pub fn parse_expires(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, 
     )))
 }
 
+/// The signing key: the flag's, else the profile's.
+pub fn signing_key(flag: &Option<PathBuf>, profile: &Profile) -> anyhow::Result<SigningKey> {
+    let path = profile.or_flag(flag, &profile.sign_key).ok_or_else(|| {
+        UsageError(format!(
+            "no signing key: give --sign-key FILE or set `sign_key` in {}",
+            profile.describe()
+        ))
+    })?;
+    SigningKey::read_pem_file(&path)
+        .with_context(|| format!("cannot read the signing key {}", path.display()))
+}
+
+/// The highest serial the server has ever published per target (empty
+/// when no server is configured).
+pub fn server_serials(server: &ServerArgs) -> anyhow::Result<BTreeMap<String, u64>> {
+    if !server.configured()? {
+        return Ok(BTreeMap::new());
+    }
+    let v = super::fleet::get_json(server, "/v1/bundles", "the published serials")?;
+    Ok(v["highest_serials"]
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(t, s)| Some((t.clone(), s.as_u64()?)))
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// One above the highest of `known` for `target` (1 when none is known).
+pub fn next_serial(target: &str, known: &[&BTreeMap<String, u64>]) -> anyhow::Result<u64> {
+    let highest = known.iter().filter_map(|m| m.get(target)).max().copied();
+    match highest {
+        None => Ok(1),
+        Some(h) => h.checked_add(1).ok_or_else(|| {
+            UsageError(format!("{target} already has the largest serial ({h})")).into()
+        }),
+    }
+}
+
 /// Runs `create`.
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let now = OffsetDateTime::now_utc();
@@ -85,20 +161,42 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             UsageError(format!("--expires {} is in the past", format_time(expires))).into(),
         );
     }
+    let profile = Profile::load()?;
+    let recipients = Recipients::gather(&a.recipients, &a.recipient_files, &profile)?;
+    if let Some(template) = &a.template {
+        return run_template(a, template, &profile, &recipients, now, expires);
+    }
     let Some((target, site)) = a.target.parse()? else {
         return Err(UsageError("give --mac MAC [--site NAME] or --site NAME".into()).into());
     };
-    let recipients = a
-        .recipients
-        .iter()
-        .map(|r| Recipient::parse(r).map_err(|e| UsageError(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let key = SigningKey::read_pem_file(&a.sign_key)
-        .with_context(|| format!("cannot read the signing key {}", a.sign_key.display()))?;
+    let Some(out) = &a.out else {
+        return Err(UsageError("give -o FILE".into()).into());
+    };
+    let (recipients, _) = recipients.for_target(&target);
+    if recipients.is_empty() {
+        return Err(UsageError(format!(
+            "no recipient: give --recipient AGE1… or --recipients FILE, or set `recipients` in {}",
+            profile.describe()
+        ))
+        .into());
+    }
+    let key = signing_key(&a.sign_key, &profile)?;
+    let serial = match a.serial {
+        SerialChoice::Fixed(n) => n,
+        SerialChoice::Auto => {
+            let mut local = BTreeMap::new();
+            if let Ok(f) = std::fs::File::open(out) {
+                if let Ok((h, _)) = read_header(std::io::BufReader::new(f)) {
+                    local.insert(h.manifest.target.to_string(), h.manifest.serial);
+                }
+            }
+            next_serial(&target.to_string(), &[&server_serials(&a.server)?, &local])?
+        }
+    };
     let params = SealParams {
         target,
         site,
-        serial: a.serial,
+        serial,
         created: now,
         expires,
         policy: Policy {
@@ -127,7 +225,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     };
     let counter = AtomicU64::new(0);
     let sealed = super::progress::with_progress("packing", total, &counter, || {
-        seal_to_file(&params, source, &key, &a.out, &counter)
+        seal_to_file(&params, source, &key, out, &counter)
     })
     .with_context(|| {
         let from = a
@@ -136,19 +234,97 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             .or(a.from_tar.as_ref())
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        format!("cannot create {} from {from}", a.out.display())
+        format!("cannot create {} from {from}", out.display())
     })?;
     if a.json {
         print_json(&json!({
-            "bundle": a.out,
+            "bundle": out,
             "size": sealed.bundle_size,
             "manifest": manifest_json(&sealed.manifest),
         }))?;
     } else {
-        println!("wrote {} ({} bytes)", a.out.display(), sealed.bundle_size);
+        println!("wrote {} ({} bytes)", out.display(), sealed.bundle_size);
         for line in manifest_lines(&sealed.manifest) {
             println!("  {line}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `create --template`: every row checked first, then sealed in parallel.
+fn run_template(
+    a: &Args,
+    template: &Path,
+    profile: &Profile,
+    recipients: &Recipients,
+    now: OffsetDateTime,
+    expires: OffsetDateTime,
+) -> anyhow::Result<ExitCode> {
+    let (Some(inventory), Some(out_dir)) = (&a.inventory, &a.out_dir) else {
+        return Err(
+            UsageError("--template needs --inventory FILE and --out-dir DIR".into()).into(),
+        );
+    };
+    let t = Template::load(template)?;
+    let rows = read_inventory(inventory)?;
+    if rows.is_empty() {
+        return Err(
+            UsageError(format!("the inventory {} has no rows", inventory.display())).into(),
+        );
+    }
+    let key = signing_key(&a.sign_key, profile)?;
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let mut serials = BTreeMap::new();
+    let known = match a.serial {
+        SerialChoice::Auto => Some((server_serials(&a.server)?, local_serials(out_dir)?)),
+        SerialChoice::Fixed(_) => None,
+    };
+    for row in &rows {
+        let target = row.target().to_string();
+        let serial = match (&known, a.serial) {
+            (Some((server, local)), _) => next_serial(&target, &[server, local])?,
+            (None, SerialChoice::Fixed(n)) => n,
+            (None, SerialChoice::Auto) => 1,
+        };
+        serials.insert(target, serial);
+    }
+    let job = Job {
+        template: &t,
+        rows: &rows,
+        out_dir,
+        serials,
+        created: now,
+        expires,
+        policy: Policy {
+            allow_special_bits: a.allow_special_bits,
+        },
+        recipients,
+        key: &key,
+        mtime: source_date_epoch()?,
+    };
+    job.check()?;
+    let threads = a.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let done = AtomicU64::new(0);
+    let written =
+        super::progress::with_count_progress("sealing", rows.len() as u64, &done, || {
+            job.run(threads, &done)
+        })?;
+    if a.json {
+        print_json(&json!({ "out_dir": out_dir, "bundles": written }))?;
+    } else {
+        let bytes: u64 = written.iter().map(|w| w.size).sum();
+        println!(
+            "wrote {} bundles ({bytes} bytes) to {} from {} and {}",
+            written.len(),
+            out_dir.display(),
+            template.display(),
+            inventory.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -62,23 +62,26 @@ pub fn bundle_listing(
     ids: &Identities,
 ) -> anyhow::Result<(Manifest, Vec<ArchiveEntry>)> {
     let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    reader_listing(file, &path.display().to_string(), ids)
+}
+
+/// As [`bundle_listing`], from a reader (`name` for messages).
+pub fn reader_listing<R: io::Read + io::Seek + Send>(
+    input: R,
+    name: &str,
+    ids: &Identities,
+) -> anyhow::Result<(Manifest, Vec<ArchiveEntry>)> {
     let (header, mut tar) =
-        inspect_reader(file, ids).with_context(|| format!("cannot decrypt {}", path.display()))?;
+        inspect_reader(input, ids).with_context(|| format!("cannot decrypt {name}"))?;
     let opts = overlay_options(&header.manifest, &Options::default());
     match (check_archive(&mut tar, &opts), tar.take_failure()) {
         (Ok(l), _) => Ok((header.manifest, l.entries)),
-        (Err(_), Some(e)) => Err(e).with_context(|| {
-            format!(
-                "the payload of {} does not match its manifest",
-                path.display()
-            )
-        }),
-        (Err(e), None) => Err(e).with_context(|| {
-            format!(
-                "the payload of {} is refused by the overlay",
-                path.display()
-            )
-        }),
+        (Err(_), Some(e)) => {
+            Err(e).with_context(|| format!("the payload of {name} does not match its manifest"))
+        }
+        (Err(e), None) => {
+            Err(e).with_context(|| format!("the payload of {name} is refused by the overlay"))
+        }
     }
 }
 
@@ -89,6 +92,7 @@ pub fn dir_listing(path: &Path) -> anyhow::Result<Vec<ArchiveEntry>> {
     let pack_opts = PackOptions {
         keep_owners: false,
         allow_special_bits: true,
+        mtime: None,
     };
     let opts = Options {
         allow_special_bits: true,

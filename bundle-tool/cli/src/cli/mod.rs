@@ -30,6 +30,9 @@ mod open;
 mod profile;
 pub mod progress;
 mod publish;
+mod recipients;
+mod rollback;
+mod template;
 mod uploads;
 mod verify;
 
@@ -80,6 +83,8 @@ pub enum Command {
     AuditLog(fleet::AuditArgs),
     /// The kept versions of one target (admin cert).
     History(fleet::HistoryArgs),
+    /// Publish a kept version's payload again, re-signed at a new serial (admin cert).
+    Rollback(rollback::Args),
     /// Print a shell completion script.
     Completions(completions::CompletionsArgs),
     /// Print the man page (or write all pages into a directory).
@@ -104,6 +109,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Bundles(a) => fleet::bundles(a),
         Command::AuditLog(a) => fleet::audit(a),
         Command::History(a) => fleet::history(a),
+        Command::Rollback(a) => rollback::run(a),
         Command::Completions(a) => completions::completions(a),
         Command::Man(a) => completions::man(a),
     };
@@ -195,6 +201,20 @@ pub fn load_trust(paths: &[PathBuf]) -> anyhow::Result<Vec<VerifyingKey>> {
                 .with_context(|| format!("cannot read trusted key {}", p.display()))
         })
         .collect()
+}
+
+/// The admins' identity: the flag's file, else the profile's `identity`.
+pub fn admin_identities(
+    flag: &Option<PathBuf>,
+    profile: &profile::Profile,
+) -> anyhow::Result<Identities> {
+    let path = profile.or_flag(flag, &profile.identity).ok_or_else(|| {
+        UsageError(format!(
+            "no identity: give --identity FILE or set `identity` in {}",
+            profile.describe()
+        ))
+    })?;
+    load_identities(&path)
 }
 
 /// Reads an age identity file.

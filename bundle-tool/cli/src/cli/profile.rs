@@ -1,5 +1,8 @@
-//! The admin profile: the settings every command that talks to the server
-//! would otherwise repeat (`--server --cert --key --ca --server-name`).
+//! The admin profile: the settings every admin command would otherwise
+//! repeat: the server connection (`--server --cert --key --ca
+//! --server-name`), the admins' age identity (`--identity`), the signing key
+//! (`--sign-key`) and the recipients every bundle is encrypted to besides
+//! its node (`--recipient` / `--recipients`).
 //!
 //! Read from `$SATCHEL_ADMIN_CONFIG`, else `$XDG_CONFIG_HOME/satchel/admin.toml`,
 //! else `~/.config/satchel/admin.toml`; a missing default file is an empty
@@ -11,6 +14,10 @@
 //! cert = "alice-admin.crt"
 //! key = "alice-admin.key"
 //! ca = "ca.crt"
+//! identity = "admins.agekey"
+//! sign_key = "alice.key"
+//! # age1… recipients, or recipients files ("<target> <age1…>" or "age1…" lines)
+//! recipients = ["age1…", "/srv/satchel/enroll/recipients.txt"]
 //! ```
 
 use std::io::Read;
@@ -39,6 +46,14 @@ pub struct Profile {
     pub ca: Option<PathBuf>,
     /// The name the server's certificate must carry.
     pub server_name: Option<String>,
+    /// The admins' age identity (decrypts bundles and uploads).
+    pub identity: Option<PathBuf>,
+    /// The admin's signing secret key.
+    pub sign_key: Option<PathBuf>,
+    /// Recipients added to every bundle: `age1…` strings, or paths of
+    /// recipients files.
+    #[serde(default)]
+    pub recipients: Vec<String>,
     /// Where it was read from, if anywhere.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -102,6 +117,11 @@ impl Profile {
         }
     }
 
+    /// A flag's path, else the profile's (resolved beside the profile).
+    pub fn or_flag(&self, flag: &Option<PathBuf>, setting: &Option<PathBuf>) -> Option<PathBuf> {
+        flag.clone().or_else(|| self.path_of(setting))
+    }
+
     /// Where a missing setting could be set, for error messages.
     pub fn describe(&self) -> String {
         match (&self.source, Self::location()) {
@@ -134,7 +154,7 @@ mod tests {
         for bad in [
             "srever = \"x\"",
             "cert = 5",
-            "recipients = \"one\"",
+            "recipients = 5",
             "[server]\nx=1",
         ] {
             assert!(Profile::parse(bad, Path::new("p.toml")).is_err(), "{bad}");

@@ -22,6 +22,37 @@ pub fn with_progress<T: Send>(
     counter: &AtomicU64,
     work: impl FnOnce() -> T + Send,
 ) -> T {
+    let template = if total.is_some() {
+        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
+    } else {
+        "{msg} {spinner} {bytes} {bytes_per_sec}"
+    };
+    show(label, total, counter, template, work)
+}
+
+/// As [`with_progress`], counting items (bundles) of `total` instead of bytes.
+pub fn with_count_progress<T: Send>(
+    label: &str,
+    total: u64,
+    counter: &AtomicU64,
+    work: impl FnOnce() -> T + Send,
+) -> T {
+    show(
+        label,
+        Some(total),
+        counter,
+        "{msg} [{bar:30}] {pos}/{len} eta {eta}",
+        work,
+    )
+}
+
+fn show<T: Send>(
+    label: &str,
+    total: Option<u64>,
+    counter: &AtomicU64,
+    template: &str,
+    work: impl FnOnce() -> T + Send,
+) -> T {
     if !std::io::stderr().is_terminal() {
         return work();
     }
@@ -39,11 +70,6 @@ pub fn with_progress<T: Send>(
                             ProgressBar::with_draw_target(Some(t), ProgressDrawTarget::stderr())
                         }
                         None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-                    };
-                    let template = if total.is_some() {
-                        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}"
-                    } else {
-                        "{msg} {spinner} {bytes} {bytes_per_sec}"
                     };
                     if let Ok(style) = ProgressStyle::with_template(template) {
                         b.set_style(style.progress_chars("=> "));

@@ -41,6 +41,11 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
+    /// Whether a server is named, by flag or by the admin profile.
+    pub fn configured(&self) -> anyhow::Result<bool> {
+        Ok(self.server.is_some() || super::profile::Profile::load()?.server.is_some())
+    }
+
     /// The client: each setting from its flag, else from the admin profile.
     pub fn client(&self) -> anyhow::Result<Client> {
         let profile = super::profile::Profile::load()?;
