@@ -332,5 +332,31 @@ fn two_hundred_nodes_from_one_template_publish_boot_go_stale_and_roll_back() {
     assert_eq!(n0["serials"][&target], 3, "{n0}");
     let h = ok_json(&admin_cli(d, &["history", &target, "--json"]));
     assert_eq!(h["current_serial"], 3, "{h}");
+
+    // Refusals are counted and explained, and nothing is lost: the old
+    // serials of `again/` are refused by the server (rollback protection),
+    // a truncated file by the local check before anything is sent.
+    let bytes = std::fs::read(d.join("again").join(&name)).expect("bundle");
+    std::fs::write(d.join("again/truncated.bundle"), &bytes[..bytes.len() / 2]).expect("w");
+    let f = admin_cli(d, &["publish", "--dir", s(&d.join("again")), "--json"]);
+    assert_eq!(f.code(), 1, "{}", f.stderr);
+    let p: serde_json::Value = serde_json::from_str(&f.stdout).expect("json");
+    assert_eq!(results(&p, "refused"), NODES + 1, "{p}");
+    let reasons = p["bundles"].to_string();
+    assert!(
+        reasons.contains("rollback protection") && reasons.contains("not a valid bundle"),
+        "{p}"
+    );
+    let f = admin_cli(d, &["rollback", &target, "--to", "3"]);
+    assert_eq!(f.code(), 2, "{}", f.stderr);
+    assert!(f.stderr.contains("already the current"), "{}", f.stderr);
+    let f = admin_cli(d, &["rollback", &target, "--to", "99"]);
+    assert_eq!(f.code(), 1, "{}", f.stderr);
+    assert!(f.stderr.contains("not in its history"), "{}", f.stderr);
+    let h = ok_json(&admin_cli(d, &["history", &target, "--json"]));
+    assert_eq!(
+        h["current_serial"], 3,
+        "a refused rollback changed the target: {h}"
+    );
     drop(server);
 }

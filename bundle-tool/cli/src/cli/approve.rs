@@ -36,16 +36,18 @@ use satchel_format::diff::{self as bdiff, Diff};
 use satchel_format::manifest::{format_time, Policy};
 use satchel_format::open::MAX_ZSTD_WINDOW_LOG;
 use satchel_format::seal::{seal_to_file, SealParams, Source};
-use satchel_format::{Identities, Mac, Recipient, SigningKey, SiteName, Target};
+use satchel_format::{Identities, Mac, SiteName, Target};
 use satchel_overlay::{check_archive, Options};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
-use super::create::parse_expires;
+use super::create::{parse_expires, signing_key};
 use super::diff::{bundle_listing, summary, to_entries};
+use super::profile::Profile;
+use super::recipients::Recipients;
 use super::uploads::{sidecar_path, UploadMeta};
-use super::{load_identities, manifest_json, manifest_lines, print_json, UsageError};
+use super::{admin_identities, manifest_json, manifest_lines, print_json, UsageError};
 
 /// Largest upload file read (the server's default limit is 16 MiB).
 pub const MAX_UPLOAD_BYTES: u64 = 256 << 20;
@@ -65,9 +67,10 @@ pub struct Args {
     /// Also require this sha256 (hex), e.g. the one `uploads list` showed.
     #[arg(long, value_name = "HEX")]
     pub sha256: Option<String>,
-    /// The admin's age identity: decrypts the upload and --current.
+    /// The admin's age identity: decrypts the upload and --current
+    /// (default: the profile's `identity`).
     #[arg(long, value_name = "FILE")]
-    pub identity: PathBuf,
+    pub identity: Option<PathBuf>,
     /// The node the bundle is for; must be the MAC the upload was posted for.
     #[arg(long, value_name = "MAC")]
     pub mac: String,
@@ -80,12 +83,17 @@ pub struct Args {
     /// Expiry: a date, an RFC 3339 time, or a duration from now.
     #[arg(long, value_name = "DATE|DURATION", default_value = DEFAULT_EXPIRES)]
     pub expires: String,
-    /// The admin's signing secret key (PKCS#8 PEM).
+    /// The admin's signing secret key (PKCS#8 PEM; default: the profile's `sign_key`).
     #[arg(long, value_name = "FILE")]
-    pub sign_key: PathBuf,
-    /// An age recipient (age1…): the node's, and each admin's.
-    #[arg(long = "recipient", value_name = "AGE1…", required = true)]
+    pub sign_key: Option<PathBuf>,
+    /// An age recipient (age1…): the node's, and each admin's (added to the
+    /// profile's `recipients`).
+    #[arg(long = "recipient", value_name = "AGE1…")]
     pub recipients: Vec<String>,
+    /// A recipients file: the node's enrollment recipients.txt ("<target>
+    /// <age1…>" lines; only the node's own are used) or bare "age1…" lines.
+    #[arg(long = "recipients", value_name = "FILE")]
+    pub recipient_files: Vec<PathBuf>,
     /// Approve an upload that came without a node certificate.
     #[arg(long)]
     pub allow_anonymous: bool,
@@ -208,11 +216,16 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             UsageError(format!("--expires {} is in the past", format_time(expires))).into(),
         );
     }
-    let recipients = a
-        .recipients
-        .iter()
-        .map(|r| Recipient::parse(r).map_err(|e| UsageError(e.to_string())))
-        .collect::<Result<Vec<_>, _>>()?;
+    let profile = Profile::load()?;
+    let (recipients, _) = Recipients::gather(&a.recipients, &a.recipient_files, &profile)?
+        .for_target(&Target::Host(mac));
+    if recipients.is_empty() {
+        return Err(UsageError(format!(
+            "no recipient: give --recipient AGE1… or --recipients FILE, or set `recipients` in {}",
+            profile.describe()
+        ))
+        .into());
+    }
     if let Some(pin) = &a.sha256 {
         if !is_hex64(pin) {
             return Err(
@@ -276,9 +289,8 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     }
 
     // 3. Decrypt into a private temporary file, then the overlay's rules.
-    let ids = load_identities(&a.identity)?;
-    let key = SigningKey::read_pem_file(&a.sign_key)
-        .with_context(|| format!("cannot read the signing key {}", a.sign_key.display()))?;
+    let ids = admin_identities(&a.identity, &profile)?;
+    let key = signing_key(&a.sign_key, &profile)?;
     let dir = match a.out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),

@@ -172,7 +172,13 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let Some(out) = &a.out else {
         return Err(UsageError("give -o FILE".into()).into());
     };
-    let (recipients, _) = recipients.for_target(&target);
+    let (recipients, own) = recipients.for_target(&target);
+    if !a.recipient_files.is_empty() && !own {
+        return Err(UsageError(format!(
+            "none of the --recipients files has a line for {target}: is it the node's enrollment?"
+        ))
+        .into());
+    }
     if recipients.is_empty() {
         return Err(UsageError(format!(
             "no recipient: give --recipient AGE1… or --recipients FILE, or set `recipients` in {}",

@@ -31,7 +31,8 @@ pub struct Args {
     pub a: PathBuf,
     /// The new side: a bundle or a directory.
     pub b: PathBuf,
-    /// An age identity that decrypts the bundle(s) (an admin's).
+    /// An age identity that decrypts the bundle(s) (an admin's; default: the
+    /// admin profile's `identity`).
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// Print JSON.
@@ -133,7 +134,7 @@ fn side(path: &Path, ids: Option<&Identities>) -> anyhow::Result<Vec<Entry>> {
     }
     let Some(ids) = ids else {
         return Err(UsageError(format!(
-            "{} is a bundle: give --identity FILE to decrypt it",
+            "{} is a bundle: give --identity FILE (or set `identity` in the admin profile) to decrypt it",
             path.display()
         ))
         .into());
@@ -154,7 +155,12 @@ pub fn summary(d: &Diff) -> String {
 
 /// Runs `diff`.
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
-    let ids = a.identity.as_deref().map(load_identities).transpose()?;
+    let profile = super::profile::Profile::load()?;
+    let ids = profile
+        .or_flag(&a.identity, &profile.identity)
+        .as_deref()
+        .map(load_identities)
+        .transpose()?;
     let old = side(&a.a, ids.as_ref())?;
     let new = side(&a.b, ids.as_ref())?;
     let d = diff::diff(&old, &new);

@@ -11,16 +11,17 @@ use satchel_format::open::open_into;
 use satchel_overlay::Options;
 use serde_json::json;
 
-use super::{error_kind, load_identities, manifest_json, print_json, CheckArgs};
+use super::{error_kind, manifest_json, print_json, CheckArgs};
 
 /// Arguments of `open`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The bundle file.
     pub bundle: PathBuf,
-    /// The age identity that decrypts the payload.
+    /// The age identity that decrypts the payload (default: the admin
+    /// profile's `identity`).
     #[arg(long, value_name = "FILE")]
-    pub identity: PathBuf,
+    pub identity: Option<PathBuf>,
     /// The directory to lay the payload over (must exist).
     #[arg(long, value_name = "DIR")]
     pub into: PathBuf,
@@ -34,7 +35,7 @@ pub struct Args {
 
 /// Runs `open`.
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
-    let ids = load_identities(&a.identity)?;
+    let ids = super::admin_identities(&a.identity, &super::profile::Profile::load()?)?;
     let checks = a.check.checks()?;
     if !a.into.is_dir() {
         return Err(
