@@ -5,9 +5,12 @@
 //! members (the manifest at most [`MAX_MANIFEST_BYTES`], the signature exactly
 //! 64 bytes), parses the manifest, and hands back [`Payload`], a reader over
 //! the third member; [`Payload::finish`] then checks that nothing but zero
-//! blocks follows. Only regular-file members are accepted; PAX (`x`, `g`) and
-//! GNU long-name (`L`, `K`) extension headers are understood on read, and only
-//! their `path` and `size` keys change anything. The writer emits plain ustar.
+//! blocks follows. Only regular-file members (type `0`, or NUL as old tars
+//! write it) are accepted; before each, at most one PAX header (`x`), one
+//! global PAX header (`g`, which may not set `path` or `size`) and one GNU
+//! long name (`L`) are understood, and only their `path` and `size` keys
+//! change anything. GNU long link names (`K`), contiguous files (`7`) and
+//! every other type are refused. The writer emits plain ustar.
 //!
 //! The tar header code is a pure parser over 512-byte blocks
 //! ([`parse_block`]) with a thin `Read` loop around it.
@@ -269,11 +272,15 @@ fn next_member<R: Read>(
     what: &'static str,
 ) -> Result<Option<Member>, ContainerError> {
     let (mut path, mut size_override) = (None::<Vec<u8>>, None::<u64>);
+    // At most one of each extension header before a member: a run of them
+    // is bounded (three headers of MAX_EXTENSION_BYTES each) and never
+    // ambiguous about which one counts.
+    let (mut seen_x, mut seen_g, mut seen_l) = (false, false, false);
     loop {
         let offset = r.pos;
         let block = r.read_block(what)?;
         let Some(info) = parse_block(&block, offset)? else {
-            if path.is_some() || size_override.is_some() {
+            if seen_x || seen_g || seen_l {
                 return Err(ContainerError::BadExtension {
                     offset,
                     reason: "extension header not followed by a member".into(),
@@ -281,51 +288,59 @@ fn next_member<R: Read>(
             }
             return Ok(None);
         };
-        let ext_too_big = || ContainerError::BadExtension {
+        let refuse = |reason: &str| ContainerError::BadExtension {
             offset,
-            reason: format!("extension header larger than {MAX_EXTENSION_BYTES} bytes"),
+            reason: reason.into(),
         };
+        if matches!(info.typeflag, b'x' | b'g' | b'L') && info.size > MAX_EXTENSION_BYTES {
+            return Err(refuse(&format!(
+                "extension header larger than {MAX_EXTENSION_BYTES} bytes"
+            )));
+        }
         match info.typeflag {
             b'x' | b'g' => {
-                if info.size > MAX_EXTENSION_BYTES {
-                    return Err(ext_too_big());
+                let seen = if info.typeflag == b'x' {
+                    &mut seen_x
+                } else {
+                    &mut seen_g
+                };
+                if std::mem::replace(seen, true) {
+                    return Err(refuse(if info.typeflag == b'x' {
+                        "two PAX headers (type x) for one member"
+                    } else {
+                        "two global PAX headers (type g) in a row"
+                    }));
                 }
                 let data = r.read_data(info.size, what)?;
                 let (p, s) = parse_pax(&data, offset)?;
                 if info.typeflag == b'g' {
                     if p.is_some() || s.is_some() {
-                        return Err(ContainerError::BadExtension {
-                            offset,
-                            reason: "global PAX header sets path or size".into(),
-                        });
+                        return Err(refuse("global PAX header sets path or size"));
                     }
                     continue;
                 }
-                if (p.is_some() && path.is_some()) || (s.is_some() && size_override.is_some()) {
-                    return Err(ContainerError::BadExtension {
-                        offset,
-                        reason: "two extension headers for one member".into(),
-                    });
+                if p.is_some() && path.is_some() {
+                    return Err(refuse("a PAX path and a GNU long name for one member"));
                 }
                 path = path.or(p);
-                size_override = size_override.or(s);
+                size_override = s;
             }
-            b'L' | b'K' => {
-                if info.size > MAX_EXTENSION_BYTES {
-                    return Err(ext_too_big());
+            b'L' => {
+                if std::mem::replace(&mut seen_l, true) {
+                    return Err(refuse("two GNU long names (type L) for one member"));
                 }
                 let data = r.read_data(info.size, what)?;
-                if info.typeflag == b'L' {
-                    if path.is_some() {
-                        return Err(ContainerError::BadExtension {
-                            offset,
-                            reason: "two long names for one member".into(),
-                        });
-                    }
-                    path = Some(cstr(&data).to_vec());
+                if path.is_some() {
+                    return Err(refuse("a PAX path and a GNU long name for one member"));
                 }
+                path = Some(cstr(&data).to_vec());
             }
-            b'0' | b'7' => {
+            b'K' => {
+                return Err(refuse(
+                    "GNU long link name (type K): bundle members are regular files, not links",
+                ))
+            }
+            b'0' => {
                 return Ok(Some(Member {
                     name: path.unwrap_or(info.name),
                     size: size_override.unwrap_or(info.size),
@@ -812,6 +827,92 @@ mod tests {
         fix_checksum(&mut block);
         grown[at..at + 512].copy_from_slice(&block);
         assert!(read_all(&grown).is_err());
+    }
+
+    /// One extension header block of `kind` carrying `data`, padded.
+    fn ext(kind: u8, data: &[u8]) -> Vec<u8> {
+        let mut h = ustar_header("ext", data.len() as u64, 0);
+        h[156] = kind;
+        fix_checksum(&mut h);
+        let mut out = h.to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+        out
+    }
+
+    fn pax(record: &str) -> Vec<u8> {
+        let rec = format!("{record}\n");
+        let mut len = rec.len() + 2;
+        if format!("{len} {rec}").len() != len {
+            len += 1;
+        }
+        format!("{len} {rec}").into_bytes()
+    }
+
+    /// `good(b"data")` with `blocks` inserted in front of the payload's header.
+    fn before_payload(blocks: &[Vec<u8>]) -> Vec<u8> {
+        let bytes = good(b"data");
+        let (h, _) = read_header(&bytes[..]).unwrap();
+        let at = (h.payload_offset - 512) as usize;
+        let mut out = bytes[..at].to_vec();
+        for b in blocks {
+            out.extend_from_slice(b);
+        }
+        out.extend_from_slice(&bytes[at..]);
+        out
+    }
+
+    #[test]
+    fn extension_headers_are_exactly_as_strict_as_format_md() {
+        // One of each, as tools write them: accepted.
+        let ok = before_payload(&[
+            ext(b'g', &pax("comment=made by hand")),
+            ext(b'x', &pax("mtime=1")),
+            ext(b'L', format!("{PAYLOAD_NAME}\0").as_bytes()),
+        ]);
+        assert_eq!(read_all(&ok).unwrap().1, b"data");
+        let refused = |blocks: &[Vec<u8>], want: &str| {
+            let bytes = before_payload(blocks);
+            match read_all(&bytes) {
+                Err(ContainerError::BadExtension { reason, .. }) => {
+                    assert!(reason.contains(want), "{reason:?}, wanted {want:?}")
+                }
+                other => panic!("{want}: {:?}", other.map(|_| ())),
+            }
+        };
+        let x = ext(b'x', &pax("mtime=1"));
+        refused(&[x.clone(), x.clone()], "two PAX headers (type x)");
+        // Without the limit, a run of them was read without end.
+        refused(&vec![x; 1000], "two PAX headers (type x)");
+        let g = ext(b'g', &pax("comment=x"));
+        refused(&[g.clone(), g], "two global PAX headers");
+        let l = ext(b'L', format!("{PAYLOAD_NAME}\0").as_bytes());
+        refused(&[l.clone(), l.clone()], "two GNU long names");
+        refused(
+            &[ext(b'x', &pax(&format!("path={PAYLOAD_NAME}"))), l],
+            "a PAX path and a GNU long name",
+        );
+        refused(&[ext(b'K', b"target\0")], "GNU long link name (type K)");
+        refused(
+            &[ext(b'g', &pax(&format!("path={PAYLOAD_NAME}")))],
+            "global PAX header sets path",
+        );
+
+        // A contiguous file (type 7) is not a regular file here.
+        let bytes = good(b"data");
+        let (h, _) = read_header(&bytes[..]).unwrap();
+        let at = (h.payload_offset - 512) as usize;
+        let mut seven = bytes.clone();
+        let mut block: [u8; 512] = seven[at..at + 512].try_into().unwrap();
+        block[156] = b'7';
+        fix_checksum(&mut block);
+        seven[at..at + 512].copy_from_slice(&block);
+        assert!(matches!(
+            read_all(&seven),
+            Err(ContainerError::NotARegularFile { typeflag: '7', .. })
+        ));
+        let e = read_all(&before_payload(&[ext(b'K', b"t\0")])).unwrap_err();
+        assert!(e.to_string().contains("bundle container"), "{e}");
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub enum ContainerError {
         len: u64,
     },
     /// A PAX or GNU extension header that cannot be parsed or is not allowed.
-    #[error("bad tar extension header at byte {offset}: {reason}")]
+    #[error("bad tar extension header in the bundle container at byte {offset}: {reason}")]
     BadExtension {
         /// Offset of the header block.
         offset: u64,
