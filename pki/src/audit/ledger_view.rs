@@ -6,13 +6,13 @@
 //! by certificate sha256, not serial: a different certificate reusing an
 //! issued serial is *not* accounted for.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::cert::Cert;
 use super::lints::{self, Finding};
 use super::report::LedgerReport;
-use crate::ledger::{Ledger, LEDGER_FILE};
+use crate::ledger::{CertKind, Event, Ledger, LEDGER_FILE};
 
 /// Most ledger problems quoted in one finding; the rest are counted.
 pub const MAX_PROBLEMS_SHOWN: usize = 5;
@@ -31,6 +31,15 @@ pub struct LedgerView {
     issued_serials: BTreeSet<String>,
     /// Revoked serials (canonical hex).
     revoked: BTreeSet<String>,
+    /// Per site: serials of its site-wide certificates, and of the host
+    /// certificates naming it.
+    sites: BTreeMap<String, (Vec<String>, Vec<String>)>,
+}
+
+/// The site a ledger SAN list names (`uri:satchel:site:<name>`), if any.
+fn site_of(sans: &[String]) -> Option<&str> {
+    sans.iter()
+        .find_map(|s| s.strip_prefix("uri:satchel:site:"))
 }
 
 /// Reads the ledger of `dir` and, when the audited CA is known, verifies it.
@@ -56,6 +65,23 @@ pub fn read(dir: &Path, ca_der: Option<&[u8]>) -> LedgerView {
     v.issued_sha256 = ledger.certificates().into_keys().collect();
     v.revoked = ledger.revoked().into_keys().collect();
     v.issued_serials = ledger.issued_serials().into_keys().collect();
+    for e in ledger.entries() {
+        if let Event::Issue {
+            kind, serial, sans, ..
+        } = &e.event
+        {
+            let Some(site) = site_of(sans) else { continue };
+            if v.revoked.contains(serial) {
+                continue;
+            }
+            let entry = v.sites.entry(site.to_string()).or_default();
+            match kind {
+                CertKind::Site => entry.0.push(serial.clone()),
+                CertKind::Host => entry.1.push(serial.clone()),
+                _ => {}
+            }
+        }
+    }
     if let Some(ca) = ca_der {
         v.verified = true;
         match ledger.verify(ca) {
@@ -119,6 +145,24 @@ impl LedgerView {
                 lint: &lints::E_LEDGER_CHAIN_BROKEN,
                 certificate: None,
                 message: e.clone(),
+            });
+        }
+        for (site, (site_wide, hosts)) in &self.sites {
+            if site_wide.is_empty() || hosts.is_empty() {
+                continue;
+            }
+            out.push(Finding {
+                lint: &lints::W_SITE_IMAGE_BESIDE_HOST_IMAGES,
+                certificate: None,
+                message: format!(
+                    "site {site}: {} site-wide certificate(s) (serial {}) and {} host \
+                     certificate(s) naming the site, none revoked: any node booted from a \
+                     {site} site-wide image can claim any MAC (BOOTIF) and fetch those hosts' \
+                     bundles",
+                    site_wide.len(),
+                    site_wide.join(", "),
+                    hosts.len()
+                ),
             });
         }
         out

@@ -303,6 +303,9 @@ lints! {
     E_LEDGER_CHAIN_BROKEN = "e_ledger_chain_broken", Error,
         "The issuance ledger's hash chain does not verify (edited, deleted, reordered or forged lines).",
         "Compare the ledger with its backups to find the tampered line.";
+    W_SITE_IMAGE_BESIDE_HOST_IMAGES = "w_site_image_beside_host_images", Warning,
+        "A site has site-wide certificates and also per-host certificates naming it: every node booted from the site-wide image can fetch every host bundle whose manifest names the site (and decrypt those encrypted to the site's recipient).",
+        "Keep per-host secrets out of bundles a site image can open: encrypt host bundles to the host's own recipient only, or enroll those hosts with --mac alone; revoke the site certificate if no node needs the site-wide image.";
     W_CRL_MISSING = "w_crl_missing", Warning,
         "No CRL found in the PKI directory.",
         "Run `satchel-pki crl` and publish the result.";

@@ -98,7 +98,7 @@ fn the_binary_audits_what_it_issued() {
             "--mac",
             "AA:BB:CC:DD:EE:FF",
             "--site",
-            "dc1",
+            "dc0",
             "--out",
             &out("host"),
         ],
@@ -127,9 +127,10 @@ fn the_binary_audits_what_it_issued() {
     let signer_pub = signer.join("signer.pub");
     let recipient = age::x25519::Identity::generate().to_public().to_string();
     // (Another node and site than the certificates above: two live
-    // certificates for one MAC or site would rightly be reported.)
+    // certificates for one MAC or site would rightly be reported, and so
+    // would a site-wide image beside host images of its own site.)
     for target in [
-        &["--mac", "02-00-00-00-00-09", "--site", "dc2"][..],
+        &["--mac", "02-00-00-00-00-09", "--site", "dc3"][..],
         &["--site", "dc2"],
     ] {
         let image = out(&format!("images/{}", target.len()));

@@ -24,9 +24,11 @@ pub fn issued_set(dir: &Path) -> (Ca, Vec<Issued>) {
             None,
         )
         .expect("server"),
+        // A host of another site than the site certificate below: a site
+        // image beside host images of its own site is warned about.
         ca.issue_host(
             Mac::parse(support::MAC).expect("mac"),
-            Some(SiteName::parse("dc1").expect("site")),
+            Some(SiteName::parse("dc0").expect("site")),
             None,
         )
         .expect("host"),
@@ -157,7 +159,7 @@ lint_test!(e_ledger_chain_broken, {
 fn every_kind_of_ledger_tampering_is_reported() {
     type Edit = fn(&mut Vec<String>);
     let edits: [(&str, Edit); 5] = [
-        ("edit", |l| l[2] = l[2].replace("dc1", "dc2")),
+        ("edit", |l| l[2] = l[2].replace("dc0", "dc2")),
         ("delete", |l| {
             l.remove(2);
         }),

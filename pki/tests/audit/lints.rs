@@ -547,6 +547,47 @@ lint_test!(e_ledger_missing, {
     global(Dir::with_ca(&Ca::new("Audit Test CA")).audit())
 });
 
+lint_test!(w_site_image_beside_host_images, {
+    use satchel_names::{Mac, SiteName};
+    let d = tempfile::tempdir().expect("tmp");
+    let ca = satchel_pki::ca::Ca::init_insecure(d.path(), "Audit Site CA").expect("init");
+    let dc1 = SiteName::parse("dc1").expect("site");
+    ca.issue_host(
+        Mac::parse("02-00-00-00-00-07").expect("mac"),
+        Some(dc1.clone()),
+        None,
+    )
+    .expect("host");
+    ca.issue_site(dc1, None).expect("site");
+    // A host of another site, and a revoked site certificate, do not count.
+    ca.issue_host(
+        Mac::parse("02-00-00-00-00-08").expect("mac"),
+        Some(SiteName::parse("dc2").expect("site")),
+        None,
+    )
+    .expect("host");
+    let dc3 = SiteName::parse("dc3").expect("site");
+    ca.issue_host(
+        Mac::parse("02-00-00-00-00-09").expect("mac"),
+        Some(dc3.clone()),
+        None,
+    )
+    .expect("host");
+    let gone = ca.issue_site(dc3, None).expect("site");
+    ca.revoke(&gone.serial_hex, satchel_pki::ca::Reason::Superseded)
+        .expect("revoke");
+    ca.crl(None).expect("crl");
+    let r = audit::audit(&AuditInput::new(d.path())).expect("audit");
+    let hits: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.id == "w_site_image_beside_host_images")
+        .collect();
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert!(hits[0].message.contains("site dc1"), "{hits:?}");
+    global(r)
+});
+
 lint_test!(w_crl_missing, {
     let ca = Ca::new("Audit Test CA");
     let d = Dir::new();

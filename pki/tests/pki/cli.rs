@@ -337,6 +337,13 @@ fn init_issue_revoke_crl_verify_enroll() {
     // The reviewers' audit finds no error in what the CA issued.
     let o = pki(&dir, None, &["audit"]);
     assert!(o.status.success(), "{}", text(&o));
+    // It warns that dc1 has a site-wide image beside per-host images
+    // naming dc1: a node of the site image can fetch those hosts' bundles.
+    assert!(
+        text(&o).contains("w_site_image_beside_host_images") && text(&o).contains("site dc1"),
+        "{}",
+        text(&o)
+    );
     // A stray certificate in DIR fails verification with exit status 3.
     std::fs::copy(t.join("srv.crt"), dir.join("copy-of-srv.crt")).unwrap();
     let stray = tempfile::tempdir().unwrap();
