@@ -38,7 +38,8 @@ fn keys(dir: &Path) -> Keys {
     let prefix = dir.join("admin");
     ok(&["keygen", "signing", "--out", s(&prefix)]);
     let identity = dir.join("admin.age");
-    let out = ok(&["keygen", "identity", "--out", s(&identity), "--json"]);
+    // `--json` is one global flag: before the subcommand as well as after.
+    let out = ok(&["--json", "keygen", "identity", "--out", s(&identity)]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     Keys {
         sign: dir.join("admin.key"),

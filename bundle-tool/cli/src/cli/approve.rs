@@ -113,9 +113,6 @@ pub struct Args {
     /// The bundle file to write.
     #[arg(short = 'o', long = "out", value_name = "OUT")]
     pub out: PathBuf,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 fn is_hex64(s: &str) -> bool {
@@ -233,7 +230,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    if !a.yes && (a.json || !io::stdin().is_terminal()) {
+    if !a.yes && (super::json_output() || !io::stdin().is_terminal()) {
         return Err(UsageError(
             "approve asks for confirmation on a terminal: review the upload (run without --json on a terminal) or pass --yes".into(),
         )
@@ -332,7 +329,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let diff: Option<Diff> = current.as_ref().map(|(_, _, old)| bdiff::diff(old, &files));
-    if !a.json {
+    if !super::json_output() {
         println!(
             "upload {} for {mac}: {} bytes, sha256 {}, from {} ({}), received {}",
             meta.id,
@@ -419,7 +416,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         })
         .with_context(|| format!("cannot write {}", a.out.display()))?;
     drop(tar);
-    if a.json {
+    if super::json_output() {
         print_json(&json!({
             "approved": meta,
             "files": files,

@@ -85,9 +85,6 @@ pub struct Args {
     /// The server asked for `--serial auto` (default: the admin profile's).
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Parses `--expires`: RFC 3339, `YYYY-MM-DD` (midnight UTC), or a duration.
@@ -242,7 +239,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             .unwrap_or_default();
         format!("cannot create {} from {from}", out.display())
     })?;
-    if a.json {
+    if super::json_output() {
         print_json(&json!({
             "bundle": out,
             "size": sealed.bundle_size,
@@ -320,7 +317,7 @@ fn run_template(
         super::progress::with_count_progress("sealing", rows.len() as u64, &done, || {
             job.run(threads, &done)
         })?;
-    if a.json {
+    if super::json_output() {
         print_json(&json!({ "out_dir": out_dir, "bundles": written }))?;
     } else {
         let bytes: u64 = written.iter().map(|w| w.size).sum();

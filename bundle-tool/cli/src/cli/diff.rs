@@ -35,9 +35,6 @@ pub struct Args {
     /// admin profile's `identity`).
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Converts the overlay's listing to the diff's.
@@ -164,7 +161,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let old = side(&a.a, ids.as_ref())?;
     let new = side(&a.b, ids.as_ref())?;
     let d = diff::diff(&old, &new);
-    if a.json {
+    if super::json_output() {
         print_json(&json!({ "a": a.a, "b": a.b, "diff": d }))?;
     } else {
         let mut out = io::stdout().lock();

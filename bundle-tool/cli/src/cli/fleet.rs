@@ -25,9 +25,6 @@ pub struct NodesArgs {
     /// Only nodes whose last boot failed.
     #[arg(long)]
     pub failed: bool,
-    /// Print JSON: `{"nodes": [...], "never_seen": [...]}`, filtered.
-    #[arg(long)]
-    pub json: bool,
     /// The server and credentials.
     #[command(flatten)]
     pub server: ServerArgs,
@@ -39,9 +36,6 @@ pub struct BundlesArgs {
     /// Mark bundles that expire within this many days.
     #[arg(long, value_name = "DAYS", default_value_t = 7)]
     pub expiring_days: u32,
-    /// Print the server's JSON.
-    #[arg(long)]
-    pub json: bool,
     /// The server and credentials.
     #[command(flatten)]
     pub server: ServerArgs,
@@ -59,9 +53,6 @@ pub struct AuditArgs {
     /// Most lines (1-1000).
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub limit: u16,
-    /// Print the server's JSON.
-    #[arg(long)]
-    pub json: bool,
     /// The server and credentials.
     #[command(flatten)]
     pub server: ServerArgs,
@@ -72,9 +63,6 @@ pub struct AuditArgs {
 pub struct HistoryArgs {
     /// `host/<mac>` or `site/<name>`.
     pub target: String,
-    /// Print the server's JSON.
-    #[arg(long)]
-    pub json: bool,
     /// The server and credentials.
     #[command(flatten)]
     pub server: ServerArgs,
@@ -171,7 +159,7 @@ pub fn nodes(a: &NodesArgs) -> anyhow::Result<ExitCode> {
             .filter(|n| site.as_ref().is_none_or(|s| n["site"].as_str() == Some(s)))
             .collect()
     };
-    if a.json {
+    if super::json_output() {
         print_json(&json!({ "nodes": nodes, "never_seen": never }))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -240,7 +228,7 @@ pub fn nodes(a: &NodesArgs) -> anyhow::Result<ExitCode> {
 /// Runs `bundles`.
 pub fn bundles(a: &BundlesArgs) -> anyhow::Result<ExitCode> {
     let v = get_json(&a.server, "/v1/bundles", "the bundle list")?;
-    if a.json {
+    if super::json_output() {
         print_json(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -283,7 +271,7 @@ pub fn audit(a: &AuditArgs) -> anyhow::Result<ExitCode> {
         path.push_str(&format!("&log={l}"));
     }
     let v = get_json(&a.server, &path, "the audit log")?;
-    if a.json {
+    if super::json_output() {
         print_json(&v)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -319,7 +307,7 @@ pub fn history(a: &HistoryArgs) -> anyhow::Result<ExitCode> {
         &format!("/v1/bundles/{t}/history"),
         "the history",
     )?;
-    if a.json {
+    if super::json_output() {
         print_json(&v)?;
         return Ok(ExitCode::SUCCESS);
     }

@@ -23,9 +23,6 @@ pub struct Args {
     /// The overlay to write (zstd-compressed newc cpio; append it to a distro initrd).
     #[arg(short = 'o', long = "out", value_name = "OUT.cpio.zst")]
     pub out: PathBuf,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Runs `initrd`.
@@ -41,7 +38,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             NodeKind::Symlink(t) => (format!("/{}", n.path), format!("symlink -> {t}"), n.mode, 0),
         })
         .collect();
-    if a.json {
+    if super::json_output() {
         let entries: Vec<_> = rows
             .iter()
             .map(|(p, k, m, s)| json!({ "path": p, "kind": k, "mode": format!("{m:04o}"), "size": s }))

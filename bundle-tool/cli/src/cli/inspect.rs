@@ -24,9 +24,6 @@ pub struct Args {
     /// An age identity that can decrypt the payload: adds the file list.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Runs `inspect`.
@@ -62,7 +59,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         files = Some(listed.entries);
     }
     let m = &header.manifest;
-    if a.json {
+    if super::json_output() {
         print_json(&json!({
             "bundle": a.bundle,
             "signature_checked": false,

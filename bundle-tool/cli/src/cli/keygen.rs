@@ -19,30 +19,24 @@ pub enum Keygen {
         /// Path prefix of the two files.
         #[arg(long, value_name = "PREFIX")]
         out: PathBuf,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// An age X25519 identity (0600), as age-keygen writes it.
     Identity {
         /// The identity file to create.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
 /// Runs `keygen`.
 pub fn run(k: &Keygen) -> anyhow::Result<ExitCode> {
     match k {
-        Keygen::Signing { out, json } => {
+        Keygen::Signing { out } => {
             let key = SigningKey::generate();
             let (secret, public) = key
                 .write_pair(out)
                 .with_context(|| format!("cannot write the key pair {}.key/.pub", out.display()))?;
-            if *json {
+            if super::json_output() {
                 print_json(&json!({
                     "key_id": key.key_id().to_string(),
                     "secret_key": secret,
@@ -57,13 +51,13 @@ pub fn run(k: &Keygen) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        Keygen::Identity { out, json } => {
+        Keygen::Identity { out } => {
             let id = Identities::generate();
             let created = format_time(time::OffsetDateTime::now_utc());
             write_secret_file(out, id.to_file_text(&created).as_bytes())
                 .with_context(|| format!("cannot write the identity {}", out.display()))?;
             let recipient = id.recipients()[0].to_string();
-            if *json {
+            if super::json_output() {
                 print_json(&json!({ "recipient": recipient, "identity": out }))?;
             } else {
                 println!("{recipient}");

@@ -43,6 +43,9 @@ pub struct Cli {
     /// Log debug details to stderr (or set SATCHEL_LOG, e.g. SATCHEL_LOG=debug).
     #[arg(long, short, global = true)]
     pub verbose: bool,
+    /// Print JSON on stdout instead of text (every subcommand; before or after it).
+    #[arg(long, global = true)]
+    pub json: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -91,8 +94,17 @@ pub enum Command {
     Man(completions::ManArgs),
 }
 
+/// Whether `--json` was given (set once by [`run`]).
+static JSON_OUTPUT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Whether the output is JSON (`--json`).
+pub fn json_output() -> bool {
+    JSON_OUTPUT.get().copied().unwrap_or(false)
+}
+
 /// Runs a parsed command line and prints its errors.
 pub fn run(cli: Cli) -> ExitCode {
+    let _ = JSON_OUTPUT.set(cli.json);
     let result = match &cli.command {
         Command::Keygen(k) => keygen::run(k),
         Command::Create(a) => create::run(a),

@@ -28,9 +28,6 @@ pub struct Args {
     /// Trusted keys, expected target, serial floor.
     #[command(flatten)]
     pub check: CheckArgs,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Runs `open`.
@@ -58,7 +55,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     });
     match result {
         Ok((verified, applied)) => {
-            if a.json {
+            if super::json_output() {
                 print_json(&json!({
                     "bundle": a.bundle,
                     "into": a.into,
@@ -82,7 +79,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            if a.json {
+            if super::json_output() {
                 print_json(&json!({
                     "bundle": a.bundle,
                     "error": { "kind": error_kind(&e), "message": e.to_string() },

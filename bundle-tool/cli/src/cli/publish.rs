@@ -62,9 +62,6 @@ pub struct Args {
     /// The server and credentials.
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// The route a bundle for `target` is published to.
@@ -144,7 +141,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let client = a.server.client()?;
     match put(&client, &b)? {
         Ok((s, answer)) => {
-            if a.json {
+            if super::json_output() {
                 print_json(
                     &json!({ "published": bundle, "route": path, "status": s, "answer": answer }),
                 )?;
@@ -268,7 +265,7 @@ fn run_dir(a: &Args) -> anyhow::Result<ExitCode> {
     });
     let count = |r: &str| outcomes.iter().filter(|o| o.result == r).count();
     let refused = count("refused") + count("would be refused");
-    if a.json {
+    if super::json_output() {
         print_json(&json!({ "dry_run": a.dry_run, "bundles": outcomes }))?;
     } else {
         for o in &outcomes {

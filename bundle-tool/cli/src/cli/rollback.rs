@@ -62,9 +62,6 @@ pub struct Args {
     /// The server and credentials.
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// GETs one kept version's bytes.
@@ -196,7 +193,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             r.error_text()
         );
     }
-    if a.json {
+    if super::json_output() {
         print_json(&json!({
             "target": t,
             "restored": a.to,

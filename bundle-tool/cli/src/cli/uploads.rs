@@ -86,9 +86,6 @@ pub enum Uploads {
         /// The server and credentials.
         #[command(flatten)]
         server: ServerArgs,
-        /// Print the server's JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Download one upload to FILE and its metadata to FILE.json.
     Pull {
@@ -100,9 +97,6 @@ pub enum Uploads {
         /// The server and credentials.
         #[command(flatten)]
         server: ServerArgs,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
     /// Delete an upload from the quarantine (reject it, or clean up after approval).
     Reject {
@@ -111,9 +105,6 @@ pub enum Uploads {
         /// The server and credentials.
         #[command(flatten)]
         server: ServerArgs,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -201,14 +192,14 @@ fn server_error(what: &str, r: &satchel_bundle::client::Response) -> anyhow::Err
 /// Runs `uploads`.
 pub fn run(u: &Uploads) -> anyhow::Result<ExitCode> {
     match u {
-        Uploads::List { server, json } => {
+        Uploads::List { server } => {
             let r = server.client()?.request(Method::GET, "/v1/uploads", None)?;
             if !r.is_success() {
                 return Err(server_error("cannot list the uploads", &r));
             }
             let v: serde_json::Value =
                 serde_json::from_slice(&r.body).context("the server's upload list is not JSON")?;
-            if *json {
+            if super::json_output() {
                 print_json(&v)?;
                 return Ok(ExitCode::SUCCESS);
             }
@@ -241,12 +232,7 @@ pub fn run(u: &Uploads) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Uploads::Pull {
-            id,
-            out,
-            server,
-            json,
-        } => {
+        Uploads::Pull { id, out, server } => {
             check_id(id)?;
             let r = server
                 .client()?
@@ -282,7 +268,7 @@ pub fn run(u: &Uploads) -> anyhow::Result<ExitCode> {
             let text = serde_json::to_string_pretty(&meta)?;
             std::fs::write(&side, text + "\n")
                 .with_context(|| format!("cannot write {}", side.display()))?;
-            if *json {
+            if super::json_output() {
                 print_json(&json!({ "upload": out, "metadata": side, "meta": meta }))?;
             } else {
                 println!(
@@ -305,7 +291,7 @@ pub fn run(u: &Uploads) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Uploads::Reject { id, server, json } => {
+        Uploads::Reject { id, server } => {
             check_id(id)?;
             let r = server
                 .client()?
@@ -313,7 +299,7 @@ pub fn run(u: &Uploads) -> anyhow::Result<ExitCode> {
             if !r.is_success() {
                 return Err(server_error(&format!("cannot reject upload {id}"), &r));
             }
-            if *json {
+            if super::json_output() {
                 print_json(&json!({ "rejected": id }))?;
             } else {
                 println!("upload {id} deleted from the quarantine");

@@ -22,9 +22,6 @@ pub struct Args {
     /// Trusted keys, expected target, serial floor.
     #[command(flatten)]
     pub check: CheckArgs,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Runs `verify`.
@@ -41,7 +38,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     });
     match result {
         Ok(v) => {
-            if a.json {
+            if super::json_output() {
                 print_json(&json!({
                     "valid": true,
                     "bundle": a.bundle,
@@ -64,7 +61,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             Err(super::UsageError(format!("cannot read {}: {e}", a.bundle.display())).into())
         }
         Err(e) => {
-            if a.json {
+            if super::json_output() {
                 print_json(&json!({
                     "valid": false,
                     "bundle": a.bundle,
