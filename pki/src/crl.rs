@@ -18,7 +18,6 @@
 //! every handshake).
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -157,19 +156,11 @@ fn looks_like_pem(bytes: &[u8]) -> bool {
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, CrlError> {
-    let io = |source| CrlError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let f = std::fs::File::open(path).map_err(io)?;
-    let mut buf = Vec::new();
-    f.take(MAX_CRL_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(io)?;
-    if buf.len() as u64 > MAX_CRL_BYTES {
-        return Err(CrlError::TooLarge);
-    }
-    Ok(buf)
+    use satchel_names::file::ReadError;
+    satchel_names::file::read_bounded(path, MAX_CRL_BYTES).map_err(|e| match e {
+        ReadError::Io { path, source } => CrlError::Io { path, source },
+        _ => CrlError::TooLarge,
+    })
 }
 
 /// Reads and parses a CRL file (PEM or DER).

@@ -36,7 +36,6 @@
 //! directory's lock (`DIR/.lock`) from their check to their append.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use rustls_pki_types::pem::PemObject;
@@ -355,19 +354,12 @@ impl Ledger {
 
     /// Reads a ledger file (bounded by [`MAX_LEDGER_BYTES`]).
     pub fn read(path: &Path) -> Result<Ledger, LedgerError> {
-        let io = |source| LedgerError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let f = std::fs::File::open(path).map_err(io)?;
-        let mut bytes = Vec::new();
-        f.take(MAX_LEDGER_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
-        if bytes.len() as u64 > MAX_LEDGER_BYTES {
-            return Err(LedgerError::TooLarge(path.to_path_buf()));
+        use satchel_names::file::{read_bounded, ReadError};
+        match read_bounded(path, MAX_LEDGER_BYTES) {
+            Ok(bytes) => Ok(Self::parse(path, &bytes)),
+            Err(ReadError::Io { path, source }) => Err(LedgerError::Io { path, source }),
+            Err(_) => Err(LedgerError::TooLarge(path.to_path_buf())),
         }
-        Ok(Self::parse(path, &bytes))
     }
 
     /// Parses ledger bytes; `path` is only for messages.

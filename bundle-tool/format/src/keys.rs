@@ -15,7 +15,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 
@@ -243,16 +243,15 @@ pub fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
 }
 
 fn read_small_text(path: &Path) -> Result<String, KeyError> {
-    let f = fs::File::open(path)?;
-    let mut text = String::new();
-    f.take(MAX_KEY_FILE_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_KEY_FILE_BYTES {
-        return Err(KeyError::TooLarge {
-            size: text.len() as u64,
-            max: MAX_KEY_FILE_BYTES,
-        });
-    }
-    Ok(text)
+    use satchel_names::file::{read_bounded_text, ReadError};
+    read_bounded_text(path, MAX_KEY_FILE_BYTES).map_err(|e| match e {
+        ReadError::TooLarge { max, .. } => KeyError::TooLarge { size: max + 1, max },
+        ReadError::Io { source, .. } => KeyError::Io(source),
+        other => KeyError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            other.to_string(),
+        )),
+    })
 }
 
 /// An age X25519 recipient (`age1…`), what payloads are encrypted to.

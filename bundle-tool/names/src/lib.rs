@@ -7,18 +7,21 @@
 //! on parse; everything else is refused with a [`NameError`] that shows the
 //! input.
 //!
-//! It does nothing else: no bundle format, no files, no network. It is the
-//! bottom of satchel's crates — the bundle format, the CA (`satchel-pki`),
-//! the server and the fetcher all name targets with it — and depends on no
-//! other satchel crate.
+//! Beside the names it holds one helper every crate shares, the bounded
+//! file read ([`file::read_bounded`]); nothing else: no bundle format, no
+//! network. It is the bottom of satchel's crates — the bundle format, the
+//! CA (`satchel-pki`), the server and the fetcher all name targets with it —
+//! and depends on no other satchel crate.
 //!
-//! Layout: one module (this file): [`Mac`], [`SiteName`], [`Target`],
-//! [`NameError`], with their parsers, `Display` and serde forms.
+//! Layout: this file: [`Mac`], [`SiteName`], [`Target`], [`NameError`],
+//! with their parsers, `Display` and serde forms; [`file`]: the bounded read.
 
 #![forbid(unsafe_code)]
 
 use std::fmt;
 use std::str::FromStr;
+
+pub mod file;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 

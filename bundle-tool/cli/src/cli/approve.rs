@@ -146,18 +146,12 @@ fn read_meta(path: &Path) -> anyhow::Result<UploadMeta> {
 
 /// Reads the whole upload, at most [`MAX_UPLOAD_BYTES`].
 fn read_upload(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut bytes = Vec::new();
-    f.take(MAX_UPLOAD_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    if bytes.len() as u64 > MAX_UPLOAD_BYTES {
-        anyhow::bail!(
-            "{} is over the {MAX_UPLOAD_BYTES} bytes an upload may have",
+    satchel_names::file::read_bounded(path, MAX_UPLOAD_BYTES).with_context(|| {
+        format!(
+            "cannot take {} as an upload (at most {MAX_UPLOAD_BYTES} bytes)",
             path.display()
-        );
-    }
-    Ok(bytes)
+        )
+    })
 }
 
 /// Decrypts and decompresses an upload into `out`; returns the tar's size.

@@ -20,7 +20,6 @@
 //! recipients = ["age1…", "/srv/satchel/enroll/recipients.txt"]
 //! ```
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -77,26 +76,12 @@ impl Profile {
         let Some((path, required)) = Self::location() else {
             return Ok(Profile::default());
         };
-        match std::fs::File::open(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+        match satchel_names::file::read_bounded_text(&path, MAX_PROFILE_BYTES) {
+            Err(e) if e.io_kind() == Some(std::io::ErrorKind::NotFound) && !required => {
                 Ok(Profile::default())
             }
-            Err(e) => {
-                Err(e).with_context(|| format!("cannot read the admin profile {}", path.display()))
-            }
-            Ok(f) => {
-                let mut text = String::new();
-                f.take(MAX_PROFILE_BYTES + 1)
-                    .read_to_string(&mut text)
-                    .with_context(|| format!("cannot read the admin profile {}", path.display()))?;
-                if text.len() as u64 > MAX_PROFILE_BYTES {
-                    anyhow::bail!(
-                        "the admin profile {} is larger than {MAX_PROFILE_BYTES} bytes",
-                        path.display()
-                    );
-                }
-                Self::parse(&text, &path)
-            }
+            Err(e) => Err(e).context("cannot read the admin profile"),
+            Ok(text) => Self::parse(&text, &path),
         }
     }
 

@@ -19,8 +19,7 @@
 //! own messages.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufReader, Cursor, Read};
+use std::io::{BufReader, Cursor};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
@@ -82,15 +81,7 @@ pub struct Local {
 
 /// Reads a bundle and checks its container and payload hash.
 pub fn read_local(path: &Path) -> anyhow::Result<Local> {
-    let mut bytes = Vec::new();
-    File::open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?
-        .take(MAX_PUBLISH_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    if bytes.len() as u64 > MAX_PUBLISH_BYTES {
-        anyhow::bail!("{} is over {MAX_PUBLISH_BYTES} bytes", path.display());
-    }
+    let bytes = satchel_names::file::read_bounded(path, MAX_PUBLISH_BYTES)?;
     let (header, payload) = read_header(BufReader::new(&bytes[..]))
         .with_context(|| format!("{} is not a valid bundle", path.display()))?;
     verify_payload(&header.manifest, payload).with_context(|| {

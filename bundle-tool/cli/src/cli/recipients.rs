@@ -10,7 +10,6 @@
 //! naming the file and line.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -61,18 +60,8 @@ impl Recipients {
 
     /// Reads one recipients file.
     pub fn read_file(&mut self, path: &Path) -> anyhow::Result<()> {
-        let file = std::fs::File::open(path)
-            .with_context(|| format!("cannot open the recipients file {}", path.display()))?;
-        let mut text = String::new();
-        file.take(MAX_RECIPIENTS_FILE_BYTES + 1)
-            .read_to_string(&mut text)
-            .with_context(|| format!("cannot read the recipients file {}", path.display()))?;
-        if text.len() as u64 > MAX_RECIPIENTS_FILE_BYTES {
-            anyhow::bail!(
-                "the recipients file {} is larger than {MAX_RECIPIENTS_FILE_BYTES} bytes",
-                path.display()
-            );
-        }
+        let text = satchel_names::file::read_bounded_text(path, MAX_RECIPIENTS_FILE_BYTES)
+            .context("cannot read the recipients file")?;
         self.parse_text(&text, &path.display().to_string())
     }
 

@@ -22,7 +22,6 @@
 //! - Output: `OUT_DIR/host-<mac>.bundle`, replaced by rename.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -75,18 +74,8 @@ impl Row {
 
 /// Reads an inventory: `.csv` or `.toml`, by the file's name.
 pub fn read_inventory(path: &Path) -> anyhow::Result<Vec<Row>> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("cannot open the inventory {}", path.display()))?;
-    let mut text = String::new();
-    file.take(MAX_INVENTORY_BYTES + 1)
-        .read_to_string(&mut text)
-        .with_context(|| format!("cannot read the inventory {}", path.display()))?;
-    if text.len() as u64 > MAX_INVENTORY_BYTES {
-        anyhow::bail!(
-            "the inventory {} is larger than {MAX_INVENTORY_BYTES} bytes",
-            path.display()
-        );
-    }
+    let text = satchel_names::file::read_bounded_text(path, MAX_INVENTORY_BYTES)
+        .context("cannot read the inventory")?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
