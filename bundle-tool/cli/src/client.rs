@@ -23,8 +23,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls_pki_types::pem::PemObject;
+use rustls::pki_types::ServerName;
 
 /// Time allowed for the TCP connection and the TLS handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -190,38 +189,26 @@ fn tls_file_err(path: &Path, e: impl std::fmt::Display) -> ClientError {
     }
 }
 
-/// The rustls client configuration: ring provider, only `files.ca` as root,
-/// `files.cert` + `files.key` as the client certificate.
+/// Largest certificate or key file read.
+pub const MAX_TLS_FILE_BYTES: u64 = 1 << 20;
+
+/// The rustls client configuration: satchel-pki's, which the fetcher uses
+/// too (ring provider, TLS 1.3, only `files.ca` as root, `files.cert` +
+/// `files.key` as the client certificate). Each file is read bounded and
+/// checked on its own first, so an error names the file at fault.
 pub fn client_config(files: &TlsFiles) -> Result<rustls::ClientConfig, ClientError> {
-    let mut roots = rustls::RootCertStore::empty();
-    let cas = CertificateDer::pem_file_iter(&files.ca)
-        .map_err(|e| tls_file_err(&files.ca, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_file_err(&files.ca, e))?;
-    if cas.is_empty() {
-        return Err(tls_file_err(&files.ca, "no certificate in the file"));
-    }
-    for ca in cas {
-        roots.add(ca).map_err(|e| tls_file_err(&files.ca, e))?;
-    }
-    let chain = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| tls_file_err(&files.cert, e))?
-        .collect::<Result<Vec<_>, _>>()
+    let read = |path: &Path| {
+        satchel_names::file::read_bounded(path, MAX_TLS_FILE_BYTES)
+            .map_err(|e| tls_file_err(path, e))
+    };
+    let (ca, cert, key) = (read(&files.ca)?, read(&files.cert)?, read(&files.key)?);
+    satchel_pki::tls::parse_certs(&ca, "CA certificate").map_err(|e| tls_file_err(&files.ca, e))?;
+    satchel_pki::tls::parse_certs(&cert, "client certificate")
         .map_err(|e| tls_file_err(&files.cert, e))?;
-    if chain.is_empty() {
-        return Err(tls_file_err(&files.cert, "no certificate in the file"));
-    }
     // The key's parse error never includes key material.
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| tls_file_err(&files.key, e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .map_err(|e| ClientError::Tls(format!("the admin certificate and key do not fit: {e}")))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    satchel_pki::tls::parse_key(&key).map_err(|e| tls_file_err(&files.key, e))?;
+    satchel_pki::tls::client_config(&ca, Some((&cert, &key)))
+        .map_err(|e| ClientError::Tls(format!("the admin certificate and key do not fit: {e}")))
 }
 
 impl Client {

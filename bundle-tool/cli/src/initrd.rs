@@ -44,8 +44,6 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use serde::Deserialize;
-
 /// The static fetcher, as the hook calls it.
 pub const FETCHER_PATH: &str = "usr/lib/satchel/satchel-fetch";
 /// The hook script (`contrib/satchel-hook.sh`).
@@ -194,16 +192,6 @@ pub struct EnrollFile {
     pub secret: bool,
 }
 
-/// The fields of `satchel.toml` that name files (the rest is the fetcher's).
-#[derive(Deserialize)]
-struct NamedFiles {
-    ca_cert: String,
-    client_cert: String,
-    client_key: String,
-    identities: Vec<String>,
-    signers: Vec<String>,
-}
-
 /// Checks that `name` is a plain relative path; returns it normalised.
 fn relative_name(field: &str, name: &str) -> Result<String, InitrdError> {
     let unsafe_name = || InitrdError::UnsafeName {
@@ -230,33 +218,54 @@ pub fn enrollment_files(
     config_text: &str,
     config_path: &Path,
 ) -> Result<Vec<EnrollFile>, InitrdError> {
-    let named: NamedFiles = toml::from_str(config_text).map_err(|e| InitrdError::BadConfig {
-        path: config_path.to_path_buf(),
-        reason: format!("not a node config: {e}"),
-    })?;
+    // The fetcher's own parser and checks: an image never carries a
+    // config the fetcher would refuse.
+    let named =
+        satchel_pki::NodeConfig::parse(config_text).map_err(|e| InitrdError::BadConfig {
+            path: config_path.to_path_buf(),
+            reason: format!("not a node config: {e}"),
+        })?;
     if named.identities.is_empty() || named.signers.is_empty() {
         return Err(InitrdError::BadConfig {
             path: config_path.to_path_buf(),
             reason: "needs at least one identity and one signer".into(),
         });
     }
+    let text = |p: &std::path::Path, field: &str| {
+        p.to_str()
+            .map(str::to_string)
+            .ok_or_else(|| InitrdError::UnsafeName {
+                field: field.to_string(),
+                name: p.display().to_string(),
+            })
+    };
+    let (ca_cert, client_cert, client_key) = (
+        text(&named.ca_cert, "ca_cert")?,
+        text(&named.client_cert, "client_cert")?,
+        text(&named.client_key, "client_key")?,
+    );
+    let identities = named
+        .identities
+        .iter()
+        .map(|p| text(p, "identities"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let signers = named
+        .signers
+        .iter()
+        .map(|p| text(p, "signers"))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut out = vec![EnrollFile {
         field: "satchel.toml",
         rel: CONFIG_FILE.into(),
         secret: false,
     }];
     let mut named_list: Vec<(&'static str, &str, bool)> = vec![
-        ("ca_cert", &named.ca_cert, false),
-        ("client_cert", &named.client_cert, false),
-        ("client_key", &named.client_key, true),
+        ("ca_cert", &ca_cert, false),
+        ("client_cert", &client_cert, false),
+        ("client_key", &client_key, true),
     ];
-    named_list.extend(
-        named
-            .identities
-            .iter()
-            .map(|i| ("identities", i.as_str(), true)),
-    );
-    named_list.extend(named.signers.iter().map(|s| ("signers", s.as_str(), false)));
+    named_list.extend(identities.iter().map(|i| ("identities", i.as_str(), true)));
+    named_list.extend(signers.iter().map(|s| ("signers", s.as_str(), false)));
     for (field, name, secret) in named_list {
         let rel = relative_name(field, name)?;
         match out.iter_mut().find(|f| f.rel == rel) {
