@@ -17,7 +17,8 @@
 //! - [`shutdown`]: signals (SIGHUP reload, SIGTERM drain).
 //! - [`routes`]: request handling per route; [`authz`]: the pure decision.
 //! - [`publish`]: bundle verification before publishing.
-//! - [`store`]: the `Store` trait and its sled implementation (the only sled user).
+//! - [`store`]: the `Store` trait, its sled implementation (the only sled
+//!   user) and its etcd implementation (the only etcd user).
 //! - [`forward`]: the durable at-least-once webhook forwarder.
 //! - [`response`]: the response type; [`error`]: the one error → HTTP
 //!   mapping; [`http_util`]: streamed and bounded bodies.
@@ -67,7 +68,7 @@ use tokio::sync::{watch, Notify};
 pub use config::Config;
 pub use metrics::Metrics;
 pub use publish::Signers;
-pub use store::{SledStore, Store};
+pub use store::{EtcdStore, SledStore, Store};
 pub use tls::{ReloadableTls, TlsFiles};
 
 /// Fastest and slowest quarantine expiry sweep.

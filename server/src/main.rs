@@ -16,8 +16,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use satchel_server::config::StoreKind;
 use satchel_server::config::{is_list_setting, Config, SETTINGS};
 use satchel_server::shutdown::{handle_signals, Trigger};
+use satchel_server::store::{EtcdSettings, EtcdStore};
 use satchel_server::{Metrics, Options, ReloadableTls, Signers, SledStore, Store, TlsFiles};
 
 /// Threads for blocking store calls. Every request touches the store, so a
@@ -224,13 +226,12 @@ fn serve_config(
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
         .context("starting the async runtime")?;
+    // Opened before the server's runtime runs: the etcd store starts its own.
+    let store: Arc<dyn Store> = match store {
+        Some(store) => Arc::new(store),
+        None => open_store(&config)?,
+    };
     runtime.block_on(async move {
-        let store = match store {
-            Some(store) => store,
-            None => SledStore::open(&config.data_dir)
-                .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
-        };
-        let store: Arc<dyn Store> = Arc::new(store);
         let tls = Arc::new(
             ReloadableTls::load(TlsFiles {
                 ca_cert: config.ca_cert.clone(),
@@ -293,6 +294,45 @@ fn serve_config(
         let _ = metrics_task.await;
         tracing::info!("stopped");
         Ok(())
+    })
+}
+
+/// Opens the store the configuration names.
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config.store {
+        StoreKind::Sled => Arc::new(
+            SledStore::open(&config.data_dir)
+                .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
+        ),
+        StoreKind::Etcd => {
+            let read =
+                |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+            let ca_pem = if config.etcd_ca.as_os_str().is_empty() {
+                None
+            } else {
+                Some(read(&config.etcd_ca)?)
+            };
+            let identity_pem = if config.etcd_cert.as_os_str().is_empty() {
+                None
+            } else {
+                Some((read(&config.etcd_cert)?, read(&config.etcd_key)?))
+            };
+            let endpoints = config.etcd_endpoint_list();
+            let settings = EtcdSettings {
+                endpoints: endpoints.clone(),
+                prefix: config.etcd_prefix.clone(),
+                ca_pem,
+                identity_pem,
+                request_timeout: std::time::Duration::from_millis(config.etcd_request_timeout_ms),
+                chunk_bytes: config.etcd_chunk_bytes as usize,
+                retry_after_secs: config.etcd_retry_after_secs,
+                audit_queue_lines: config.etcd_audit_queue_lines,
+            };
+            let store = EtcdStore::open(settings)
+                .with_context(|| format!("opening the etcd store at {}", endpoints.join(",")))?;
+            tracing::info!(endpoints = %endpoints.join(","), prefix = %config.etcd_prefix, "store: etcd");
+            Arc::new(store)
+        }
     })
 }
 
