@@ -111,6 +111,9 @@ settings! {
     /// Audit lines a replica holds in memory while etcd is unreachable;
     /// beyond it new lines are dropped (and logged as errors).
     etcd_audit_queue_lines: usize = 100_000;
+    /// Seconds of the forwarder's etcd lease: one replica at a time forwards
+    /// reports, and when it dies another takes over within about this long.
+    etcd_forwarder_lease_secs: u64 = 10;
     /// PEM CA certificate that issued every client certificate (also served at /v1/ca).
     ca_cert: PathBuf = PathBuf::from("/etc/satchel-server/ca.pem");
     /// PEM server certificate chain.
@@ -380,6 +383,7 @@ impl Config {
             ("etcd_chunk_bytes", self.etcd_chunk_bytes),
             ("etcd_retry_after_secs", self.etcd_retry_after_secs),
             ("etcd_audit_queue_lines", self.etcd_audit_queue_lines as u64),
+            ("etcd_forwarder_lease_secs", self.etcd_forwarder_lease_secs),
         ];
         for (name, v) in positive {
             if *v == 0 {

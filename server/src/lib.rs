@@ -143,6 +143,7 @@ pub async fn run(
             ca.as_deref(),
         )?)
     };
+    let _ = options.metrics.store.set(store.clone());
     let app = Arc::new(routes::App {
         upload_limiter: ratelimit::RateLimiter::new(
             config.upload_burst_per_source,

@@ -327,6 +327,8 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 chunk_bytes: config.etcd_chunk_bytes as usize,
                 retry_after_secs: config.etcd_retry_after_secs,
                 audit_queue_lines: config.etcd_audit_queue_lines,
+                campaign_forwarder: !config.engine_webhook.is_empty(),
+                forwarder_lease: std::time::Duration::from_secs(config.etcd_forwarder_lease_secs),
             };
             let store = EtcdStore::open(settings)
                 .with_context(|| format!("opening the etcd store at {}", endpoints.join(",")))?;

@@ -30,6 +30,14 @@
 //!   loaded) and is kept current by a watch on `bundle/`. While etcd is
 //!   unreachable the cache keeps serving what it has; every other call
 //!   fails with [`StoreError::Unavailable`] (503 + `Retry-After`).
+//! - One replica at a time forwards reports: the one whose lease holds the
+//!   `forwarder` key (created only if absent, in a transaction). The
+//!   others see an empty forward queue; when the forwarder dies its lease
+//!   expires (`etcd_forwarder_lease_secs`), the key goes, and the next
+//!   replica to try takes it. A forwarder cut off from etcd stops
+//!   forwarding once it can no longer renew its lease; a report it
+//!   delivered but could not remove is delivered again by the next one
+//!   (at least once; the engine tells duplicates by `report_id`).
 //! - Audit lines are queued here and written in batches (one transaction
 //!   per batch); they are durable within the queue's flush, as the trait
 //!   allows, and [`Store::flush`] waits for them.
@@ -76,6 +84,9 @@ const AUDIT_BATCH: usize = MAX_TXN_OPS - 1;
 const RETRY_MIN: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// How often the watch asks etcd for its progress (see `last_sync_unix_ms`).
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
 /// How the store reaches etcd (from the server's settings).
 #[derive(Clone, Debug)]
 pub struct EtcdSettings {
@@ -95,6 +106,12 @@ pub struct EtcdSettings {
     pub retry_after_secs: u64,
     /// Audit lines held in memory while they wait to be written.
     pub audit_queue_lines: usize,
+    /// Whether this replica competes to be the one that forwards reports
+    /// (only when it has a webhook to forward to).
+    pub campaign_forwarder: bool,
+    /// Time to live of the forwarder's lease: how long the other replicas
+    /// wait for a forwarder that died before one of them takes over.
+    pub forwarder_lease: Duration,
 }
 
 /// Where a bundle's or upload's bytes are, and what they must hash to.
@@ -179,6 +196,8 @@ pub struct EtcdHealth {
     pub cache_revision: AtomicU64,
     /// Audit lines dropped because the queue was full.
     pub audit_dropped: AtomicU64,
+    /// This replica holds the forwarder lease (it alone forwards reports).
+    pub forwarder: AtomicBool,
 }
 
 enum AuditMsg {
@@ -192,6 +211,8 @@ struct Inner {
     settings: EtcdSettings,
     cache: RwLock<Cache>,
     health: EtcdHealth,
+    /// The forwarder lease while this replica holds it (revoked on drop).
+    forwarder_lease: std::sync::Mutex<Option<i64>>,
 }
 
 /// The etcd-backed store.
@@ -216,9 +237,30 @@ impl std::fmt::Debug for EtcdStore {
 
 impl Drop for EtcdStore {
     fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
+        let Some(rt) = self.runtime.take() else {
+            return;
+        };
+        // A forwarder that stops cleanly hands its lease back, so another
+        // replica takes over at its next try rather than after the TTL.
+        let lease = *self
+            .inner
+            .forwarder_lease
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = lease {
+            let (handle, inner) = (rt.handle().clone(), self.inner.clone());
+            let wait = self.inner.settings.request_timeout.min(RETRY_MAX);
+            // On a thread of its own: this drop may run inside another
+            // runtime's task, where blocking on one is not allowed.
+            let _ = std::thread::spawn(move || {
+                handle.block_on(async move {
+                    let _ =
+                        tokio::time::timeout(wait, inner.client.lease_client().revoke(id)).await;
+                })
+            })
+            .join();
         }
+        rt.shutdown_background();
     }
 }
 
@@ -654,13 +696,24 @@ impl Inner {
             .with_prefix()
             .with_start_revision(rev + 1)
             .with_progress_notify();
-        let mut stream = self.ok(self
+        let stream = self.ok(self
             .client
             .watch_client()
             .watch(prefix.clone(), Some(opts))
             .await)?;
+        let (mut requests, mut stream) = stream.split();
+        // Asks etcd now and then how far the watch is, so the last sync
+        // stays recent while nothing is published (and stops being
+        // recent when etcd is gone).
+        let mut progress = tokio::time::interval(PROGRESS_EVERY);
         loop {
-            let msg = self.ok(stream.message().await)?;
+            let msg = tokio::select! {
+                m = stream.message() => self.ok(m)?,
+                _ = progress.tick() => {
+                    self.ok(requests.request_progress().await)?;
+                    continue;
+                }
+            };
             let Some(resp) = msg else {
                 return Err(StoreError::Backend("the watch stream ended".into()));
             };
@@ -700,6 +753,64 @@ impl Inner {
             }
             let rev = resp.header().map(|h| h.revision()).unwrap_or(0);
             self.synced(rev);
+        }
+    }
+
+    // ---- forwarder election ----
+
+    /// Competes for the forwarder lease, and renews it while held. Runs
+    /// until the runtime stops.
+    async fn campaign(self: Arc<Self>) {
+        let key = self.key("forwarder");
+        let ttl = self.settings.forwarder_lease.as_secs().max(1) as i64;
+        let every = (self.settings.forwarder_lease / 3).max(Duration::from_millis(100));
+        let me = format!("{:016x}", rand::random::<u64>());
+        loop {
+            if let Err(e) = self.hold(&key, ttl, every, &me).await {
+                tracing::warn!(error = %e, "forwarder lease lost or not reachable");
+            }
+            *self
+                .forwarder_lease
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+            if self.health.forwarder.swap(false, Ordering::Relaxed) {
+                tracing::info!("no longer the forwarding replica");
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
+    /// Takes the lease if the key is free and keeps it; returns when it is
+    /// held by another replica (after one look) or lost.
+    async fn hold(&self, key: &str, ttl: i64, every: Duration, me: &str) -> Result<(), StoreError> {
+        let mut lease = self.client.lease_client();
+        let granted = self.ok(lease.grant(ttl, None).await)?;
+        let id = granted.id();
+        let txn = Txn::new()
+            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                key,
+                me,
+                Some(etcd_client::PutOptions::new().with_lease(id)),
+            )]);
+        if !self.txn(txn).await?.0 {
+            let _ = lease.revoke(id).await;
+            return Ok(());
+        }
+        tracing::info!("this replica now forwards reports (it holds the forwarder lease)");
+        *self
+            .forwarder_lease
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(id);
+        self.health.forwarder.store(true, Ordering::Relaxed);
+        let (mut keeper, mut answers) = self.ok(lease.keep_alive(id).await)?;
+        loop {
+            tokio::time::sleep(every).await;
+            self.ok(keeper.keep_alive().await)?;
+            match self.ok(answers.message().await)? {
+                Some(r) if r.ttl() > 0 => {}
+                _ => return Err(StoreError::Backend("the forwarder lease expired".into())),
+            }
         }
     }
 
@@ -1003,6 +1114,7 @@ impl EtcdStore {
             prefix: settings.prefix.clone(),
             cache: RwLock::new(Cache::default()),
             health: EtcdHealth::default(),
+            forwarder_lease: std::sync::Mutex::new(None),
             settings: settings.clone(),
         });
         {
@@ -1020,6 +1132,9 @@ impl EtcdStore {
         runtime.spawn(inner.clone().watch_bundles());
         let (audit_tx, audit_rx) = mpsc::channel(settings.audit_queue_lines.max(1));
         runtime.spawn(inner.clone().audit_writer(audit_rx));
+        if settings.campaign_forwarder {
+            runtime.spawn(inner.clone().campaign());
+        }
         Ok(EtcdStore {
             inner,
             runtime: Some(runtime),
@@ -1247,6 +1362,10 @@ impl Store for EtcdStore {
     }
 
     fn forward_peek(&self, max: usize) -> Result<Vec<ForwardItem>, StoreError> {
+        // Only the forwarding replica sees the queue (see the module doc).
+        if !self.inner.health.forwarder.load(Ordering::Relaxed) {
+            return Ok(Vec::new());
+        }
         self.call(move |i| async move {
             let prefix = i.key("forward/");
             let (kvs, _) = i.scan(&prefix, None, Some(max.max(1)), false).await?;
@@ -1307,6 +1426,9 @@ impl Store for EtcdStore {
         limit: usize,
         log: Option<AuditLog>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
+        // This replica's own queued lines first: a reader sees every line
+        // it caused, trimmed as the log's limit says.
+        self.flush()?;
         self.call(move |i| async move {
             let logs: Vec<AuditLog> = match log {
                 Some(l) => vec![l],
@@ -1327,6 +1449,29 @@ impl Store for EtcdStore {
             all.truncate(limit);
             Ok(all)
         })
+    }
+
+    fn prometheus(&self) -> String {
+        let h = &self.inner.health;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let b = |a: &AtomicBool| u8::from(a.load(Ordering::Relaxed));
+        let age = now_unix_ms().saturating_sub(g(&h.last_sync_unix_ms)) as f64 / 1000.0;
+        let lines = [
+            ("satchel_store_etcd_reachable", "gauge", "1 when the last etcd call or watch answer of this replica succeeded.", b(&h.reachable).to_string()),
+            ("satchel_store_watch_lag_seconds", "gauge", "Seconds since this replica's bundle cache was last confirmed current by etcd (a watch event or progress answer every 2 s while etcd is reachable). While it grows the cache is served as it was.", format!("{age:.3}")),
+            ("satchel_store_cache_revision", "gauge", "etcd revision this replica's bundle cache is current to.", g(&h.cache_revision).to_string()),
+            ("satchel_store_cache_hits_total", "counter", "Boot-path bundle reads answered from this replica's cache.", g(&h.cache_hits).to_string()),
+            ("satchel_store_cache_misses_total", "counter", "Boot-path bundle reads of a target this replica holds no bundle for.", g(&h.cache_misses).to_string()),
+            ("satchel_store_forwarder", "gauge", "1 while this replica holds the forwarder lease (it alone forwards reports).", b(&h.forwarder).to_string()),
+            ("satchel_store_audit_dropped_total", "counter", "Audit lines dropped because the queue to etcd was full.", g(&h.audit_dropped).to_string()),
+        ];
+        let mut out = String::new();
+        for (name, kind, help, value) in lines {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            ));
+        }
+        out
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -428,4 +428,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// Prometheus text of the backend's own health (no I/O; empty when it
+    /// has nothing to say).
+    fn prometheus(&self) -> String {
+        String::new()
+    }
 }

@@ -3,7 +3,8 @@
 //! through two replicas give one 201 and one 409; the highest serial holds
 //! across replicas after a DELETE; with etcd gone, cached bundles still
 //! boot nodes, writes get 503 + Retry-After, and once etcd is back writes
-//! work again without restarting anything.
+//! work again without restarting anything; one replica at a time forwards
+//! reports, and another takes over when it is killed.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +12,7 @@ use bytes::Bytes;
 use satchel_format::Target;
 
 use crate::etcd::EtcdCluster;
+use crate::forwarding::{reserve_engine_port, start_receiver, unique, Seen};
 use crate::harness::*;
 
 /// Longest a publish may take to reach another replica's cache.
@@ -206,6 +208,11 @@ async fn with_etcd_gone_cached_boots_work_and_writes_get_503_until_it_returns() 
     .await;
 
     cluster.kill_all();
+    // /metrics says so, on a replica that was not even asked to write.
+    eventually("replica 2 to see etcd gone", PROPAGATION, || async {
+        srv[1].metric("satchel_store_etcd_reachable").await == Some(0.0)
+    })
+    .await;
     for s in &srv {
         // Cached bundles still boot the node, on every replica.
         assert_eq!(boot(&w, s, &node, 4).await, [(t.to_string(), 1)]);
@@ -250,6 +257,11 @@ async fn with_etcd_gone_cached_boots_work_and_writes_get_503_until_it_returns() 
         served_serial(&w, &srv[1], &t).await == Some(2)
     })
     .await;
+    eventually("replica 2 to see etcd back", PROPAGATION, || async {
+        srv[1].metric("satchel_store_etcd_reachable").await == Some(1.0)
+    })
+    .await;
+    assert!(srv[1].metric("satchel_store_cache_hits_total").await > Some(0.0));
     let (st, _, _) = nc
         .request(
             "POST",
@@ -258,4 +270,83 @@ async fn with_etcd_gone_cached_boots_work_and_writes_get_503_until_it_returns() 
         )
         .await;
     assert_eq!(st, 202);
+}
+
+/// Which replicas hold the forwarder lease, by their metrics.
+async fn forwarders(srv: &[Server]) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (i, s) in srv.iter().enumerate() {
+        if s.metric("satchel_store_forwarder").await == Some(1.0) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_replica_forwards_reports_and_another_takes_over_when_it_dies() {
+    let w = World::new();
+    let cluster = EtcdCluster::start(3);
+    let (_engine_port, engine) = reserve_engine_port();
+    let seen: Seen = Default::default();
+    let receiver = start_receiver(engine, seen.clone());
+    let mut srv = replicas(
+        &w,
+        &cluster,
+        3,
+        &format!(
+            "engine_webhook = \"http://{engine}/hook\"\netcd_forwarder_lease_secs = 2\n\
+             forward_backoff_initial_ms = 50\nforward_backoff_max_secs = 1\n"
+        ),
+    );
+    eventually("exactly one forwarder", Duration::from_secs(20), || async {
+        forwarders(&srv).await.len() == 1
+    })
+    .await;
+    let leader = forwarders(&srv).await[0];
+    let post = |s: &Server, n: u8, id: String| {
+        let c = Client::new(&w, s.addr, Some(&w.host(n, None)));
+        async move {
+            let body = format!(r#"{{"report_id":"{id}","status":"ok"}}"#);
+            c.request("POST", &format!("/v1/reports/{}", mac(n)), body)
+                .await
+                .0
+        }
+    };
+    // Reports through every replica reach the engine.
+    for (i, s) in srv.iter().enumerate() {
+        for k in 0..5 {
+            assert_eq!(post(s, i as u8 + 1, format!("a{i}-{k}")).await, 202);
+        }
+    }
+    eventually(
+        "the first 15 reports at the engine",
+        Duration::from_secs(30),
+        || async { unique(&seen).len() == 15 },
+    )
+    .await;
+    // The forwarder dies; another replica takes the lease and goes on.
+    let killed_at = Instant::now();
+    srv.remove(leader).kill9();
+    let rest = srv;
+    eventually("another forwarder", Duration::from_secs(20), || async {
+        forwarders(&rest).await.len() == 1
+    })
+    .await;
+    eprintln!(
+        "forwarder takeover after SIGKILL: {:?} (lease 2 s)",
+        killed_at.elapsed()
+    );
+    for (i, s) in rest.iter().enumerate() {
+        for k in 0..5 {
+            assert_eq!(post(s, 10 + i as u8, format!("b{i}-{k}")).await, 202);
+        }
+    }
+    eventually(
+        "all 25 reports at the engine",
+        Duration::from_secs(30),
+        || async { unique(&seen).len() == 25 },
+    )
+    .await;
+    receiver.abort();
 }
