@@ -1123,9 +1123,11 @@ impl EtcdStore {
                 .block_on(async { tokio::time::timeout(timeout, inner.resync()).await })
                 .map_err(|_| StoreError::Backend("loading the bundles from etcd timed out".into()))?
                 .map_err(|e| match e {
-                    StoreError::Unavailable { .. } => {
-                        StoreError::Backend("etcd is unreachable".into())
-                    }
+                    StoreError::Unavailable { .. } => StoreError::Backend(
+                        "etcd did not answer: unreachable, or it refused this client \
+                             (TLS settings); the warnings above say why"
+                            .into(),
+                    ),
                     e => e,
                 })?;
         }

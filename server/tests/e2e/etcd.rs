@@ -49,11 +49,22 @@ fn next_ports(n: u32) -> u32 {
     p
 }
 
+/// TLS of the members' client port: their certificate and key, the CA
+/// clients must be signed by (etcd's `--client-cert-auth`).
+#[derive(Clone, Debug)]
+pub struct MemberTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// One member.
 struct Member {
     name: String,
     client: u16,
     peer: u16,
+    /// Plain-HTTP `/health` and `/metrics`, whatever the client port speaks.
+    metrics: u16,
     data: PathBuf,
     log: PathBuf,
     /// The `sh` guarding the member; its stdin is the pipe that, once
@@ -67,24 +78,32 @@ struct Member {
 pub struct EtcdCluster {
     dir: tempfile::TempDir,
     members: Vec<Member>,
+    tls: Option<MemberTls>,
 }
 
 impl EtcdCluster {
     /// Starts `n` members and waits until they have a leader.
     pub fn start(n: usize) -> EtcdCluster {
+        Self::start_with(n, None)
+    }
+
+    /// Like [`EtcdCluster::start`], clients speaking mutual TLS with `tls`.
+    pub fn start_with(n: usize, tls: Option<MemberTls>) -> EtcdCluster {
         let mut c = EtcdCluster {
             dir: tempfile::tempdir().expect("etcd tmp"),
             members: Vec::new(),
+            tls,
         };
         for attempt in 0..START_TRIES {
             c.kill_all();
-            let base = next_ports(2 * n as u32) as u16;
+            let base = next_ports(3 * n as u32) as u16;
             c.members = (0..n)
                 .map(|i| {
                     let name = format!("m{i}-{attempt}");
                     Member {
-                        client: base + 2 * i as u16,
-                        peer: base + 2 * i as u16 + 1,
+                        client: base + 3 * i as u16,
+                        peer: base + 3 * i as u16 + 1,
+                        metrics: base + 3 * i as u16 + 2,
                         data: c.dir.path().join(&name),
                         log: c.dir.path().join(format!("{name}.log")),
                         name,
@@ -119,10 +138,12 @@ impl EtcdCluster {
     /// `--initial-*` flags and rejoins).
     fn spawn(&mut self, i: usize) {
         let initial = self.initial_cluster();
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let tls = self.tls.clone();
         let m = &mut self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client);
+        let client = format!("{scheme}://127.0.0.1:{}", m.client);
         let peer = format!("http://127.0.0.1:{}", m.peer);
-        let args: Vec<String> = vec![
+        let mut args: Vec<String> = vec![
             "--name".into(),
             m.name.clone(),
             "--data-dir".into(),
@@ -150,7 +171,20 @@ impl EtcdCluster {
             "50".into(),
             "--election-timeout".into(),
             "500".into(),
+            "--listen-metrics-urls".into(),
+            format!("http://127.0.0.1:{}", m.metrics),
         ];
+        if let Some(t) = tls {
+            for (flag, path) in [
+                ("--cert-file", &t.cert),
+                ("--key-file", &t.key),
+                ("--trusted-ca-file", &t.ca),
+            ] {
+                args.push(flag.into());
+                args.push(path.display().to_string());
+            }
+            args.push("--client-cert-auth".into());
+        }
         // The guard: start the member, say its pid, and kill it once
         // stdin (the test process's pipe) closes.
         let script = r#"exec 3<&0
@@ -194,7 +228,7 @@ wait "$pid"
                         let log = std::fs::read_to_string(&m.log).unwrap_or_default();
                         return Err(format!("{} exited: {}", m.name, tail(&log)));
                     }
-                    all &= healthy(m.client);
+                    all &= healthy(m.metrics);
                 }
             }
             if all {
@@ -209,9 +243,10 @@ wait "$pid"
 
     /// Client URLs, comma-separated (the form of `--etcd-endpoints`).
     pub fn endpoints(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client))
+            .map(|m| format!("{scheme}://127.0.0.1:{}", m.client))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -263,7 +298,8 @@ fn tail(log: &str) -> String {
     lines[lines.len().saturating_sub(3)..].join("\n")
 }
 
-/// Whether the member on `port` reports a healthy cluster (a leader).
+/// Whether the member whose metrics listener is `port` reports a healthy
+/// cluster (a leader).
 fn healthy(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use satchel_format::Target;
 
-use crate::etcd::EtcdCluster;
+use crate::etcd::{EtcdCluster, MemberTls};
 use crate::forwarding::{reserve_engine_port, start_receiver, unique, Seen};
 use crate::harness::*;
 
@@ -349,4 +349,54 @@ async fn one_replica_forwards_reports_and_another_takes_over_when_it_dies() {
     )
     .await;
     receiver.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_reach_etcd_over_mutual_tls() {
+    let w = World::new();
+    // The members present the test server certificate (it names
+    // 127.0.0.1) and accept clients of the test CA; the replicas present
+    // the admin certificate as their etcd client certificate.
+    let cluster = EtcdCluster::start_with(
+        3,
+        Some(MemberTls {
+            ca: w.ca_pem.clone(),
+            cert: w.server.cert.clone(),
+            key: w.server.key.clone(),
+        }),
+    );
+    let tls = format!(
+        "etcd_ca = {:?}\netcd_cert = {:?}\netcd_key = {:?}\n",
+        w.ca_pem, w.admin.cert, w.admin.key
+    );
+    let srv = replicas(&w, &cluster, 2, &tls);
+    let t = Target::Site(site("dc9"));
+    let a = Client::new(&w, srv[0].addr, Some(&w.admin));
+    assert_eq!(a.status("PUT", &url(&t), w.bundle(&t, None, 3)).await, 201);
+    eventually("replica 2 to serve it", PROPAGATION, || async {
+        served_serial(&w, &srv[1], &t).await == Some(3)
+    })
+    .await;
+    // Without a client certificate etcd refuses the replica: it does not start.
+    let data = w.path().join("no-client-cert");
+    let store = etcd_store_lines(&cluster.endpoints(), &data);
+    let cfg = w.config_with_store(
+        &data,
+        &format!(
+            "{store}etcd_ca = {:?}\netcd_request_timeout_ms = 2000\n",
+            w.ca_pem
+        ),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_satchel-server"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("opening the etcd store"), "{err}");
+    eprintln!(
+        "without a client certificate: {}",
+        err.lines().last().unwrap_or("")
+    );
 }
