@@ -23,6 +23,7 @@
 //! - [`response`]: the response type; [`error`]: the one error → HTTP
 //!   mapping; [`http_util`]: streamed and bounded bodies.
 //! - [`metrics`], [`ratelimit`].
+//! - [`migrate`]: `satchel-server migrate --from-sled DIR`, sled into etcd.
 //! - [`ui`]: the admins' status page (`/ui/`), rendered from `server/ui/`.
 //! - `demo` (feature `demo`, on by default): the throwaway setup of
 //!   `satchel-server demo`, the one user of the CA's issuing code.
@@ -45,6 +46,7 @@ pub mod forward;
 pub mod http_util;
 pub mod listener;
 pub mod metrics;
+pub mod migrate;
 pub mod publish;
 pub mod ratelimit;
 pub mod response;

@@ -1144,6 +1144,105 @@ impl EtcdStore {
         })
     }
 
+    /// Copies a node record in unless the node already has one (a report
+    /// that reached etcd first is newer); whether it was written.
+    pub fn import_node(&self, record: &NodeRecord) -> Result<bool, StoreError> {
+        let record = record.clone();
+        self.call(move |i| async move {
+            let key = i.key(&format!("node/{}", record.mac));
+            let txn = Txn::new()
+                .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key, to_json(&record)?, None)]);
+            Ok(i.txn(txn).await?.0)
+        })
+    }
+
+    /// Queues a report for forwarding at `seq` unless that position is
+    /// taken; whether it was written.
+    pub fn import_forward(&self, seq: u64, body: Bytes) -> Result<bool, StoreError> {
+        self.call(move |i| async move {
+            let key = i.key(&format!("forward/{seq:020}"));
+            let txn = Txn::new()
+                .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                .and_then([TxnOp::put(key, body.to_vec(), None)]);
+            Ok(i.txn(txn).await?.0)
+        })
+    }
+
+    /// Writes audit lines with the sequence numbers they already have,
+    /// each only where no line with its sequence is (a line of this log
+    /// already there is kept), and moves the shared sequence past them;
+    /// returns how many were written.
+    pub fn import_audit(&self, entries: Vec<AuditEntry>) -> Result<usize, StoreError> {
+        self.call(move |i| async move {
+            let mut written = 0;
+            for batch in entries.chunks(AUDIT_BATCH / 2) {
+                let keyed: Vec<(String, &AuditEntry)> = batch
+                    .iter()
+                    .map(|e| (i.key(&format!("audit/{}/{:020}", e.log.name(), e.seq)), e))
+                    .collect();
+                let absent = |k: &String| Compare::create_revision(k.clone(), CompareOp::Equal, 0);
+                // The whole batch at once when none of it is there yet...
+                let all = Txn::new()
+                    .when(keyed.iter().map(|(k, _)| absent(k)).collect::<Vec<_>>())
+                    .and_then(
+                        keyed
+                            .iter()
+                            .map(|(k, e)| Ok(TxnOp::put(k.clone(), to_json(e)?, None)))
+                            .collect::<Result<Vec<_>, StoreError>>()?,
+                    );
+                if i.txn(all).await?.0 {
+                    written += keyed.len();
+                } else {
+                    // ...else line by line (a run that stopped half way).
+                    for (k, e) in &keyed {
+                        let one = Txn::new().when([absent(k)]).and_then([TxnOp::put(
+                            k.clone(),
+                            to_json(e)?,
+                            None,
+                        )]);
+                        if i.txn(one).await?.0 {
+                            written += 1;
+                        }
+                    }
+                }
+                let top = batch.iter().map(|e| e.seq).max().unwrap_or(0);
+                let next_key = i.key("audit_next");
+                let mut moved = false;
+                for _ in 0..TXN_TRIES {
+                    let (v, rev) = i.get_one(&next_key).await?;
+                    let next: u64 = match v {
+                        Some(v) => String::from_utf8_lossy(&v)
+                            .parse()
+                            .map_err(|_| StoreError::Backend("corrupt audit sequence".into()))?,
+                        None => 1,
+                    };
+                    if next > top {
+                        moved = true;
+                        break;
+                    }
+                    let txn = Txn::new()
+                        .when([Compare::mod_revision(
+                            next_key.clone(),
+                            CompareOp::Equal,
+                            rev,
+                        )])
+                        .and_then([TxnOp::put(next_key.clone(), (top + 1).to_string(), None)]);
+                    if i.txn(txn).await?.0 {
+                        moved = true;
+                        break;
+                    }
+                }
+                if !moved {
+                    return Err(StoreError::Backend(format!(
+                        "the audit sequence kept changing during {TXN_TRIES} tries"
+                    )));
+                }
+            }
+            Ok(written)
+        })
+    }
+
     /// What this replica sees of etcd and its cache.
     pub fn health(&self) -> &EtcdHealth {
         &self.inner.health

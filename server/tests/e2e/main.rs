@@ -15,6 +15,7 @@ mod flood;
 mod forwarding;
 mod history;
 mod hostile;
+mod migrate;
 mod publish;
 mod quarantine;
 mod replicas;
