@@ -100,8 +100,9 @@ settings! {
     etcd_cert: PathBuf = PathBuf::new();
     /// PEM private key of `etcd_cert`.
     etcd_key: PathBuf = PathBuf::new();
-    /// Milliseconds one store call may wait for etcd; past it the request
-    /// gets 503 and nothing is acknowledged.
+    /// Milliseconds one store call may wait for etcd (a whole publish, all
+    /// its chunks included); past it the request gets 503 and nothing is
+    /// acknowledged.
     etcd_request_timeout_ms: u64 = 5000;
     /// Largest piece of a bundle or upload in one etcd value, in bytes. It
     /// must stay under etcd's `--max-request-bytes` (1.5 MiB by default).
