@@ -200,6 +200,31 @@ pub struct EtcdHealth {
     pub forwarder: AtomicBool,
 }
 
+/// Reports of distinct nodes written in one transaction: two puts (record
+/// and forward item) and two compares each, under etcd's 128 operations.
+const REPORT_BATCH: usize = 50;
+
+/// Reports queued for the writer before senders wait for room (the
+/// blocking pool bounds how many wait at once anyway).
+const REPORT_QUEUE: usize = 1024;
+
+/// A report waiting for the report writer, and where its outcome goes.
+type ReportMsg = (
+    StoredReport,
+    bool,
+    std::sync::mpsc::SyncSender<Result<(), StoreError>>,
+);
+
+/// The same error again (one batch's failure answers every sender).
+fn clone_err(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable { retry_after_secs } => StoreError::Unavailable {
+            retry_after_secs: *retry_after_secs,
+        },
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
 enum AuditMsg {
     Line(AuditEntry, u64),
     Flush(std::sync::mpsc::SyncSender<()>),
@@ -224,6 +249,8 @@ pub struct EtcdStore {
     runtime: Option<tokio::runtime::Runtime>,
     /// The audit writer's queue (bounded by `audit_queue_lines`).
     audit_tx: mpsc::Sender<AuditMsg>,
+    /// The report writer's queue ([`Inner::report_writer`]).
+    report_tx: mpsc::Sender<ReportMsg>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -917,6 +944,106 @@ impl Inner {
 
     // ---- reports ----
 
+    /// Writes queued reports, as many nodes' at once as are waiting (at
+    /// most [`REPORT_BATCH`], one report per node in a batch): one
+    /// transaction reads their records, one writes them all, comparing
+    /// each record's revision. If another replica changed one of them
+    /// meanwhile, that batch's reports go one by one. Every sender hears
+    /// its own outcome, after etcd committed.
+    async fn report_writer(self: Arc<Self>, mut rx: mpsc::Receiver<ReportMsg>) {
+        let mut held: std::collections::VecDeque<ReportMsg> = Default::default();
+        loop {
+            if held.is_empty() {
+                match rx.recv().await {
+                    Some(m) => held.push_back(m),
+                    None => return,
+                }
+            }
+            while held.len() < 4 * REPORT_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => held.push_back(m),
+                    Err(_) => break,
+                }
+            }
+            let mut batch: Vec<ReportMsg> = Vec::new();
+            let mut later = std::collections::VecDeque::new();
+            while let Some(m) = held.pop_front() {
+                if batch.len() < REPORT_BATCH && !batch.iter().any(|b| b.0.mac == m.0.mac) {
+                    batch.push(m);
+                } else {
+                    later.push_back(m);
+                }
+            }
+            held = later;
+            let result = if batch.len() == 1 {
+                self.report_record(&batch[0].0, batch[0].1)
+                    .await
+                    .map(|()| true)
+            } else {
+                self.report_batch(&batch).await
+            };
+            match result {
+                Ok(true) => {
+                    for (_, _, done) in batch {
+                        let _ = done.send(Ok(()));
+                    }
+                }
+                Ok(false) => {
+                    for (report, forward, done) in batch {
+                        let _ = done.send(self.report_record(&report, forward).await);
+                    }
+                }
+                Err(e) => {
+                    for (_, _, done) in batch {
+                        let _ = done.send(Err(clone_err(&e)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One batch of reports of distinct nodes in two transactions;
+    /// `Ok(false)` when a record changed between them (nothing written).
+    async fn report_batch(&self, batch: &[ReportMsg]) -> Result<bool, StoreError> {
+        let keys: Vec<String> = batch
+            .iter()
+            .map(|(r, _, _)| self.key(&format!("node/{}", r.mac)))
+            .collect();
+        let read = Txn::new().and_then(
+            keys.iter()
+                .map(|k| TxnOp::get(k.clone(), None))
+                .collect::<Vec<_>>(),
+        );
+        let resp = self.ok(self.kv().txn(read).await)?;
+        let mut when = Vec::new();
+        let mut ops = Vec::new();
+        for (((report, forward, _), key), answer) in
+            batch.iter().zip(&keys).zip(resp.op_responses())
+        {
+            let etcd_client::TxnOpResponse::Get(got) = answer else {
+                return Err(StoreError::Backend(
+                    "etcd answered a read with a write".into(),
+                ));
+            };
+            let (old, rev) = match got.kvs().first() {
+                Some(kv) => (from_json::<NodeRecord>(kv.value()).ok(), kv.mod_revision()),
+                None => (None, 0),
+            };
+            when.push(Compare::mod_revision(key.clone(), CompareOp::Equal, rev));
+            ops.push(TxnOp::put(
+                key.clone(),
+                to_json(&NodeRecord::after(old, report))?,
+                None,
+            ));
+            if *forward {
+                let fkey = self.key(&format!("forward/{:020}", forward_seq()));
+                when.push(Compare::create_revision(fkey.clone(), CompareOp::Equal, 0));
+                ops.push(TxnOp::put(fkey, to_json(report)?, None));
+            }
+        }
+        Ok(self.txn(Txn::new().when(when).and_then(ops)).await?.0)
+    }
+
     async fn report_record(&self, report: &StoredReport, forward: bool) -> Result<(), StoreError> {
         let key = self.key(&format!("node/{}", report.mac));
         let body = to_json(report)?;
@@ -1132,6 +1259,8 @@ impl EtcdStore {
                 })?;
         }
         runtime.spawn(inner.clone().watch_bundles());
+        let (report_tx, report_rx) = mpsc::channel(REPORT_QUEUE);
+        runtime.spawn(inner.clone().report_writer(report_rx));
         let (audit_tx, audit_rx) = mpsc::channel(settings.audit_queue_lines.max(1));
         runtime.spawn(inner.clone().audit_writer(audit_rx));
         if settings.campaign_forwarder {
@@ -1141,6 +1270,7 @@ impl EtcdStore {
             inner,
             runtime: Some(runtime),
             audit_tx,
+            report_tx,
         })
     }
 
@@ -1451,8 +1581,17 @@ impl Store for EtcdStore {
     }
 
     fn report_record(&self, report: &StoredReport, forward: bool) -> Result<(), StoreError> {
-        let report = report.clone();
-        self.call(move |i| async move { i.report_record(&report, forward).await })
+        // Called on the blocking pool: waiting here is allowed.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.report_tx
+            .blocking_send((report.clone(), forward, tx))
+            .map_err(|_| StoreError::Backend("the report writer stopped".into()))?;
+        match rx.recv_timeout(self.inner.settings.request_timeout) {
+            Ok(r) => r,
+            Err(_) => Err(self
+                .inner
+                .unavailable("no answer within the request timeout")),
+        }
     }
 
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {

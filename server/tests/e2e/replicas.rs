@@ -400,3 +400,32 @@ async fn replicas_reach_etcd_over_mutual_tls() {
         err.lines().last().unwrap_or("")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reports_of_many_nodes_are_all_recorded() {
+    let w = World::new();
+    let cluster = EtcdCluster::start(3);
+    let srv = replicas(&w, &cluster, 2, "");
+    let certs: Vec<Cred> = (1..=40u8).map(|n| w.host(n, None)).collect();
+    let mut posts = tokio::task::JoinSet::new();
+    for (i, cert) in certs.iter().enumerate() {
+        let n = i as u8 + 1;
+        let c = Client::new(&w, srv[i % 2].addr, Some(cert));
+        posts.spawn(async move {
+            let body = format!(r#"{{"report_id":"c{n}","status":"ok"}}"#);
+            c.request("POST", &format!("/v1/reports/{}", mac(n)), body)
+                .await
+                .0
+        });
+    }
+    while let Some(st) = posts.join_next().await {
+        assert_eq!(st.expect("post"), 202);
+    }
+    for s in &srv {
+        let admin = Client::new(&w, s.addr, Some(&w.admin));
+        let nodes = admin.json("GET", "/v1/nodes").await.to_string();
+        for n in 1..=40u8 {
+            assert!(nodes.contains(&mac(n).to_string()), "{} missing", mac(n));
+        }
+    }
+}
