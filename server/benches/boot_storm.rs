@@ -8,7 +8,11 @@
 //! certificates and CRL, the same bundle files served statically, report
 //! POSTs answered 204, as many workers as the server has runtime threads).
 //!
-//! Run: `cargo bench -p satchel-server --bench boot_storm -- [--nodes 100,1000,5000] [--identities 200]`
+//! Run: `cargo bench -p satchel-server --bench boot_storm -- [--nodes 100,1000,5000] [--identities 200] [--etcd-endpoints URL,…]`
+//!
+//! With `--etcd-endpoints` (a running etcd cluster), satchel-server is also
+//! measured on the etcd store, in the same run: a row `satchel-server
+//! (etcd)` per level, each level below a key prefix of its own.
 //!
 //! Identities: issuing thousands of certificates through the CA's signed
 //! ledger dominates setup, so `--identities` distinct host certificates (and
@@ -340,7 +344,7 @@ fn free_port() -> SocketAddr {
         .expect("port")
 }
 
-fn start_satchel(s: &Setup, threads: usize) -> (Proc, SocketAddr) {
+fn start_satchel(s: &Setup, threads: usize, store: &str) -> (Proc, SocketAddr) {
     let addr = free_port();
     let cfg = s.dir.path().join("server.toml");
     write(
@@ -352,7 +356,7 @@ fn start_satchel(s: &Setup, threads: usize) -> (Proc, SocketAddr) {
              header_read_timeout_secs = 60\n\
              # Every simulated node connects from 127.0.0.1: lift the per-source caps.\n\
              max_handshakes_per_source = 12000\nmax_handshakes = 12000\n\
-             node_burst_per_source = 1000000\nnode_per_minute_per_source = 1000000\n",
+             node_burst_per_source = 1000000\nnode_per_minute_per_source = 1000000\n{store}",
             data = s.dir.path().join("data"),
             ca = s.ca_pem,
             crt = s.server_crt,
@@ -463,31 +467,46 @@ fn main() {
         .expect("runtime");
     let s = setup(identities);
     let mut results: BTreeMap<(usize, &str), Outcome> = BTreeMap::new();
+    let etcd = get("--etcd-endpoints");
     for &nodes in &levels {
-        // satchel-server: a fresh process per level, so its peak RSS is this level's.
-        let (proc_, addr) = start_satchel(&s, threads);
-        rt.block_on(publish(&s, addr));
-        let me = std::process::id();
-        let (peer0, gen0) = (cpu_secs(proc_.0.id()), cpu_secs(me));
-        let (nps, lat, errors) = rt.block_on(storm(&s, addr, nodes, 202));
-        let cpu = (
-            (cpu_secs(proc_.0.id()) - peer0) * 1000.0 / nodes as f64,
-            (cpu_secs(me) - gen0) * 1000.0 / nodes as f64,
-        );
-        let rss = vm_hwm_kib(proc_.0.id());
-        drop(proc_);
-        results.insert(
-            (nodes, "satchel-server"),
-            Outcome {
-                nodes_per_sec: nps,
-                p50: pct(&lat, 0.5),
-                p99: pct(&lat, 0.99),
-                errors,
-                peak_rss_kib: rss,
-                cpu_ms_per_node: cpu,
-            },
-        );
-        eprintln!("satchel-server {nodes}: {nps:.0} nodes/s, {errors} errors");
+        let mut stores = vec![("satchel-server", String::new())];
+        if let Some(e) = &etcd {
+            let list: Vec<String> = e.split(',').map(|u| format!("{u:?}")).collect();
+            stores.push((
+                "satchel-server (etcd)",
+                format!(
+                "store = \"etcd\"\netcd_endpoints = [{}]\netcd_prefix = \"/bench-{}-{nodes}/\"\n",
+                list.join(", "),
+                std::process::id()
+            ),
+            ));
+        }
+        for (label, store) in stores {
+            // satchel-server: a fresh process per level, so its peak RSS is this level's.
+            let (proc_, addr) = start_satchel(&s, threads, &store);
+            rt.block_on(publish(&s, addr));
+            let me = std::process::id();
+            let (peer0, gen0) = (cpu_secs(proc_.0.id()), cpu_secs(me));
+            let (nps, lat, errors) = rt.block_on(storm(&s, addr, nodes, 202));
+            let cpu = (
+                (cpu_secs(proc_.0.id()) - peer0) * 1000.0 / nodes as f64,
+                (cpu_secs(me) - gen0) * 1000.0 / nodes as f64,
+            );
+            let rss = vm_hwm_kib(proc_.0.id());
+            drop(proc_);
+            results.insert(
+                (nodes, label),
+                Outcome {
+                    nodes_per_sec: nps,
+                    p50: pct(&lat, 0.5),
+                    p99: pct(&lat, 0.99),
+                    errors,
+                    peak_rss_kib: rss,
+                    cpu_ms_per_node: cpu,
+                },
+            );
+            eprintln!("{label} {nodes}: {nps:.0} nodes/s, {errors} errors");
+        }
         if let Some((proc_, addr)) = start_nginx(&s, threads) {
             let pid = proc_.0.id();
             let me = std::process::id();

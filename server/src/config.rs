@@ -80,8 +80,41 @@ settings! {
     /// Plain-HTTP listen address for `/metrics` (Prometheus). Keep it on loopback
     /// or a management network: it is not authenticated.
     metrics_listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9464));
+    /// Where everything durable is kept: `sled` (the embedded store in
+    /// `data_dir`, for one server) or `etcd` (shared by any number of
+    /// identical replicas; see `etcd_endpoints`).
+    store: StoreKind = StoreKind::Sled;
     /// Directory of the embedded store (created if missing).
     data_dir: PathBuf = PathBuf::from("/var/lib/satchel-server");
+    /// Client URLs of the etcd cluster when `store = "etcd"`
+    /// (`http://host:2379`, or `https://` with `etcd_ca`). The flag takes
+    /// several, comma-separated or the flag repeated.
+    etcd_endpoints: Vec<String> = Vec::new();
+    /// Prefix of every etcd key of this store; replicas that serve the same
+    /// nodes share it.
+    etcd_prefix: String = "/satchel/".to_string();
+    /// PEM CA that verifies the etcd members' certificates (https endpoints);
+    /// empty for plain http.
+    etcd_ca: PathBuf = PathBuf::new();
+    /// PEM client certificate for etcd's mutual TLS; empty for none.
+    etcd_cert: PathBuf = PathBuf::new();
+    /// PEM private key of `etcd_cert`.
+    etcd_key: PathBuf = PathBuf::new();
+    /// Milliseconds one store call may wait for etcd (a whole publish, all
+    /// its chunks included); past it the request gets 503 and nothing is
+    /// acknowledged.
+    etcd_request_timeout_ms: u64 = 5000;
+    /// Largest piece of a bundle or upload in one etcd value, in bytes. It
+    /// must stay under etcd's `--max-request-bytes` (1.5 MiB by default).
+    etcd_chunk_bytes: u64 = 1024 * 1024;
+    /// `Retry-After` seconds of the 503 answered to writes while etcd is unreachable.
+    etcd_retry_after_secs: u64 = 5;
+    /// Audit lines a replica holds in memory while etcd is unreachable;
+    /// beyond it new lines are dropped (and logged as errors).
+    etcd_audit_queue_lines: usize = 100_000;
+    /// Seconds of the forwarder's etcd lease: one replica at a time forwards
+    /// reports, and when it dies another takes over within about this long.
+    etcd_forwarder_lease_secs: u64 = 10;
     /// PEM CA certificate that issued every client certificate (also served at /v1/ca).
     ca_cert: PathBuf = PathBuf::from("/etc/satchel-server/ca.pem");
     /// PEM server certificate chain.
@@ -205,7 +238,33 @@ settings! {
     forward_backoff_max_secs: u64 = 300;
 }
 
+/// The backend of the store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The embedded store (sled) in `data_dir`.
+    #[default]
+    Sled,
+    /// A shared etcd cluster.
+    Etcd,
+}
+
+/// Largest `etcd_chunk_bytes`: etcd's default request limit (1.5 MiB) less
+/// room for the key and the request's framing.
+pub const MAX_ETCD_CHUNK_BYTES: u64 = 1024 * 1024 + 256 * 1024;
+
 impl Config {
+    /// The etcd endpoints, each comma-separated item split.
+    pub fn etcd_endpoint_list(&self) -> Vec<String> {
+        self.etcd_endpoints
+            .iter()
+            .flat_map(|e| e.split(','))
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Reads `path` (if any), applies `overrides` (`name`, TOML value or bare
     /// string) and validates the result.
     pub fn load(
@@ -321,6 +380,11 @@ impl Config {
                 self.forward_backoff_initial_ms,
             ),
             ("forward_backoff_max_secs", self.forward_backoff_max_secs),
+            ("etcd_request_timeout_ms", self.etcd_request_timeout_ms),
+            ("etcd_chunk_bytes", self.etcd_chunk_bytes),
+            ("etcd_retry_after_secs", self.etcd_retry_after_secs),
+            ("etcd_audit_queue_lines", self.etcd_audit_queue_lines as u64),
+            ("etcd_forwarder_lease_secs", self.etcd_forwarder_lease_secs),
         ];
         for (name, v) in positive {
             if *v == 0 {
@@ -333,6 +397,37 @@ impl Config {
                  it is the anonymous share of the quarantine",
                 self.anonymous_max_quarantine_bytes, self.max_quarantine_bytes
             )));
+        }
+        if self.etcd_chunk_bytes > MAX_ETCD_CHUNK_BYTES {
+            return Err(ConfigError::Invalid(format!(
+                "etcd_chunk_bytes must be at most {MAX_ETCD_CHUNK_BYTES}: etcd refuses larger requests"
+            )));
+        }
+        if self.store == StoreKind::Etcd {
+            let endpoints = self.etcd_endpoint_list();
+            if endpoints.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "store = \"etcd\" needs etcd_endpoints".into(),
+                ));
+            }
+            for e in &endpoints {
+                if !(e.starts_with("http://") || e.starts_with("https://")) {
+                    return Err(ConfigError::Invalid(format!(
+                        "etcd endpoint {:?} must start with http:// or https://",
+                        e.chars().take(128).collect::<String>()
+                    )));
+                }
+            }
+        }
+        if !self.etcd_prefix.starts_with('/') || !self.etcd_prefix.ends_with('/') {
+            return Err(ConfigError::Invalid(
+                "etcd_prefix must start and end with '/'".into(),
+            ));
+        }
+        if self.etcd_cert.as_os_str().is_empty() != self.etcd_key.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid(
+                "etcd_cert and etcd_key go together".into(),
+            ));
         }
         if self.max_header_bytes < 8192 {
             return Err(ConfigError::Invalid(
@@ -471,6 +566,36 @@ mod tests {
     }
 
     #[test]
+    fn etcd_endpoints_come_comma_separated_or_repeated() {
+        let c = Config::from_parts(
+            "",
+            &[
+                ("store".into(), "etcd".into()),
+                (
+                    "etcd-endpoints".into(),
+                    "http://127.0.0.1:1,http://127.0.0.1:2".into(),
+                ),
+                ("etcd-endpoints".into(), "http://127.0.0.1:3".into()),
+            ],
+        )
+        .expect("ok");
+        assert_eq!(c.store, StoreKind::Etcd);
+        assert_eq!(
+            c.etcd_endpoint_list(),
+            [
+                "http://127.0.0.1:1",
+                "http://127.0.0.1:2",
+                "http://127.0.0.1:3"
+            ]
+        );
+        assert!(Config::from_parts(
+            "store = \"etcd\"\netcd_endpoints = [\"127.0.0.1:2379\"]\n",
+            &[]
+        )
+        .is_err());
+    }
+
+    #[test]
     fn list_flags_replace_the_files_list() {
         assert!(is_list_setting("trusted_signers"));
         assert!(!is_list_setting("listen"));
@@ -530,6 +655,11 @@ mod tests {
             ("max_connections", "ten"),
             ("max_connections", "0"),
             ("upload_expiry_secs", "-5"),
+            ("store", "postgres"),
+            ("store", "etcd"),
+            ("etcd_chunk_bytes", "2000000"),
+            ("etcd_prefix", "satchel"),
+            ("etcd_cert", "a.pem"),
         ] {
             assert!(
                 Config::from_parts("", &[(k.into(), v.into())]).is_err(),

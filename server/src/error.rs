@@ -114,6 +114,12 @@ impl From<StoreError> for ApiError {
                 "quarantine_full",
                 "the upload quarantine is full; an admin must review it first",
             ),
+            StoreError::Unavailable { retry_after_secs } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the server's store is unreachable, so nothing was written; try again later",
+            )
+            .retry_after(Duration::from_secs(retry_after_secs)),
             StoreError::Backend(detail) => ApiError::internal(detail),
         }
     }
@@ -134,6 +140,17 @@ mod tests {
         assert!(!text.contains("secret"), "{text}");
         let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v["error"]["code"], "internal");
+    }
+
+    #[test]
+    fn an_unreachable_store_is_a_503_with_retry_after() {
+        let e: ApiError = StoreError::Unavailable {
+            retry_after_secs: 7,
+        }
+        .into();
+        let r = e.response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[http::header::RETRY_AFTER], "7");
     }
 
     #[test]

@@ -17,11 +17,13 @@
 //! - [`shutdown`]: signals (SIGHUP reload, SIGTERM drain).
 //! - [`routes`]: request handling per route; [`authz`]: the pure decision.
 //! - [`publish`]: bundle verification before publishing.
-//! - [`store`]: the `Store` trait and its sled implementation (the only sled user).
+//! - [`store`]: the `Store` trait, its sled implementation (the only sled
+//!   user) and its etcd implementation (the only etcd user).
 //! - [`forward`]: the durable at-least-once webhook forwarder.
 //! - [`response`]: the response type; [`error`]: the one error → HTTP
 //!   mapping; [`http_util`]: streamed and bounded bodies.
 //! - [`metrics`], [`ratelimit`].
+//! - [`migrate`]: `satchel-server migrate --from-sled DIR`, sled into etcd.
 //! - [`ui`]: the admins' status page (`/ui/`), rendered from `server/ui/`.
 //! - `demo` (feature `demo`, on by default): the throwaway setup of
 //!   `satchel-server demo`, the one user of the CA's issuing code.
@@ -44,6 +46,7 @@ pub mod forward;
 pub mod http_util;
 pub mod listener;
 pub mod metrics;
+pub mod migrate;
 pub mod publish;
 pub mod ratelimit;
 pub mod response;
@@ -67,7 +70,7 @@ use tokio::sync::{watch, Notify};
 pub use config::Config;
 pub use metrics::Metrics;
 pub use publish::Signers;
-pub use store::{SledStore, Store};
+pub use store::{EtcdStore, SledStore, Store};
 pub use tls::{ReloadableTls, TlsFiles};
 
 /// Fastest and slowest quarantine expiry sweep.
@@ -142,6 +145,7 @@ pub async fn run(
             ca.as_deref(),
         )?)
     };
+    let _ = options.metrics.store.set(store.clone());
     let app = Arc::new(routes::App {
         upload_limiter: ratelimit::RateLimiter::new(
             config.upload_burst_per_source,

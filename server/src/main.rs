@@ -5,10 +5,13 @@
 //! [`satchel_server::run`]. `satchel-server example-config` prints every
 //! setting with its default; `satchel-server demo [--dir DIR] [--listen
 //! ADDR]` prepares a throwaway CA, node and signed bundle, prints the
-//! command that fetches and applies it, and serves.
+//! command that fetches and applies it, and serves. `satchel-server
+//! [SETTINGS] migrate --from-sled DIR` copies an embedded store into the
+//! etcd store the settings name, and checks the copy.
 //!
-//! Exit codes: 0 after a clean shutdown, 1 when the server could not start
-//! or failed, 2 for a usage error.
+//! Exit codes: 0 after a clean shutdown (or a migration that checked out),
+//! 1 when the server could not start or failed (or the migration's copy
+//! differs), 2 for a usage error.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,8 +19,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use satchel_server::config::StoreKind;
 use satchel_server::config::{is_list_setting, Config, SETTINGS};
 use satchel_server::shutdown::{handle_signals, Trigger};
+use satchel_server::store::{EtcdSettings, EtcdStore};
 use satchel_server::{Metrics, Options, ReloadableTls, Signers, SledStore, Store, TlsFiles};
 
 /// Threads for blocking store calls. Every request touches the store, so a
@@ -51,7 +56,23 @@ fn cli() -> Command {
                 .help("TOML configuration file (flags override it)"),
         )
         .arg(ready_file_arg())
-        .subcommand(Command::new("example-config").about("print every setting with its default"));
+        .subcommand(Command::new("example-config").about("print every setting with its default"))
+        .subcommand(
+            Command::new("migrate")
+                .about(
+                    "copy an embedded (sled) store into the etcd store the settings name, \
+                     resumably, then check the copy (settings go before the subcommand: \
+                     satchel-server --store etcd --etcd-endpoints URL migrate --from-sled DIR)",
+                )
+                .arg(
+                    Arg::new("from-sled")
+                        .long("from-sled")
+                        .value_name("DIR")
+                        .required(true)
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help("data directory of the sled store to copy (its server stopped)"),
+                ),
+        );
     #[cfg(feature = "demo")]
     let cmd = cmd.subcommand(demo_command());
     let mut cmd = cmd;
@@ -122,7 +143,76 @@ fn main() -> ExitCode {
     if let Some(m) = matches.subcommand_matches("demo") {
         return finish(demo(m));
     }
+    if let Some(m) = matches.subcommand_matches("migrate") {
+        return match migrate(&matches, m) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => finish(Err(e)),
+        };
+    }
     finish(serve(&matches))
+}
+
+/// The configuration from `--config` and the setting flags.
+fn load_config(matches: &ArgMatches) -> anyhow::Result<Config> {
+    let overrides: Vec<(String, String)> = SETTINGS
+        .iter()
+        .flat_map(|(name, _)| {
+            matches
+                .get_many::<String>(name)
+                .into_iter()
+                .flatten()
+                .map(|v| (name.to_string(), v.clone()))
+        })
+        .collect();
+    Config::load(
+        matches.get_one::<PathBuf>("config").map(PathBuf::as_path),
+        &overrides,
+    )
+    .context("loading the configuration")
+}
+
+/// `migrate --from-sled DIR`: true when the copy checked out.
+fn migrate(matches: &ArgMatches, m: &ArgMatches) -> anyhow::Result<bool> {
+    let config = load_config(matches)?;
+    if config.store != StoreKind::Etcd {
+        anyhow::bail!(
+            "migrate copies into the etcd store: give its settings \
+             (--store etcd --etcd-endpoints URL, or store = \"etcd\" in --config)"
+        );
+    }
+    let dir = m.get_one::<PathBuf>("from-sled").context("--from-sled")?;
+    let src = SledStore::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let mut settings = etcd_settings(&config)?;
+    settings.campaign_forwarder = false;
+    let dst = EtcdStore::open(settings).context("opening the etcd store")?;
+    let report =
+        satchel_server::migrate::from_sled(&src, &dst, config.bundle_history).context("copying")?;
+    println!(
+        "copied: {} bundle versions, {} deletions, {} uploads, {} node records, \
+         {} queued forwards, {} audit lines",
+        report.versions,
+        report.deleted,
+        report.uploads,
+        report.nodes,
+        report.forwards,
+        report.audit_lines
+    );
+    if report.mismatches.is_empty() {
+        println!(
+            "check: the etcd store holds everything {} does",
+            dir.display()
+        );
+        return Ok(true);
+    }
+    for m in &report.mismatches {
+        eprintln!("satchel-server: check: {m}");
+    }
+    eprintln!(
+        "satchel-server: {} differences after the copy; run migrate again to resume",
+        report.mismatches.len()
+    );
+    Ok(false)
 }
 
 /// Turns a run's result into the exit status (1 on error, printed).
@@ -185,21 +275,7 @@ fn demo(m: &ArgMatches) -> anyhow::Result<()> {
 }
 
 fn serve(matches: &ArgMatches) -> anyhow::Result<()> {
-    let overrides: Vec<(String, String)> = SETTINGS
-        .iter()
-        .flat_map(|(name, _)| {
-            matches
-                .get_many::<String>(name)
-                .into_iter()
-                .flatten()
-                .map(|v| (name.to_string(), v.clone()))
-        })
-        .collect();
-    let config = Config::load(
-        matches.get_one::<PathBuf>("config").map(PathBuf::as_path),
-        &overrides,
-    )
-    .context("loading the configuration")?;
+    let config = load_config(matches)?;
     serve_config(
         config,
         matches
@@ -224,13 +300,12 @@ fn serve_config(
         .max_blocking_threads(MAX_BLOCKING_THREADS)
         .build()
         .context("starting the async runtime")?;
+    // Opened before the server's runtime runs: the etcd store starts its own.
+    let store: Arc<dyn Store> = match store {
+        Some(store) => Arc::new(store),
+        None => open_store(&config)?,
+    };
     runtime.block_on(async move {
-        let store = match store {
-            Some(store) => store,
-            None => SledStore::open(&config.data_dir)
-                .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
-        };
-        let store: Arc<dyn Store> = Arc::new(store);
         let tls = Arc::new(
             ReloadableTls::load(TlsFiles {
                 ca_cert: config.ca_cert.clone(),
@@ -293,6 +368,51 @@ fn serve_config(
         let _ = metrics_task.await;
         tracing::info!("stopped");
         Ok(())
+    })
+}
+
+/// Opens the store the configuration names.
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match config.store {
+        StoreKind::Sled => Arc::new(
+            SledStore::open(&config.data_dir)
+                .with_context(|| format!("opening the store in {}", config.data_dir.display()))?,
+        ),
+        StoreKind::Etcd => {
+            let settings = etcd_settings(config)?;
+            let endpoints = settings.endpoints.clone();
+            let store = EtcdStore::open(settings)
+                .with_context(|| format!("opening the etcd store at {}", endpoints.join(",")))?;
+            tracing::info!(endpoints = %endpoints.join(","), prefix = %config.etcd_prefix, "store: etcd");
+            Arc::new(store)
+        }
+    })
+}
+
+/// The etcd store's settings, its TLS files read.
+fn etcd_settings(config: &Config) -> anyhow::Result<EtcdSettings> {
+    let read = |p: &Path| std::fs::read(p).with_context(|| format!("reading {}", p.display()));
+    let ca_pem = if config.etcd_ca.as_os_str().is_empty() {
+        None
+    } else {
+        Some(read(&config.etcd_ca)?)
+    };
+    let identity_pem = if config.etcd_cert.as_os_str().is_empty() {
+        None
+    } else {
+        Some((read(&config.etcd_cert)?, read(&config.etcd_key)?))
+    };
+    Ok(EtcdSettings {
+        endpoints: config.etcd_endpoint_list(),
+        prefix: config.etcd_prefix.clone(),
+        ca_pem,
+        identity_pem,
+        request_timeout: std::time::Duration::from_millis(config.etcd_request_timeout_ms),
+        chunk_bytes: config.etcd_chunk_bytes as usize,
+        retry_after_secs: config.etcd_retry_after_secs,
+        audit_queue_lines: config.etcd_audit_queue_lines,
+        campaign_forwarder: !config.engine_webhook.is_empty(),
+        forwarder_lease: std::time::Duration::from_secs(config.etcd_forwarder_lease_secs),
     })
 }
 

@@ -29,6 +29,9 @@ pub const METRICS_MAX_CONNECTIONS: usize = 64;
 /// The server's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// The store, once the server runs: its own health is part of the
+    /// page (set once in `run`).
+    pub store: std::sync::OnceLock<std::sync::Arc<dyn crate::store::Store>>,
     /// (route, status) → requests.
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     /// reason → failed handshakes.
@@ -335,6 +338,9 @@ impl Metrics {
         for (name, kind, help, value) in scalars {
             head(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {value}");
+        }
+        if let Some(store) = self.store.get() {
+            out.push_str(&store.prometheus());
         }
         out
     }

@@ -1,8 +1,9 @@
 //! Storage: the [`Store`] trait and the records it keeps.
 //!
-//! The rest of the server touches storage only through [`Store`], so another
-//! backend (a shared etcd for replicas) can be added without touching routes.
-//! [`sled_store`] is the embedded default and the only module that knows sled.
+//! The rest of the server touches storage only through [`Store`], so the
+//! backend is chosen at start without touching routes. [`sled_store`] is the
+//! embedded default and the only module that knows sled; [`etcd_store`] is
+//! the store several replicas share, and the only module that knows etcd.
 //!
 //! Invariants every implementation keeps:
 //! - A bundle's bytes and its metadata become visible together or not at all;
@@ -17,14 +18,17 @@
 //! - Admission checks and the write they guard are atomic (serial check and
 //!   publish; quarantine limits and upload insert).
 //!
-//! Layout: this file (types and trait), [`sled_store`] (implementation).
+//! Layout: this file (types and trait), [`sled_store`] and [`etcd_store`]
+//! (implementations).
 
+pub mod etcd_store;
 pub mod sled_store;
 
 use bytes::Bytes;
 use satchel_names::{Mac, SiteName, Target};
 use serde::{Deserialize, Serialize};
 
+pub use etcd_store::{EtcdSettings, EtcdStore};
 pub use sled_store::SledStore;
 
 /// Errors from the store. Routes map them to HTTP in `error`.
@@ -54,6 +58,13 @@ pub enum StoreError {
     QuarantineFull {
         /// The limit.
         max: u64,
+    },
+    /// The backend cannot be reached (etcd down or partitioned away):
+    /// nothing was written; the caller may try again later.
+    #[error("the shared store is unreachable; try again in {retry_after_secs} s")]
+    Unavailable {
+        /// How long to wait before trying again (`Retry-After`).
+        retry_after_secs: u64,
     },
     /// The backend failed (I/O, corruption). The message is for logs only.
     #[error("storage backend: {0}")]
@@ -417,4 +428,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Makes every write so far durable.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// Prometheus text of the backend's own health (no I/O; empty when it
+    /// has nothing to say).
+    fn prometheus(&self) -> String {
+        String::new()
+    }
 }

@@ -15,14 +15,14 @@ use tokio::task::JoinSet;
 
 use crate::harness::*;
 
-type Seen = Arc<Mutex<Vec<String>>>;
+pub type Seen = Arc<Mutex<Vec<String>>>;
 
 /// The engine: records the report id of every POST and answers 200.
 /// The engine's address, held for the whole test by a socket that is bound
 /// but never listens: while no receiver runs, connecting is refused, and no
 /// other program can take the port (only sockets that also ask for
 /// `SO_REUSEPORT` may share it, and only a listening one is connected to).
-fn reserve_engine_port() -> (tokio::net::TcpSocket, SocketAddr) {
+pub fn reserve_engine_port() -> (tokio::net::TcpSocket, SocketAddr) {
     let s = tokio::net::TcpSocket::new_v4().expect("socket");
     s.set_reuseport(true).expect("SO_REUSEPORT");
     s.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
@@ -30,7 +30,7 @@ fn reserve_engine_port() -> (tokio::net::TcpSocket, SocketAddr) {
     (s, addr)
 }
 
-fn start_receiver(addr: SocketAddr, seen: Seen) -> tokio::task::JoinHandle<()> {
+pub fn start_receiver(addr: SocketAddr, seen: Seen) -> tokio::task::JoinHandle<()> {
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_reuseport(true).expect("SO_REUSEPORT");
     socket.bind(addr).expect("bind the reserved engine port");
@@ -79,7 +79,7 @@ async fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn unique(seen: &Seen) -> HashMap<String, usize> {
+pub fn unique(seen: &Seen) -> HashMap<String, usize> {
     let mut m = HashMap::new();
     for id in seen.lock().expect("lock").iter() {
         *m.entry(id.clone()).or_insert(0) += 1;

@@ -197,7 +197,20 @@ impl World {
     }
 
     /// The server config file for this world, with `extra` TOML lines.
+    /// The store is the one the run asks for ([`crate::etcd::etcd_mode`]):
+    /// sled in `data`, or the shared etcd cluster below a prefix named
+    /// after `data`, so a restarted server finds its store again.
     pub fn config(&self, data: &Path, extra: &str) -> PathBuf {
+        let store = if crate::etcd::etcd_mode() {
+            etcd_store_lines(&crate::etcd::shared().endpoints(), data)
+        } else {
+            String::new()
+        };
+        self.config_with_store(data, &format!("{store}{extra}"))
+    }
+
+    /// Like [`World::config`], with the store chosen by `extra` alone.
+    pub fn config_with_store(&self, data: &Path, extra: &str) -> PathBuf {
         let p = self
             .path()
             .join(format!("server-{}.toml", rand::random::<u32>()));
@@ -215,6 +228,18 @@ impl World {
         std::fs::write(&p, text).expect("config");
         p
     }
+}
+
+/// The config lines of an etcd store on `endpoints`, below a prefix of its own
+/// derived from `name` (a path unique to the test).
+pub fn etcd_store_lines(endpoints: &str, name: &Path) -> String {
+    use sha2::Digest;
+    let tag = hex::encode(&sha2::Sha256::digest(name.display().to_string().as_bytes())[..8]);
+    let list: Vec<String> = endpoints.split(',').map(|e| format!("{e:?}")).collect();
+    format!(
+        "store = \"etcd\"\netcd_endpoints = [{}]\netcd_prefix = \"/satchel-test/{tag}/\"\n",
+        list.join(", ")
+    )
 }
 
 pub fn write_cred(dir: &Path, name: &str, issued: &satchel_pki::ca::Issued) -> Cred {

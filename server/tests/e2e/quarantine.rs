@@ -162,8 +162,13 @@ async fn quarantine_limits_rate_conflict_and_expiry() {
         },
     )
     .await;
-    let text = srv.metrics_text().await;
-    assert!(text.contains("satchel_quarantine_uploads 0"), "{text}");
+    // The sweep sets the gauge after its expiry pass: wait for it too.
+    eventually(
+        "the quarantine gauge to read 0",
+        Duration::from_secs(30),
+        || async { srv.metric("satchel_quarantine_uploads").await == Some(0.0) },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
