@@ -8,7 +8,7 @@
 //! the index's, and only a verified bundle is handed to the safe overlay,
 //! which decrypts the file — hashing the payload again as it reads it, so
 //! a file changed after verification is refused before the commit — and
-//! stages and commits it as a whole.
+//! stages it; the boot's bundles are then committed together.
 //!
 //! The index's sha256 of the whole file is not computed again: it comes
 //! from the same server as the file, so it proves nothing the signature
@@ -17,10 +17,16 @@
 //! 25 MiB. A bundle replaced between the index and the download shows as
 //! another serial (serials only grow) or another size.
 //!
-//! Invariant: nothing is written beneath the root for a bundle unless that
-//! bundle verified; every bundle of the index verifies before the first one
-//! is applied, so a bad host bundle does not leave the site bundle half of
-//! a configuration.
+//! Invariants:
+//! - nothing is decrypted, and nothing is written beneath the root but the
+//!   download files, for a bundle before that bundle verified; every bundle
+//!   of the index verifies before the first one is decrypted;
+//! - a boot is all or nothing across its bundles: each is staged ([`stage`])
+//!   over the ones before it, in apply order (site, then host), and the
+//!   root changes only when every one of them staged, in one commit with
+//!   one undo log (`satchel_overlay::Layers`). A refused host bundle leaves
+//!   no site file behind, and neither does a rename failing midway through
+//!   the host's commit.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -29,7 +35,7 @@ use std::path::{Path, PathBuf};
 use satchel_format::open::{StreamVerifier, Streamed, Verified};
 use satchel_format::verify::Checks;
 use satchel_format::{Identities, Target, VerifyingKey};
-use satchel_overlay::Options;
+use satchel_overlay::{Layers, Options};
 use time::OffsetDateTime;
 
 use crate::http::Sink;
@@ -174,37 +180,45 @@ pub struct Applied {
     pub changed: usize,
 }
 
-/// Decrypts the verified bundle in `sink` and lays it over `root` with the
-/// safe overlay, told the manifest's entry count, size and special-bits
-/// policy. Decryption runs on its own thread and hashes `payload.age`
-/// again as it reads it: the overlay commits only if those bytes still
-/// match the verified manifest. The download's memory is given back as it
-/// is read ([`FreeBehind`]): it is spent after this, whatever the outcome.
-pub fn apply(
+impl Applied {
+    /// Counts what the overlay's commit of one payload did.
+    pub fn of(a: &satchel_overlay::Applied) -> Applied {
+        let c = &a.changes;
+        Applied {
+            entries: a.summary.entries.len() as u64,
+            changed: c.installed.len() + c.replaced.len() + c.removed.len() + c.updated_dirs.len(),
+        }
+    }
+}
+
+/// Decrypts the verified bundle in `sink` and stages it in `layers` over
+/// the bundles staged before it, with the safe overlay told the manifest's
+/// entry count, size and special-bits policy; the root does not change
+/// (the caller commits every bundle of the boot together). Decryption runs
+/// on its own thread and hashes `payload.age` again as it reads it: the
+/// payload is kept staged only if those bytes still match the verified
+/// manifest. The download's memory is given back as it is read
+/// ([`FreeBehind`]): it is spent after this, whatever the outcome.
+pub fn stage(
     sink: &FileSink,
     verified: &Verified,
     trust: &Trust,
-    root: &Path,
-) -> Result<Applied, String> {
+    layers: &mut Layers,
+) -> Result<(), String> {
     let file = sink
         .file
         .as_file()
         .try_clone()
         .and_then(FreeBehind::new)
         .map_err(|e| format!("open {}: {e}", sink.path().display()))?;
-    let a = satchel_format::open::apply_verified(
+    satchel_format::open::stage_verified(
         file,
         verified,
         &trust.identities,
-        root,
+        layers,
         &Options::default(),
     )
-    .map_err(|e| e.to_string())?;
-    let c = &a.changes;
-    Ok(Applied {
-        entries: verified.manifest().payload.entries,
-        changed: c.installed.len() + c.replaced.len() + c.removed.len() + c.updated_dirs.len(),
-    })
+    .map_err(|e| e.to_string())
 }
 
 /// Reads a spent download and gives its pages back as it goes: on a

@@ -12,7 +12,7 @@
 //! network with bounded time, size and retries.
 //!
 //! Modules, in the order a boot uses them:
-//! - [`run`]: one boot run, inputs → discover → download → verify → apply → report.
+//! - [`run`]: one boot run, inputs → discover → download → verify → stage every bundle → commit them together → report.
 //! - [`settings`]: every limit and timeout, in one place.
 //! - [`cmdline`]: the kernel command line (pure).
 //! - [`netif`]: the MAC from sysfs when `BOOTIF=` is absent.
@@ -21,7 +21,7 @@
 //! - [`http`]: one HTTPS request to one address, bounded in every phase.
 //! - [`retry`]: backoff, `Retry-After`, deadline (pure).
 //! - [`index`]: the boot index, parsed strictly against what this image applies.
-//! - [`apply`]: download, verify and lay each bundle over the root.
+//! - [`apply`]: download and verify each bundle, and stage it for the boot's one commit.
 //! - [`report`]: the report posted at the end of a run.
 //! - [`capture`]: `satchel-fetch capture`, hand-made files to the quarantine.
 //! - [`log`]: one-line `satchel:` messages to stderr and the kernel log.

@@ -61,6 +61,10 @@ pub struct Report {
     /// The first error, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The target (`host/…`, `site/…`) whose bundle was refused or failed
+    /// to commit, if one was: then nothing of the boot was applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
     /// Total time, in milliseconds.
     pub duration_ms: u64,
 }

@@ -7,7 +7,12 @@
 //!   [`crate::settings::DEFAULT_DEADLINE`]); only the report gets a short
 //!   grace after it;
 //! - nothing is written beneath the root unless its bundle verified, and
-//!   every bundle verifies before the first is applied;
+//!   every bundle verifies before the first is decrypted;
+//! - a boot is all or nothing across its bundles: every one is staged over
+//!   the ones before it (site, then host) before the root changes, then all
+//!   commit together; a refusal or a failed commit leaves the root as it
+//!   was, and the console and the report name the bundle and say that
+//!   nothing was applied;
 //! - a required bundle missing from the index fails the run before anything
 //!   is applied;
 //! - a report is attempted for every run that got as far as loading its
@@ -20,6 +25,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use satchel_format::verify::Checks;
 use satchel_format::{Identities, Mac, Target, VerifyingKey};
+use satchel_overlay::{ExtractError, Layers};
 use satchel_pki::NodeConfig;
 use tokio::time::Instant;
 
@@ -410,11 +416,21 @@ pub async fn boot(inputs: &Inputs, log: &Log) -> Outcome {
         last_good: None,
     };
 
-    let exit = steps(&p, &mut session, &mut phases, &mut applied, inputs).await;
+    let mut refused = None;
+    let exit = steps(
+        &p,
+        &mut session,
+        &mut phases,
+        &mut applied,
+        &mut refused,
+        inputs,
+    )
+    .await;
     let server = session
         .last_good
         .map(|(i, _)| session.servers[i].to_string());
     let mut report = build_report(&p, &mut rng, phases, applied, server, started);
+    report.refused = refused;
     if exit != Exit::Applied {
         report.status = "failed";
     }
@@ -442,6 +458,7 @@ async fn steps(
     session: &mut Session<'_>,
     phases: &mut Phases,
     applied: &mut report::AppliedBundles,
+    refused: &mut Option<String>,
     inputs: &Inputs,
 ) -> Exit {
     let log = session.log;
@@ -518,7 +535,8 @@ async fn steps(
                 checked.push((entry, f, verified, serial));
             }
             Err(e) => {
-                let e = format!("{} refused: {e}", entry.target);
+                *refused = Some(entry.target.to_string());
+                let e = format!("{} refused: {e}; nothing was applied", entry.target);
                 return fail(phases, "verify", t, e, Exit::Verify);
             }
         }
@@ -534,21 +552,61 @@ async fn steps(
         ));
     }
 
-    // Apply, site then host, each all or nothing.
+    // Stage every bundle, site then host, each checked over the ones before
+    // it, then commit them together: the root changes only if every bundle
+    // staged, and a failed commit is undone whole, the site's part too.
     let t = Instant::now();
+    let mut layers = match Layers::open(&p.params.root) {
+        Ok(l) => l,
+        Err(e) => {
+            let e = format!("{e}; nothing was applied");
+            return fail(phases, "apply", t, e, Exit::Apply);
+        }
+    };
+    let mut staged = Vec::new();
     for (entry, f, verified, serial) in checked {
-        let payload = verified.manifest().payload.sha256;
-        match apply::apply(&f, &verified, &p.trust, &p.params.root) {
-            Ok(a) => log.info(&format!(
-                "{} serial {serial} applied: {} entries, {} paths changed",
-                entry.target, a.entries, a.changed
-            )),
-            Err(e) => {
-                let e = format!("{}: {e}", entry.target);
-                return fail(phases, "apply", t, e, Exit::Apply);
+        if let Err(e) = apply::stage(&f, &verified, &p.trust, &mut layers) {
+            *refused = Some(entry.target.to_string());
+            let e = format!(
+                "{} serial {serial} refused: {e}; nothing was applied",
+                entry.target
+            );
+            return fail(phases, "apply", t, e, Exit::Apply);
+        }
+        log.info(&format!("{} serial {serial} staged", entry.target));
+        // The download is spent: free it before the next one is staged.
+        drop(f);
+        staged.push((entry, serial, verified.manifest().payload.sha256));
+    }
+    match layers.commit() {
+        Ok(done) => {
+            for ((entry, serial, payload), a) in staged.iter().zip(&done) {
+                let a = apply::Applied::of(a);
+                log.info(&format!(
+                    "{} serial {serial} applied: {} entries, {} paths changed",
+                    entry.target, a.entries, a.changed
+                ));
+                applied.record(&entry.target.to_string(), *serial, payload);
             }
         }
-        applied.record(&entry.target.to_string(), serial, &payload);
+        Err(e) => {
+            let target = staged
+                .get(e.layer)
+                .map(|(entry, serial, _)| format!("{} serial {serial}", entry.target))
+                .unwrap_or_else(|| "a bundle".into());
+            *refused = staged
+                .get(e.layer)
+                .map(|(entry, ..)| entry.target.to_string());
+            let e = match &e.error {
+                ExtractError::RestoreFailed { .. } => {
+                    format!("committing {target} failed: {}", e.error)
+                }
+                err => format!(
+                    "committing {target} failed: {err}; the root was restored, nothing was applied"
+                ),
+            };
+            return fail(phases, "apply", t, e, Exit::Apply);
+        }
     }
     phases.record("apply", t.elapsed(), None);
     Exit::Applied
@@ -591,6 +649,7 @@ fn build_report(
         serials: applied.serials,
         payloads: applied.payloads,
         error,
+        refused: None,
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     }
 }

@@ -311,3 +311,201 @@ pub fn tree(root: &Path) -> Vec<(String, String)> {
     out.sort();
     out
 }
+
+/// The canonical listing of the tree under `root`, as `tests/boot/treehash.sh`
+/// prints it: one line per entry below `root`, sorted by the bytes of the
+/// relative path, `d <mode> - <path>`, `f <mode> <sha256> <path>`,
+/// `l - <target> <path>` or `o <mode> - <path>`.
+pub fn tree_listing(root: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(Vec<u8>, String)>) {
+        for e in std::fs::read_dir(dir).expect("read_dir") {
+            let p = e.expect("dir entry").path();
+            let rel = p.strip_prefix(root).expect("below root");
+            let rel_s = rel.to_str().expect("utf-8 test paths").to_string();
+            let md = std::fs::symlink_metadata(&p).expect("lstat");
+            let mode = md.permissions().mode() & 0o7777;
+            let line = if md.file_type().is_symlink() {
+                let t = std::fs::read_link(&p).expect("readlink");
+                format!("l - {} {rel_s}", t.display())
+            } else if md.is_dir() {
+                walk(root, &p, out);
+                format!("d {mode:o} - {rel_s}")
+            } else if md.is_file() {
+                let h = hex::encode(Sha256::digest(std::fs::read(&p).expect("read")));
+                format!("f {mode:o} {h} {rel_s}")
+            } else {
+                format!("o {mode:o} - {rel_s}")
+            };
+            out.push((rel_s.into_bytes(), line));
+        }
+    }
+    let mut v = Vec::new();
+    walk(root, root, &mut v);
+    v.sort();
+    v.into_iter().map(|(_, l)| l + "\n").collect()
+}
+
+/// Hex sha256 of a text.
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// The tree hash of `root`: sha256 of its [`tree_listing`] (what
+/// `tests/boot/treehash.sh` prints inside a booted guest).
+pub fn tree_hash(root: &Path) -> String {
+    sha256_hex(&tree_listing(root))
+}
+
+/// One member of a hand-made tar: a name, a type flag (`b'0'` file, `b'5'`
+/// directory, `b'2'` symlink, `b'3'` character device, …), data and a link
+/// target.
+#[derive(Clone, Debug)]
+pub struct RawEntry {
+    /// The name, exactly as stored.
+    pub name: String,
+    /// The ustar type flag.
+    pub typeflag: u8,
+    /// File data.
+    pub data: Vec<u8>,
+    /// Link target.
+    pub link: String,
+}
+
+impl RawEntry {
+    /// A regular file.
+    pub fn file(name: &str, data: &str) -> RawEntry {
+        RawEntry {
+            name: name.into(),
+            typeflag: b'0',
+            data: data.as_bytes().to_vec(),
+            link: String::new(),
+        }
+    }
+
+    /// Any other member, without data.
+    pub fn special(name: &str, typeflag: u8, link: &str) -> RawEntry {
+        RawEntry {
+            name: name.into(),
+            typeflag,
+            data: Vec::new(),
+            link: link.into(),
+        }
+    }
+}
+
+/// A ustar archive of `entries` written byte for byte, with no check at all
+/// (so a test can seal what no well-behaved packer would), and the two
+/// end-of-archive blocks.
+pub fn ustar(entries: &[RawEntry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        let mut h = [0u8; 512];
+        let name = e.name.as_bytes();
+        h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
+        let mode = if e.typeflag == b'5' { 0o755 } else { 0o644 };
+        h[100..108].copy_from_slice(format!("{mode:07o}\0").as_bytes());
+        h[108..116].copy_from_slice(b"0000000\0");
+        h[116..124].copy_from_slice(b"0000000\0");
+        h[124..136].copy_from_slice(format!("{:011o}\0", e.data.len()).as_bytes());
+        h[136..148].copy_from_slice(format!("{:011o}\0", 1_700_000_000u64).as_bytes());
+        h[156] = e.typeflag;
+        let link = e.link.as_bytes();
+        h[157..157 + link.len().min(100)].copy_from_slice(&link[..link.len().min(100)]);
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        h[148..156].fill(b' ');
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        out.extend_from_slice(&h);
+        out.extend_from_slice(&e.data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+/// Seals the [`ustar`] of `entries` (unchecked: a hostile payload under a
+/// valid signature) as a bundle for `target` with `serial`, naming `site`,
+/// signed by `key`, encrypted to `recipients`; returns the bundle's bytes.
+pub fn seal_raw(
+    entries: &[RawEntry],
+    target: &Target,
+    site: Option<SiteName>,
+    serial: u64,
+    recipients: &[Recipient],
+    key: &SigningKey,
+    dir: &Path,
+) -> Vec<u8> {
+    let stem = format!("{}-{serial}", target.to_string().replace('/', "-"));
+    let tar_path = dir.join(format!("payload-{stem}.tar"));
+    std::fs::write(&tar_path, ustar(entries)).expect("write tar");
+    let out = dir.join(format!("sealed-{stem}.bundle"));
+    let now = OffsetDateTime::now_utc();
+    seal_to_file(
+        &SealParams {
+            target: target.clone(),
+            site,
+            serial,
+            created: now - Duration::minutes(5),
+            expires: now + Duration::days(1),
+            policy: Policy::default(),
+            recipients: recipients.to_vec(),
+        },
+        Source::Tar {
+            file: std::fs::File::open(&tar_path).expect("open tar"),
+            entries: entries.len() as u64,
+        },
+        key,
+        &out,
+        &AtomicU64::new(0),
+    )
+    .expect("seal");
+    std::fs::read(&out).expect("read bundle")
+}
+
+/// Makes a directory refuse every rename into or out of it, for root too:
+/// the immutable attribute (`chattr +i`), or — for an unprivileged run,
+/// which may not set it — no write permission. Undone on drop. A real
+/// filesystem condition that makes a commit fail midway.
+#[derive(Debug)]
+pub struct Immutable(PathBuf);
+
+impl Immutable {
+    /// Locks `dir`. Panics (naming why) when running as root on a
+    /// filesystem or in a container that does not allow the attribute.
+    pub fn new(dir: &Path) -> Immutable {
+        use rustix::fs::{ioctl_getflags, ioctl_setflags, IFlags};
+        use std::os::fd::AsFd;
+        let fd = std::fs::File::open(dir).expect("open the directory to lock");
+        let set = ioctl_getflags(fd.as_fd())
+            .and_then(|f| ioctl_setflags(fd.as_fd(), f | IFlags::IMMUTABLE));
+        if let Err(e) = set {
+            assert!(
+                !rustix::process::geteuid().is_root(),
+                "cannot make {} immutable as root ({e}): the filesystem lacks the attribute \
+                 or the process lacks CAP_LINUX_IMMUTABLE",
+                dir.display()
+            );
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+        }
+        Immutable(dir.to_path_buf())
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        use rustix::fs::{ioctl_getflags, ioctl_setflags, IFlags};
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(fd) = std::fs::File::open(&self.0) {
+            if let Ok(f) = ioctl_getflags(fd.as_fd()) {
+                let _ = ioctl_setflags(fd.as_fd(), f - IFlags::IMMUTABLE);
+            }
+        }
+        let _ = std::fs::set_permissions(&self.0, std::fs::Permissions::from_mode(0o755));
+    }
+}

@@ -32,7 +32,7 @@ use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
+use satchel_tests::node::{sha256_hex, tree_listing};
 
 /// Hard limit on one boot, from QEMU's start to its exit. A boot takes
 /// about 4 s on two emulated-CPU cores; this leaves room for a loaded CI.
@@ -118,43 +118,6 @@ fn kernel() -> &'static Path {
 }
 
 // --- the tree hash -------------------------------------------------------------
-
-/// The canonical listing of the tree under `root`, as `tests/boot/treehash.sh`
-/// prints it: one line per entry below `root`, sorted by the bytes of the
-/// relative path, `d <mode> - <path>`, `f <mode> <sha256> <path>`,
-/// `l - <target> <path>` or `o <mode> - <path>`.
-fn tree_listing(root: &Path) -> String {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(Vec<u8>, String)>) {
-        for e in std::fs::read_dir(dir).expect("read_dir") {
-            let p = e.expect("dir entry").path();
-            let rel = p.strip_prefix(root).expect("below root");
-            let rel_s = rel.to_str().expect("utf-8 test paths").to_string();
-            let md = std::fs::symlink_metadata(&p).expect("lstat");
-            let mode = md.permissions().mode() & 0o7777;
-            let line = if md.file_type().is_symlink() {
-                let t = std::fs::read_link(&p).expect("readlink");
-                format!("l - {} {rel_s}", t.display())
-            } else if md.is_dir() {
-                walk(root, &p, out);
-                format!("d {mode:o} - {rel_s}")
-            } else if md.is_file() {
-                let h = hex::encode(Sha256::digest(std::fs::read(&p).expect("read")));
-                format!("f {mode:o} {h} {rel_s}")
-            } else {
-                format!("o {mode:o} - {rel_s}")
-            };
-            out.push((rel_s.into_bytes(), line));
-        }
-    }
-    let mut v = Vec::new();
-    walk(root, root, &mut v);
-    v.sort();
-    v.into_iter().map(|(_, l)| l + "\n").collect()
-}
-
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
 
 /// A tree with names and modes that trip naive scripts.
 fn hostile_tree(root: &Path) {

@@ -17,9 +17,11 @@
 //! hash is known good, in bounded memory.
 //!
 //! [`open_into`] runs the whole path: decryption and decompression on one
-//! thread, [`satchel_overlay::apply`] on the other, joined by a bounded pipe;
-//! the overlay is told the manifest's entry count, size and special-bits
-//! policy and commits only after the whole stream checked out.
+//! thread, the overlay on the other, joined by a bounded pipe; the overlay
+//! is told the manifest's entry count, size and special-bits policy and
+//! commits only after the whole stream checked out. [`stage_verified`]
+//! stops before the commit, so that the bundles of one boot are staged one
+//! over the other and committed together ([`satchel_overlay::Layers`]).
 
 use std::fs::File;
 use std::io::Write;
@@ -34,7 +36,7 @@ use crate::keys::{Identities, KeyId};
 use crate::manifest::Manifest;
 use crate::pipe::{pipe, CHUNK_BYTES};
 use crate::verify::{check_payload_size, verify_header, Checks, PayloadCheck};
-use satchel_overlay::{Applied, Options};
+use satchel_overlay::{Applied, Layers, Options};
 
 /// Largest zstd window accepted when decompressing (2^23 = 8 MiB, what
 /// `zstd -19` uses; `--long` and `--ultra` payloads are refused).
@@ -473,28 +475,49 @@ pub fn open_into(
 }
 
 /// Lays the payload of a bundle that [`verify_reader`] (or
-/// [`verify_file`]) already verified over `root`: seeks `input` (the same
-/// bundle, positioned at its start) to `payload.age`, decrypts and
-/// decompresses it on its own thread, and runs [`satchel_overlay::apply`]
-/// with [`overlay_options`] on the calling one, joined by a bounded pipe.
-///
-/// The payload is not trusted to be the bytes verified earlier: this second
-/// pass hashes them again as they are decrypted (see [`PayloadTar`]), and
-/// the overlay commits only after that hash matched the verified manifest.
+/// [`verify_file`]) already verified over `root`, all or nothing: a boot
+/// of one bundle ([`stage_verified`], then the commit).
 pub fn apply_verified<R: Read + Seek + Send>(
-    mut input: R,
+    input: R,
     verified: &Verified,
     identities: &Identities,
     root: &Path,
     base: &Options,
 ) -> Result<Applied, OpenError> {
+    let mut layers = Layers::open(root)?;
+    stage_verified(input, verified, identities, &mut layers, base)?;
+    let mut applied = layers.commit().map_err(|e| e.error)?;
+    applied
+        .pop()
+        .ok_or_else(|| OpenError::Payload("no payload was committed".into()))
+}
+
+/// Stages the payload of a bundle that [`verify_reader`] (or
+/// [`verify_file`]) already verified into `layers`, over the bundles staged
+/// before it, without changing the root: seeks `input` (the same bundle,
+/// positioned at its start) to `payload.age`, decrypts and decompresses it
+/// on its own thread, and runs [`Layers::stage`] with [`overlay_options`]
+/// on the calling one, joined by a bounded pipe. The caller commits every
+/// staged bundle together ([`Layers::commit`]).
+///
+/// The payload is not trusted to be the bytes verified earlier: this second
+/// pass hashes them again as they are decrypted (see [`PayloadTar`]), and
+/// the overlay keeps the staged payload only after that hash matched the
+/// verified manifest.
+pub fn stage_verified<R: Read + Seek + Send>(
+    mut input: R,
+    verified: &Verified,
+    identities: &Identities,
+    layers: &mut Layers,
+    base: &Options,
+) -> Result<(), OpenError> {
     let start = input.stream_position()?;
     input.seek(SeekFrom::Start(start + verified.header.payload_offset))?;
     let payload = BufReader::with_capacity(READ_BUFFER, input.take(verified.header.payload_size));
     let mut tar = decrypt_payload(verified.manifest(), payload, identities)?;
     let opts = overlay_options(verified.manifest(), base);
     let (mut w, r) = pipe();
-    let (produced, applied) = std::thread::scope(|s| {
+    let (produced, staged) = std::thread::scope(|s| {
         let producer = s.spawn(move || -> Result<(), OpenError> {
             let mut buf = vec![0u8; CHUNK_BYTES];
             loop {
@@ -515,8 +538,8 @@ pub fn apply_verified<R: Read + Seek + Send>(
             }
             w.finish().or(Ok(()))
         });
-        let applied = satchel_overlay::apply_buffered(r, root, &opts);
-        (producer.join(), applied)
+        let staged = layers.stage(r, &opts);
+        (producer.join(), staged)
     });
     // A failure to decrypt or decompress is the cause of the overlay's
     // read error, so it is reported first.
@@ -525,5 +548,5 @@ pub fn apply_verified<R: Read + Seek + Send>(
         Ok(Err(e)) => return Err(e),
         Err(_) => return Err(OpenError::Payload("the decryption thread panicked".into())),
     }
-    Ok(applied?)
+    Ok(staged?)
 }

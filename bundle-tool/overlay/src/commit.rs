@@ -1,10 +1,16 @@
-//! The commit: runs a plan by renames, logging each step so that a failure
-//! midway puts the root back as it was.
+//! The commit: runs the plans of one boot by renames, logging each step so
+//! that a failure midway puts the root back as it was.
 //!
 //! Every directory is opened through `fsops::open_dir` (beneath the root,
 //! no symlinks, no mount crossing) and every rename is `RENAME_NOREPLACE`,
 //! so nothing that appeared since the plan is clobbered: it makes the step
 //! fail, and the undo log restores what was done.
+//!
+//! Invariant: one undo log for the whole boot. The layers commit in order,
+//! each step logged with its layer (whose staging holds what the step moved
+//! aside or out); a failing step of any layer undoes every finished step
+//! of every layer, last first, so the root is as it was before the first
+//! layer's first rename, not merely before the failing layer's.
 
 use std::os::fd::BorrowedFd;
 
@@ -44,31 +50,72 @@ enum Done {
     },
 }
 
-/// Runs `ops` over `root`. On failure every finished step is undone in
-/// reverse; if an undo fails too, the staging directory is kept.
-pub fn commit(
-    ops: &[Op],
-    root: BorrowedFd<'_>,
-    staging: &mut Staging,
-    chown: bool,
-) -> Result<Changes, ExtractError> {
-    let mut done = Vec::new();
-    let mut changes = Changes::default();
-    for op in ops {
-        if let Err(cause) = step(op, root, staging, chown, &mut done, &mut changes) {
-            let failures = undo(&done, root, staging);
-            if failures.is_empty() {
-                return Err(cause);
+/// One layer to commit: its plan's steps and its staging directory.
+#[derive(Debug)]
+pub struct Layer<'a> {
+    /// The plan's steps.
+    pub ops: &'a [Op],
+    /// Where its staged tree is, and where what it replaces goes.
+    pub staging: &'a mut Staging,
+    /// Apply the staged owners to merged directories.
+    pub chown: bool,
+}
+
+/// A commit that failed in the step of one layer (the root was restored
+/// unless the error is [`ExtractError::RestoreFailed`]).
+#[derive(Debug)]
+pub struct Failed {
+    /// Index of the layer whose step failed.
+    pub layer: usize,
+    /// Why.
+    pub error: ExtractError,
+}
+
+/// Runs every layer's steps over `root`, in order. On failure every
+/// finished step of every layer is undone in reverse; if an undo fails
+/// too, every staging directory is kept.
+pub fn commit(root: BorrowedFd<'_>, layers: &mut [Layer<'_>]) -> Result<Vec<Changes>, Failed> {
+    let mut done: Vec<(usize, Done)> = Vec::new();
+    let mut all = Vec::with_capacity(layers.len());
+    for i in 0..layers.len() {
+        let mut changes = Changes::default();
+        let mut log = Vec::new();
+        let mut failed = None;
+        {
+            let l = &mut layers[i];
+            for op in l.ops {
+                if let Err(cause) = step(op, root, l.staging, l.chown, &mut log, &mut changes) {
+                    failed = Some(cause);
+                    break;
+                }
             }
-            staging.keep();
-            return Err(ExtractError::RestoreFailed {
-                cause: Box::new(cause),
-                failures,
-                staging: staging.path().to_path_buf(),
+        }
+        done.extend(log.into_iter().map(|d| (i, d)));
+        if let Some(cause) = failed {
+            let failures = undo(&done, root, layers);
+            if failures.is_empty() {
+                return Err(Failed {
+                    layer: i,
+                    error: cause,
+                });
+            }
+            let mut kept = Vec::new();
+            for l in layers.iter_mut() {
+                l.staging.keep();
+                kept.push(l.staging.path().to_path_buf());
+            }
+            return Err(Failed {
+                layer: i,
+                error: ExtractError::RestoreFailed {
+                    cause: Box::new(cause),
+                    failures,
+                    staging: kept,
+                },
             });
         }
+        all.push(changes);
     }
-    Ok(changes)
+    Ok(all)
 }
 
 fn step(
@@ -144,9 +191,13 @@ fn step(
 }
 
 /// Undoes `done` in reverse; returns what could not be undone.
-fn undo(done: &[Done], root: BorrowedFd<'_>, staging: &Staging) -> Vec<String> {
+fn undo(done: &[(usize, Done)], root: BorrowedFd<'_>, layers: &[Layer<'_>]) -> Vec<String> {
     let mut failures = Vec::new();
-    for d in done.iter().rev() {
+    for (layer, d) in done.iter().rev() {
+        let Some(staging) = layers.get(*layer).map(|l: &Layer<'_>| &*l.staging) else {
+            failures.push(format!("no layer {layer}"));
+            continue;
+        };
         let result = match d {
             Done::Installed { path } => (|| {
                 let (parent, name) = path.split_last();

@@ -316,15 +316,15 @@ pub enum ExtractError {
         source: io::Error,
     },
     /// The commit failed and putting the root back failed too. The staging
-    /// directory is kept: it holds what was moved aside.
+    /// directories are kept: they hold what was moved aside.
     #[error("{cause}; restoring the root failed ({failures:?}); what was moved aside is kept in {staging:?}")]
     RestoreFailed {
         /// Why the commit failed.
         cause: Box<ExtractError>,
         /// Each restore step that failed.
         failures: Vec<String>,
-        /// The kept staging directory.
-        staging: PathBuf,
+        /// The kept staging directories (one per payload of the commit).
+        staging: Vec<PathBuf>,
     },
 }
 

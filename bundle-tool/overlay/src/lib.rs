@@ -2,9 +2,11 @@
 //!
 //! [`apply`] streams a tar into a staging directory, checks every entry as
 //! it comes, plans the commit against what the root holds, and renames the
-//! staged paths into place. [`check_archive`] runs the same rules on a
-//! stream without touching any disk and lists the entries (for `inspect`,
-//! `diff` and `create --from-tar`).
+//! staged paths into place. [`Layers`] does the same for the several
+//! payloads of one boot (a site's, then a host's over it): each staged and
+//! planned over the ones before it, then one commit for all.
+//! [`check_archive`] runs the same rules on a stream without touching any
+//! disk and lists the entries (for `inspect`, `diff` and `create --from-tar`).
 //!
 //! # Invariants
 //!
@@ -16,17 +18,22 @@
 //!    not follow it (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`, `renameat2`).
 //!    A symlink anywhere on a path — from the payload, already in the root,
 //!    or planted meanwhile — makes the operation fail; it is never followed.
-//! 2. **The root is changed only after the whole payload checked out**:
-//!    every header, name, link and limit, the end of the archive, and the
-//!    entry count and size the manifest promised. Until then only the
-//!    staging directory (inside the root, random name, mode 0700) is written.
-//! 3. **All or nothing.** The plan checks every conflict before the first
-//!    rename; every rename is `RENAME_NOREPLACE`; what a step replaces is
-//!    moved into staging, not deleted; if a step fails, the finished steps
-//!    are undone in reverse and the root is as before (paths, kinds, modes,
-//!    owners, contents, link targets). Staging is removed on every exit path,
-//!    except when an undo fails: then it holds the originals and
-//!    [`ExtractError::RestoreFailed`] names it.
+//! 2. **The root is changed only after every payload checked out**: every
+//!    header, name, link and limit, the end of the archive, the entry count
+//!    and size the manifest promised, and the plan against the root — for
+//!    [`Layers`], of every payload staged, each planned over the root as
+//!    the payloads before it will leave it. Until then only the staging
+//!    directories (inside the root, random names, mode 0700) are written.
+//! 3. **All or nothing, across the payloads of a commit.** The plans check
+//!    every conflict before the first rename; every rename is
+//!    `RENAME_NOREPLACE`; what a step replaces is moved into staging, not
+//!    deleted; one undo log covers every payload, so if a step of any
+//!    payload fails, the finished steps of all of them are undone in
+//!    reverse and the root is as before the commit (paths, kinds, modes,
+//!    owners, contents, link targets), the earlier payloads' changes gone
+//!    too. Staging is removed on every exit path, except when an undo
+//!    fails: then every staging directory is kept (they hold the
+//!    originals) and [`ExtractError::RestoreFailed`] names them.
 //! 4. **Refuse, never skip.** An unsafe entry refuses the whole payload:
 //!    absolute names, `..`, NUL, non-UTF-8, control or invisible Unicode
 //!    format characters (bidi controls, zero-width; [`is_format_char`]), over-long
@@ -74,7 +81,8 @@
 //! - `plan`: the commit plan against a view of the root (pure).
 //! - `fsops`: `openat2`-based primitives, the only code that resolves a
 //!   multi-component path; everything else acts on one name under an fd.
-//! - `stage`: the staging directory. `commit`: renames with an undo log.
+//! - `stage`: a staging directory. `commit`: the renames of every layer,
+//!   with one undo log.
 //! - `error`: [`ExtractError`].
 
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -301,52 +309,167 @@ pub fn apply<R: Read>(tar: R, root: &Path, opts: &Options) -> Result<Applied, Ex
 
 /// [`apply`] from a reader that buffers already (a pipe from the
 /// decrypting thread): file data goes from its buffer to the files, with
-/// no copy in between.
+/// no copy in between. One payload is a boot of one layer.
 pub fn apply_buffered<R: BufRead>(
     tar: R,
     root: &Path,
     opts: &Options,
 ) -> Result<Applied, ExtractError> {
-    let root_fd = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|_| ExtractError::RootNotDirectory {
-        path: root.to_path_buf(),
-    })?;
-    let chown = opts.applies_owners();
-    let mut staging = stage::Staging::create(root_fd.as_fd(), root, chown)?;
-
-    let mut reader = tar::TarReader::new(tar, opts.expected_size);
-    let mut checker = rules::Checker::new(opts);
-    let mut checked = Vec::new();
-    while let Some(raw) = reader.next_entry()? {
-        let c = checker.check(&raw)?;
-        staging.write(&c, &mut reader)?;
-        checked.push(c);
+    let mut layers = Layers::open(root)?;
+    layers.stage(tar, opts)?;
+    match layers.commit() {
+        Ok(mut applied) => applied.pop().ok_or_else(|| {
+            ExtractError::io("commit", ".", io::Error::other("no layer was committed"))
+        }),
+        Err(f) => Err(f.error),
     }
-    checker.finish(reader.position())?;
-    staging.finish_dirs()?;
+}
 
-    let nodes = plan::nodes(checked.iter().filter_map(|c| {
-        let node = match c.entry.kind {
-            EntryKind::Dir => plan::Node::Dir { explicit: true },
-            EntryKind::File | EntryKind::Hardlink => plan::Node::File,
-            EntryKind::Symlink => plan::Node::Symlink,
-            EntryKind::Whiteout => return None,
+/// One staged payload of a [`Layers`].
+#[derive(Debug)]
+struct Layer {
+    staging: stage::Staging,
+    planned: plan::Planned,
+    chown: bool,
+    summary: ArchiveSummary,
+}
+
+/// The payloads of one boot, laid over one root together: all or nothing
+/// across them (invariant 3 over the whole boot).
+///
+/// [`Layers::stage`] streams a payload into its own staging directory,
+/// checks every entry, and plans its commit against the root as the
+/// payloads staged before it will leave it — so each payload is checked
+/// in the order it will be applied, and a later payload over an earlier
+/// one gives the same root as applying them one after the other. The root
+/// is not changed by staging. [`Layers::commit`] then runs every plan, in
+/// order, with one undo log: if any step of any payload fails, every
+/// finished step of every payload is undone and the root is as it was
+/// before. Dropping a `Layers` without committing removes every staging
+/// directory and changes nothing else.
+#[derive(Debug)]
+pub struct Layers {
+    root_fd: std::os::fd::OwnedFd,
+    root: std::path::PathBuf,
+    layers: Vec<Layer>,
+}
+
+/// A [`Layers::commit`] that failed: which payload's step failed, and why.
+/// Unless [`ExtractError::RestoreFailed`], the root is as it was before the
+/// commit, the earlier payloads' changes undone too.
+#[derive(Debug, thiserror::Error)]
+#[error("payload {layer} of the commit: {error}")]
+pub struct CommitError {
+    /// Index of the payload (in staging order) whose step failed.
+    pub layer: usize,
+    /// Why.
+    #[source]
+    pub error: ExtractError,
+}
+
+impl Layers {
+    /// Starts a boot over `root`, an existing directory (paths inside it
+    /// are never followed through symlinks, but `root` itself may be one).
+    pub fn open(root: &Path) -> Result<Self, ExtractError> {
+        let root_fd = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|_| ExtractError::RootNotDirectory {
+            path: root.to_path_buf(),
+        })?;
+        Ok(Layers {
+            root_fd,
+            root: root.to_path_buf(),
+            layers: Vec::new(),
+        })
+    }
+
+    /// How many payloads are staged.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Whether no payload is staged.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// Stages the payload `tar` over the ones staged before it: every entry
+    /// checked and written to a staging directory, the end of the archive
+    /// and `opts`' counts checked, the commit planned. A refused payload is
+    /// not kept (its staging is removed); the ones before it stay staged.
+    pub fn stage<R: BufRead>(&mut self, tar: R, opts: &Options) -> Result<(), ExtractError> {
+        let chown = opts.applies_owners();
+        let mut staging = stage::Staging::create(self.root_fd.as_fd(), &self.root, chown)?;
+
+        let mut reader = tar::TarReader::new(tar, opts.expected_size);
+        let mut checker = rules::Checker::new(opts);
+        let mut checked = Vec::new();
+        while let Some(raw) = reader.next_entry()? {
+            let c = checker.check(&raw)?;
+            staging.write(&c, &mut reader)?;
+            checked.push(c);
+        }
+        checker.finish(reader.position())?;
+        staging.finish_dirs()?;
+
+        let nodes = plan::nodes(checked.iter().filter_map(|c| {
+            let node = match c.entry.kind {
+                EntryKind::Dir => plan::Node::Dir { explicit: true },
+                EntryKind::File | EntryKind::Hardlink => plan::Node::File,
+                EntryKind::Symlink => plan::Node::Symlink,
+                EntryKind::Whiteout => return None,
+            };
+            Some((&c.path, node))
+        }));
+        let below: Vec<&plan::Planned> = self.layers.iter().map(|l| &l.planned).collect();
+        let view = plan::Layered {
+            root: &fsops::Probe(self.root_fd.as_fd()),
+            layers: &below,
         };
-        Some((&c.path, node))
-    }));
-    let ops = plan::plan(&nodes, checker.whiteouts(), &fsops::Probe(root_fd.as_fd()))?;
-    let changes = commit::commit(&ops, root_fd.as_fd(), &mut staging, chown)?;
-    drop(staging);
-    Ok(Applied {
-        summary: ArchiveSummary {
-            entries: checked.into_iter().map(|c| c.entry).collect(),
-            file_bytes: checker.file_bytes(),
-            tar_bytes: reader.position(),
-        },
-        changes,
-    })
+        let ops = plan::plan(&nodes, checker.whiteouts(), &view)?;
+        self.layers.push(Layer {
+            staging,
+            planned: plan::Planned::new(ops, nodes),
+            chown,
+            summary: ArchiveSummary {
+                entries: checked.into_iter().map(|c| c.entry).collect(),
+                file_bytes: checker.file_bytes(),
+                tar_bytes: reader.position(),
+            },
+        });
+        Ok(())
+    }
+
+    /// Commits every staged payload, in order, all or nothing; returns what
+    /// each one did. Every staging directory is removed on return, except
+    /// when a restore failed (see [`ExtractError::RestoreFailed`]).
+    pub fn commit(mut self) -> Result<Vec<Applied>, CommitError> {
+        let mut steps: Vec<commit::Layer<'_>> = self
+            .layers
+            .iter_mut()
+            .map(|l| commit::Layer {
+                ops: &l.planned.ops,
+                staging: &mut l.staging,
+                chown: l.chown,
+            })
+            .collect();
+        let changes =
+            commit::commit(self.root_fd.as_fd(), &mut steps).map_err(|f| CommitError {
+                layer: f.layer,
+                error: f.error,
+            })?;
+        drop(steps);
+        Ok(self
+            .layers
+            .into_iter()
+            .zip(changes)
+            .map(|(l, changes)| Applied {
+                summary: l.summary,
+                changes,
+            })
+            .collect())
+    }
 }

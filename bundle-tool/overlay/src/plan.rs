@@ -16,6 +16,14 @@
 //!    symlink over a root file or symlink replaces it ([`Op::Replace`]).
 //!    Refused: a directory over a file, a file over a directory, a symlink
 //!    over a directory, and anything under a symlink of the root.
+//!
+//! Several payloads of one boot are planned one after the other, each
+//! against the root as the plans before it will leave it ([`Layered`]):
+//! what an earlier payload stages is what the root will have there, what it
+//! installs or removes hides what the root has beneath, and everything else
+//! is the root's. Nothing is looked up twice and nothing is written: the
+//! whole boot is checked before its first rename. (The view is where
+//! resolving the root's own symlinks inside the root will go, too.)
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -179,6 +187,82 @@ pub fn plan(
     Ok(ops)
 }
 
+/// A payload's plan with what later payloads need to see past it.
+#[derive(Debug, Default)]
+pub struct Planned {
+    /// The commit's steps, in order.
+    pub ops: Vec<Op>,
+    /// The staged tree (entries and implied parents).
+    pub nodes: BTreeMap<RelPath, Node>,
+    /// Paths renamed in whole ([`Op::Install`]).
+    installed: BTreeSet<RelPath>,
+    /// Paths moved aside ([`Op::Remove`]).
+    removed: BTreeSet<RelPath>,
+}
+
+impl Planned {
+    /// Keeps `ops` with the `nodes` they were planned for.
+    pub fn new(ops: Vec<Op>, nodes: BTreeMap<RelPath, Node>) -> Self {
+        let mut installed = BTreeSet::new();
+        let mut removed = BTreeSet::new();
+        for op in &ops {
+            match op {
+                Op::Install(p) => {
+                    installed.insert(p.clone());
+                }
+                Op::Remove(p) => {
+                    removed.insert(p.clone());
+                }
+                Op::Replace(_) | Op::SetAttrs(_) => {}
+            }
+        }
+        Planned {
+            ops,
+            nodes,
+            installed,
+            removed,
+        }
+    }
+
+    /// What the root has at `path` once this plan ran, or `None` when this
+    /// plan leaves it as it was below.
+    fn kind_after(&self, path: &RelPath) -> Option<RootKind> {
+        if let Some(node) = self.nodes.get(path) {
+            return Some(match node {
+                Node::Dir { .. } => RootKind::Dir,
+                Node::File => RootKind::Other,
+                Node::Symlink => RootKind::Symlink,
+            });
+        }
+        // Not staged, yet at or under a path this plan renamed in whole
+        // (all of which is staged) or moved aside: nothing is there.
+        let hidden = |p: &RelPath| self.installed.contains(p) || self.removed.contains(p);
+        if hidden(path) || path.ancestors().iter().any(hidden) {
+            return Some(RootKind::Missing);
+        }
+        None
+    }
+}
+
+/// The root as it will be after `layers` committed, in order, over `root`.
+pub struct Layered<'a> {
+    /// The root as it is.
+    pub root: &'a dyn RootView,
+    /// The plans that commit first, earliest first.
+    pub layers: &'a [&'a Planned],
+}
+
+impl RootView for Layered<'_> {
+    fn kind(&self, path: &RelPath) -> Result<RootKind, ExtractError> {
+        for layer in self.layers.iter().rev() {
+            if let Some(kind) = layer.kind_after(path) {
+                return Ok(kind);
+            }
+        }
+        self.root.kind(path)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,6 +414,149 @@ mod tests {
         assert_eq!(
             run(&[("a", Dir), ("a/b", Dir)], &[("a/b/c", File)], &["a"]),
             ok(&["remove a", "install a"])
+        );
+    }
+
+    /// A layer of a table test: its staged paths and its whiteouts.
+    type TestLayer<'a> = (&'a [(&'a str, Node)], &'a [&'a str]);
+
+    /// Plans `layers` one over the other on `root`; each layer's ops (or
+    /// the first refusal's name, after which nothing more is planned).
+    fn run_layers(
+        root: &[(&str, RootKind)],
+        layers: &[TestLayer<'_>],
+    ) -> Vec<Result<Vec<String>, String>> {
+        let view = Table(root.iter().map(|(k, v)| (p(k), *v)).collect());
+        let mut planned: Vec<Planned> = Vec::new();
+        let mut out = Vec::new();
+        for (staged, whiteouts) in layers {
+            let staged: Vec<(RelPath, Node)> = staged.iter().map(|(k, v)| (p(k), *v)).collect();
+            let n = nodes(staged.iter().map(|(k, v)| (k, *v)));
+            let w = whiteouts.iter().map(|s| p(s)).collect();
+            let below: Vec<&Planned> = planned.iter().collect();
+            let layered = Layered {
+                root: &view,
+                layers: &below,
+            };
+            match plan(&n, &w, &layered) {
+                Ok(ops) => {
+                    out.push(Ok(ops.iter().map(show).collect()));
+                    planned.push(Planned::new(ops, n));
+                }
+                Err(e) => {
+                    out.push(Err(format!("{e:?}")
+                        .split([' ', '{'])
+                        .next()
+                        .unwrap_or("")
+                        .to_string()));
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    fn show(o: &Op) -> String {
+        match o {
+            Op::Remove(p) => format!("remove {}", p.as_str()),
+            Op::SetAttrs(p) => format!("attrs {}", p.as_str()),
+            Op::Replace(p) => format!("replace {}", p.as_str()),
+            Op::Install(p) => format!("install {}", p.as_str()),
+        }
+    }
+
+    #[test]
+    fn a_later_layer_is_planned_over_the_root_the_earlier_ones_leave() {
+        let ok = |v: &[&str]| Ok(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let err = |s: &str| Err(s.to_string());
+        let etc: &[(&str, RootKind)] = &[("etc", Dir), ("etc/hosts", Other)];
+        // What the site installs, the host replaces, merges into or deletes.
+        assert_eq!(
+            run_layers(
+                etc,
+                &[
+                    (&[("etc/site/a", File), ("etc/motd", File)], &[]),
+                    (
+                        &[("etc/site/a", File), ("etc/site/b", File), ("etc/site", D)],
+                        &["etc/motd"]
+                    ),
+                ]
+            ),
+            [
+                ok(&["install etc/motd", "install etc/site"]),
+                ok(&[
+                    "remove etc/motd",
+                    "attrs etc/site",
+                    "replace etc/site/a",
+                    "install etc/site/b"
+                ]),
+            ]
+        );
+        // Conflicts with what the site staged are the host's conflicts.
+        assert_eq!(
+            run_layers(
+                etc,
+                &[(&[("etc/d/x", File)], &[]), (&[("etc/d", File)], &[])]
+            ),
+            [ok(&["install etc/d"]), err("TypeConflict")]
+        );
+        assert_eq!(
+            run_layers(etc, &[(&[("etc/d", D)], &[]), (&[("etc/d", Symlink)], &[])]),
+            [ok(&["install etc/d"]), err("DirReplacedBySymlink")]
+        );
+        assert_eq!(
+            run_layers(
+                etc,
+                &[(&[("etc/l", Symlink)], &[]), (&[("etc/l/x", File)], &[])]
+            ),
+            [ok(&["install etc/l"]), err("ThroughSymlink")]
+        );
+        assert_eq!(
+            run_layers(
+                etc,
+                &[(&[("etc/f", File)], &[]), (&[("etc/f/x", File)], &[])]
+            ),
+            [ok(&["install etc/f"]), err("TypeConflict")]
+        );
+        // What the site removed is gone for the host, and what the site
+        // installed whole holds nothing the site did not stage.
+        assert_eq!(
+            run_layers(
+                &[("etc", Dir), ("etc/old", Dir), ("etc/old/x", Other)],
+                &[(&[], &["etc/old"]), (&[("etc/old/x", D)], &[])]
+            ),
+            [ok(&["remove etc/old"]), ok(&["install etc/old"])]
+        );
+        assert_eq!(
+            run_layers(
+                &[("etc", Dir), ("etc/old", Dir), ("etc/old/x", Other)],
+                &[(&[], &["etc/old"]), (&[], &["etc/old/x"])]
+            ),
+            [ok(&["remove etc/old"]), ok(&[])]
+        );
+        // The root's own file under a merged directory is still there.
+        assert_eq!(
+            run_layers(
+                etc,
+                &[(&[("etc/new", File)], &[]), (&[("etc/hosts", File)], &[])]
+            ),
+            [ok(&["install etc/new"]), ok(&["replace etc/hosts"])]
+        );
+        // Three layers: the last sees both.
+        assert_eq!(
+            run_layers(
+                etc,
+                &[
+                    (&[("a/x", File)], &[]),
+                    (&[], &["a/x"]),
+                    (&[("a/x", D), ("a/y", File)], &[])
+                ]
+            ),
+            [
+                ok(&["install a"]),
+                ok(&["remove a/x"]),
+                ok(&["install a/x", "install a/y"])
+            ]
         );
     }
 
