@@ -66,6 +66,14 @@ async fn boot(w: &World, srv: &Server, node: &Cred, m: u8) -> Vec<(String, u64)>
     got
 }
 
+/// Posts `report` for node `m` with `c`; the status.
+async fn post_report(c: &Client, m: u8, report: &serde_json::Value) -> u16 {
+    let body = serde_json::to_vec(report).expect("json");
+    c.request("POST", &format!("/v1/reports/{}", mac(m)), body)
+        .await
+        .0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_on_one_replica_is_served_by_the_others() {
     let w = World::new();
@@ -101,13 +109,7 @@ async fn a_publish_on_one_replica_is_served_by_the_others() {
     // Every replica lists the same bundle and the same inventory.
     let report = serde_json::json!({"status": "ok", "serials": {t.to_string(): 5}});
     let node_client = Client::new(&w, srv[1].addr, Some(&node));
-    let (st, _, _) = node_client
-        .request(
-            "POST",
-            &format!("/v1/reports/{}", mac(1)),
-            serde_json::to_vec(&report).expect("json"),
-        )
-        .await;
+    let st = post_report(&node_client, 1, &report).await;
     assert_eq!(st, 202);
     for s in &srv {
         let admin = Client::new(&w, s.addr, Some(&w.admin));
@@ -228,13 +230,7 @@ async fn with_etcd_gone_cached_boots_work_and_writes_get_503_until_it_returns() 
     assert_eq!(h["retry-after"], "3");
     let report = serde_json::json!({"status": "ok"});
     let nc = Client::new(&w, srv[1].addr, Some(&node));
-    let (st, _, _) = nc
-        .request(
-            "POST",
-            &format!("/v1/reports/{}", mac(4)),
-            serde_json::to_vec(&report).expect("json"),
-        )
-        .await;
+    let st = post_report(&nc, 4, &report).await;
     assert_eq!(st, 503, "a report is not acknowledged while etcd is gone");
 
     cluster.restart_stopped();
@@ -262,13 +258,7 @@ async fn with_etcd_gone_cached_boots_work_and_writes_get_503_until_it_returns() 
     })
     .await;
     assert!(srv[1].metric("satchel_store_cache_hits_total").await > Some(0.0));
-    let (st, _, _) = nc
-        .request(
-            "POST",
-            &format!("/v1/reports/{}", mac(4)),
-            serde_json::to_vec(&report).expect("json"),
-        )
-        .await;
+    let st = post_report(&nc, 4, &report).await;
     assert_eq!(st, 202);
 }
 

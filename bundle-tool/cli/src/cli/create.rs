@@ -127,15 +127,7 @@ pub fn server_serials(server: &ServerArgs) -> anyhow::Result<BTreeMap<String, u6
     if !server.configured()? {
         return Ok(BTreeMap::new());
     }
-    let v = super::fleet::get_json(server, "/v1/bundles", "the published serials")?;
-    Ok(v["highest_serials"]
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .filter_map(|(t, s)| Some((t.clone(), s.as_u64()?)))
-                .collect()
-        })
-        .unwrap_or_default())
+    Ok(super::publish::published(server)?.highest)
 }
 
 /// One above the highest of `known` for `target` (1 when none is known).

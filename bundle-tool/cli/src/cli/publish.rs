@@ -154,12 +154,15 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
 
 /// What is published now, per target: serial and payload sha256, and the
 /// highest serial ever.
-struct Published {
-    current: BTreeMap<String, (u64, String)>,
-    highest: BTreeMap<String, u64>,
+pub struct Published {
+    /// Per target: the current serial and its payload sha256 (hex).
+    pub current: BTreeMap<String, (u64, String)>,
+    /// Per target: the highest serial ever published (kept across DELETE).
+    pub highest: BTreeMap<String, u64>,
 }
 
-fn published(server: &ServerArgs) -> anyhow::Result<Published> {
+/// `GET /v1/bundles`, as [`Published`].
+pub fn published(server: &ServerArgs) -> anyhow::Result<Published> {
     let v = super::fleet::get_json(server, "/v1/bundles", "the published bundles")?;
     let current = v["bundles"]
         .as_array()

@@ -153,19 +153,15 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         .to_bytes()
         .context("cannot write the re-signed manifest")?;
     let signature = key.sign(&manifest_bytes);
+    // The old payload.age, streamed from the pulled bytes into the new container.
     let (_, payload) = read_header(Cursor::new(&old_bytes[..]))?;
     let payload_size = payload.size();
-    let mut payload_bytes = Vec::new();
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(payload, payload_size),
-        &mut payload_bytes,
-    )?;
     let mtime = u64::try_from(now.unix_timestamp()).unwrap_or(0);
     let bundle = write_container(
         Vec::new(),
         &manifest_bytes,
         &signature,
-        &payload_bytes[..],
+        payload,
         payload_size,
         mtime,
     )?;
