@@ -33,7 +33,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::layout;
 use crate::ledger::{CertKind, Event, Ledger, LedgerError};
 use crate::profile::{self, Curve, LeafRequest, ProfileError};
-use crate::scope::{AdminName, Scope};
+use crate::scope::{self, AdminName, Domain, Scope};
 use crate::serial::{parse_serial, serial_hex, SerialError};
 
 /// How long a CRL is valid when `crl --next-update-days` is not given.
@@ -234,6 +234,9 @@ impl KeySecret {
 pub struct InitOptions {
     /// The CA's subject CN.
     pub name: String,
+    /// The deployment's domain: the authority of every scope URI this CA
+    /// issues, named in its own certificate ([`crate::scope`]).
+    pub domain: Domain,
     /// Key curve.
     pub curve: Curve,
     /// Validity in days.
@@ -244,18 +247,19 @@ pub struct InitOptions {
 
 impl InitOptions {
     /// Defaults with a passphrase-encrypted key.
-    pub fn new(name: impl Into<String>, key: KeySecret) -> Self {
+    pub fn new(name: impl Into<String>, domain: Domain, key: KeySecret) -> Self {
         InitOptions {
             name: name.into(),
+            domain,
             curve: Curve::P256,
             validity_days: profile::CA_VALIDITY_DAYS,
             key,
         }
     }
 
-    /// Defaults with a plaintext key: for tests.
+    /// Defaults with a plaintext key, under [`TEST_DOMAIN`]: for tests.
     pub fn insecure(name: impl Into<String>) -> Self {
-        Self::new(name, KeySecret::InsecurePlaintext)
+        Self::new(name, test_domain(), KeySecret::InsecurePlaintext)
     }
 }
 
@@ -436,12 +440,24 @@ impl std::str::FromStr for Reason {
     }
 }
 
+/// The domain of test and demo CAs: under `.test`, which RFC 6761 reserves
+/// for testing, so it never names anybody's real deployment.
+pub const TEST_DOMAIN: &str = "satchel.test";
+
+/// [`TEST_DOMAIN`] as a [`Domain`].
+pub fn test_domain() -> Domain {
+    Domain::parse(TEST_DOMAIN).unwrap_or_else(|_| unreachable!("TEST_DOMAIN is a valid domain"))
+}
+
 /// An open CA directory.
 pub struct Ca {
     dir: PathBuf,
     cert_pem: String,
     cert_der: CertificateDer<'static>,
     key: KeyPair,
+    /// The domain its certificate names (`None` for a CA made before scope
+    /// URIs carried one: it can still issue server certificates).
+    domain: Option<Domain>,
 }
 
 impl fmt::Debug for Ca {
@@ -459,6 +475,15 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, CaError> {
         return Err(CaError::Key(format!("{} is too large", path.display())));
     }
     std::fs::read(path).map_err(io_err(path))
+}
+
+/// The deployment domain a CA certificate names ([`scope::domain_of_ca`]).
+pub fn ca_domain(x: &X509Certificate<'_>) -> Option<Domain> {
+    let san = x.subject_alternative_name().ok()??;
+    scope::domain_of_ca(san.value.general_names.iter().filter_map(|n| match n {
+        x509_parser::extensions::GeneralName::URI(u) => Some(*u),
+        _ => None,
+    }))
 }
 
 fn san_text(s: &SanType) -> String {
@@ -490,7 +515,7 @@ impl Ca {
         if cert_path.exists() {
             return Err(CaError::AlreadyInitialized(dir.to_path_buf()));
         }
-        let params = profile::ca_params(&opts.name, opts.validity_days, now)?;
+        let params = profile::ca_params(&opts.name, &opts.domain, opts.validity_days, now)?;
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let key = KeyPair::generate_for(opts.curve.algorithm())
             .map_err(|e| CaError::Sign(e.to_string()))?;
@@ -519,6 +544,7 @@ impl Ca {
             cert_pem: cert.pem(),
             cert_der: cert.der().clone(),
             key,
+            domain: Some(opts.domain.clone()),
         };
         let (_, x) = X509Certificate::from_der(ca.cert_der.as_ref())
             .map_err(|e| CaError::Cert(e.to_string()))?;
@@ -582,11 +608,13 @@ impl Ca {
             )));
         }
         let cert_pem = String::from_utf8_lossy(&cert_pem_bytes).into_owned();
+        let domain = ca_domain(&x);
         Ok(Ca {
             dir: dir.to_path_buf(),
             cert_pem,
             cert_der,
             key,
+            domain,
         })
     }
 
@@ -598,6 +626,12 @@ impl Ca {
     /// The CA directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The deployment domain its certificate names, under which it issues
+    /// scope URIs; `None` for a CA made by an older `satchel-pki`.
+    pub fn domain(&self) -> Option<&Domain> {
+        self.domain.as_ref()
     }
 
     /// The CA certificate (PEM).
@@ -688,7 +722,7 @@ impl Ca {
     ) -> Result<Issued, CaError> {
         let kind = req.kind();
         let days = days.unwrap_or_else(|| profile::default_validity_days(kind));
-        let params = profile::leaf_params(req, days, now)?;
+        let params = profile::leaf_params(req, self.domain.as_ref(), days, now)?;
         let ca_not_after = self.not_after()?;
         if params.not_after > ca_not_after {
             return Err(CaError::OutlivesCa {

@@ -51,4 +51,4 @@ pub mod tls;
 
 pub use identity::{AuthError, PeerIdentity};
 pub use node_config::{NodeConfig, NodeConfigError, NODE_CONFIG_FILE};
-pub use scope::{AdminName, Scope, ScopeError};
+pub use scope::{AdminName, Domain, Scope, ScopeError};

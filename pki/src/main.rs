@@ -34,7 +34,7 @@ use satchel_pki::enroll::EnrollOptions;
 use satchel_pki::layout;
 use satchel_pki::ledger;
 use satchel_pki::profile::Curve;
-use satchel_pki::scope::AdminName;
+use satchel_pki::scope::{AdminName, Domain};
 use serde_json::{json, Value};
 
 /// Environment variable holding the CA key passphrase.
@@ -62,6 +62,11 @@ enum Cmd {
         /// The CA's name (subject CN).
         #[arg(long)]
         name: String,
+        /// The deployment's domain (e.g. example.net): every scope URI this
+        /// CA issues is https://DOMAIN/satchel/KIND/NAME, and the CA's own
+        /// certificate names it. A name you control; nothing is fetched from it.
+        #[arg(long, value_parser = parse_domain)]
+        domain: Domain,
         /// Use ECDSA P-384 for the CA key.
         #[arg(long)]
         p384: bool,
@@ -548,12 +553,17 @@ fn man(dir: Option<&Path>, out: Out) -> Result<()> {
     }
 }
 
+fn parse_domain(s: &str) -> Result<Domain, String> {
+    Domain::parse(s).map_err(|e| e.to_string())
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     let dir = cli.dir;
     let out = Out { json: cli.json };
     match cli.cmd {
         Cmd::Init {
             name,
+            domain,
             p384,
             validity_days,
             insecure_plaintext_key,
@@ -566,6 +576,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let opts = InitOptions {
                 name,
+                domain,
                 curve: if p384 { Curve::P384 } else { Curve::P256 },
                 validity_days,
                 key,

@@ -5,13 +5,14 @@
 //!
 //! | kind   | basicConstraints        | keyUsage                       | EKU        | SAN                      | default validity |
 //! |--------|-------------------------|--------------------------------|------------|--------------------------|------------------|
-//! | CA     | critical, CA:true, pathLen 0 | critical keyCertSign, cRLSign | none  | none                     | [`CA_VALIDITY_DAYS`] |
+//! | CA     | critical, CA:true, pathLen 0 | critical keyCertSign, cRLSign | none  | `https://D/satchel/ca`   | [`CA_VALIDITY_DAYS`] |
 //! | server | critical, CA:false      | critical digitalSignature      | serverAuth | DNS names and IPs        | [`SERVER_VALIDITY_DAYS`] |
-//! | host   | critical, CA:false      | critical digitalSignature      | clientAuth | `satchel:host:<mac>` (+ `satchel:site:<s>`) | [`NODE_VALIDITY_DAYS`] |
-//! | site   | critical, CA:false      | critical digitalSignature      | clientAuth | `satchel:site:<s>`       | [`NODE_VALIDITY_DAYS`] |
-//! | admin  | critical, CA:false      | critical digitalSignature      | clientAuth | `satchel:admin:<name>`   | [`ADMIN_VALIDITY_DAYS`] |
+//! | host   | critical, CA:false      | critical digitalSignature      | clientAuth | `https://D/satchel/host/<mac>` (+ `…/site/<s>`) | [`NODE_VALIDITY_DAYS`] |
+//! | site   | critical, CA:false      | critical digitalSignature      | clientAuth | `https://D/satchel/site/<s>` | [`NODE_VALIDITY_DAYS`] |
+//! | admin  | critical, CA:false      | critical digitalSignature      | clientAuth | `https://D/satchel/admin/<name>` | [`ADMIN_VALIDITY_DAYS`] |
 //!
-//! Scope URIs have no authority (see [`crate::scope`]); server DNS names
+//! D is the deployment's domain, given to `init` and named by the CA's own
+//! certificate (see [`crate::scope`]); server DNS names
 //! follow the preferred name syntax ([`parse_dns_name`]).
 //!
 //! Every certificate: a random positive serial of 128 bits ([`random_serial`]),
@@ -30,7 +31,7 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use crate::ledger::CertKind;
-use crate::scope::Scope;
+use crate::scope::{self, Domain, Scope};
 
 /// CA validity when `init --validity-days` is not given (10 years).
 pub const CA_VALIDITY_DAYS: u32 = 3650;
@@ -77,6 +78,11 @@ pub enum ProfileError {
     /// A CA name that is empty, too long or has control characters.
     #[error("invalid CA name {0:?} (1–64 printable characters)")]
     CaName(String),
+    /// A client certificate asked of a CA that names no deployment domain.
+    #[error(
+        "this CA's certificate names no deployment domain (it was created by an older satchel-pki), so it cannot issue scope URIs; create a new CA with `satchel-pki init --domain DOMAIN` and reissue"
+    )]
+    NoDomain,
 }
 
 /// The curve of the CA key (leaves are always P-256).
@@ -188,6 +194,7 @@ fn cn(name: &str) -> DistinguishedName {
 /// The CA's parameters.
 pub fn ca_params(
     name: &str,
+    domain: &Domain,
     days: u32,
     now: OffsetDateTime,
 ) -> Result<CertificateParams, ProfileError> {
@@ -200,7 +207,8 @@ pub fn ca_params(
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     p.extended_key_usages = Vec::new();
-    p.subject_alt_names = Vec::new();
+    // The deployment's domain, under which every scope URI is issued.
+    p.subject_alt_names = vec![uri_san(scope::ca_uri(domain))?];
     p.use_authority_key_identifier_extension = false;
     p.key_identifier_method = KeyIdMethod::Sha256;
     Ok(p)
@@ -244,9 +252,21 @@ impl LeafRequest {
     }
 }
 
-/// A leaf's parameters. `days` is the validity (see [`check_validity`]).
+/// A SAN URI entry. Scope and CA URIs are ASCII by construction.
+fn uri_san(uri: String) -> Result<SanType, ProfileError> {
+    let ia5 = uri
+        .clone()
+        .try_into()
+        .map_err(|_| ProfileError::DnsName(uri))?;
+    Ok(SanType::URI(ia5))
+}
+
+/// A leaf's parameters. `days` is the validity (see [`check_validity`]);
+/// `domain` is the CA's deployment domain, which a client certificate's
+/// scope URIs need.
 pub fn leaf_params(
     req: &LeafRequest,
+    domain: Option<&Domain>,
     days: u32,
     now: OffsetDateTime,
 ) -> Result<CertificateParams, ProfileError> {
@@ -283,14 +303,10 @@ pub fn leaf_params(
             }
         }
         LeafRequest::Client(scope) => {
+            let domain = domain.ok_or(ProfileError::NoDomain)?;
             p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            for uri in scope.uris() {
-                // Scope URIs are ASCII by construction.
-                let ia5 = uri
-                    .clone()
-                    .try_into()
-                    .map_err(|_| ProfileError::DnsName(uri.clone()))?;
-                p.subject_alt_names.push(SanType::URI(ia5));
+            for uri in scope.uris(domain) {
+                p.subject_alt_names.push(uri_san(uri)?);
             }
         }
     }

@@ -104,7 +104,7 @@ impl TestCa {
     }
 
     /// A client certificate carrying these scope URIs
-    /// (`satchel:host:<mac>`, `satchel:admin:<name>`, …).
+    /// (`https://satchel.test/satchel/host/<mac>`, `https://satchel.test/satchel/admin/<name>`, …).
     pub fn client(&self, uris: &[String]) -> CertKey {
         let sans = uris
             .iter()
@@ -175,9 +175,9 @@ impl NodeImage {
     /// keys, identities, signer, and `satchel.toml`.
     pub fn create(dir: &Path, ca: &TestCa, spec: &ImageSpec) -> NodeImage {
         std::fs::create_dir_all(dir).expect("image dir");
-        let mut uris = vec![format!("satchel:host:{}", spec.mac)];
+        let mut uris = vec![format!("https://satchel.test/satchel/host/{}", spec.mac)];
         if let Some(s) = &spec.site {
-            uris.push(format!("satchel:site:{s}"));
+            uris.push(format!("https://satchel.test/satchel/site/{s}"));
         }
         let node = ca.client(&uris);
         std::fs::write(dir.join("ca.crt"), &ca.cert_pem).expect("ca");

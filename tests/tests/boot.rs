@@ -1002,7 +1002,14 @@ impl Fleet {
             v.extend_from_slice(args);
             cli("satchel-pki", &v, d)
         };
-        pki(&["init", "--name", "boot test CA", "--insecure-plaintext-key"]);
+        pki(&[
+            "init",
+            "--domain",
+            "satchel.test",
+            "--name",
+            "boot test CA",
+            "--insecure-plaintext-key",
+        ]);
         pki(&["issue", "server", "--dns", SERVER_NAME, "--out", "server"]);
         pki(&["issue", "admin", "--name", "alice", "--out", "admin"]);
         pki(&["crl", "--out", "crl.pem"]);

@@ -13,6 +13,7 @@ use super::cert::Cert;
 use super::lints::{self, Finding};
 use super::report::LedgerReport;
 use crate::ledger::{CertKind, Event, Ledger, LEDGER_FILE};
+use crate::scope::Scope;
 
 /// Most ledger problems quoted in one finding; the rest are counted.
 pub const MAX_PROBLEMS_SHOWN: usize = 5;
@@ -36,10 +37,15 @@ pub struct LedgerView {
     sites: BTreeMap<String, (Vec<String>, Vec<String>)>,
 }
 
-/// The site a ledger SAN list names (`uri:satchel:site:<name>`), if any.
-fn site_of(sans: &[String]) -> Option<&str> {
-    sans.iter()
-        .find_map(|s| s.strip_prefix("uri:satchel:site:"))
+/// The site a ledger SAN list (`uri:https://DOMAIN/satchel/site/<name>`, …)
+/// names, if its URIs form a valid host or site scope.
+fn site_of(sans: &[String]) -> Option<String> {
+    let uris = sans.iter().filter_map(|s| s.strip_prefix("uri:"));
+    match Scope::from_uris(uris).ok()? {
+        Scope::Host { site, .. } => site.map(|s| s.to_string()),
+        Scope::Site(s) => Some(s.to_string()),
+        Scope::Admin(_) => None,
+    }
 }
 
 /// Reads the ledger of `dir` and, when the audited CA is known, verifies it.
@@ -74,7 +80,7 @@ pub fn read(dir: &Path, ca_der: Option<&[u8]>) -> LedgerView {
             if v.revoked.contains(serial) {
                 continue;
             }
-            let entry = v.sites.entry(site.to_string()).or_default();
+            let entry = v.sites.entry(site).or_default();
             match kind {
                 CertKind::Site => entry.0.push(serial.clone()),
                 CertKind::Host => entry.1.push(serial.clone()),

@@ -205,13 +205,19 @@ lints! {
         "Host certificate naming more than one MAC.",
         "Issue one certificate per node.";
     E_SCOPE_URI_INVALID = "e_scope_uri_invalid", Error,
-        "Client certificate whose satchel: URIs do not form exactly one valid scope.",
-        "Reissue it with one canonical scope URI (satchel:host:aa-bb-cc-dd-ee-ff, satchel:site:NAME, satchel:admin:NAME).";
+        "Client certificate whose scope URIs (https://DOMAIN/satchel/...) do not form exactly one valid scope.",
+        "Reissue it with one canonical scope URI (https://DOMAIN/satchel/host/aa-bb-cc-dd-ee-ff, .../site/NAME, .../admin/NAME).";
     E_SCOPE_URI_OLD_FORM = "e_scope_uri_old_form", Error,
-        "Certificate with a scope URI of the old form satchel://KIND/NAME, whose authority is not a host name (RFC 5280 4.2.1.6); servers refuse it as a scope.",
-        "Reissue it with satchel-pki issue or enroll (they write satchel:KIND:NAME), deploy it, then revoke the old certificate.";
+        "Certificate with a scope URI of an older form, satchel://KIND/NAME (its authority is not a host name, RFC 5280 4.2.1.6) or satchel:KIND:NAME (a scheme linters reject); servers refuse it as a scope.",
+        "Reissue it with satchel-pki issue or enroll (they write https://DOMAIN/satchel/KIND/NAME), deploy it, then revoke the old certificate.";
+    E_SCOPE_URI_FOREIGN_DOMAIN = "e_scope_uri_foreign_domain", Error,
+        "Client certificate whose scope URIs name a domain other than the one the audited CA's certificate names.",
+        "Reissue it with this CA (satchel-pki issue or enroll use the CA's domain), then revoke the old certificate.";
+    W_CA_NAMES_NO_DOMAIN = "w_ca_names_no_domain", Warning,
+        "CA certificate without the SAN URI https://DOMAIN/satchel/ca naming its deployment's domain: it was made by an older satchel-pki and cannot issue scope URIs.",
+        "Create a new CA with satchel-pki init --domain DOMAIN, reissue every certificate under it, and retire this one.";
     E_SERVER_HAS_SCOPE_URI = "e_server_has_scope_uri", Error,
-        "Server certificate that also carries a satchel: scope URI.",
+        "Server certificate that also carries a satchel scope URI.",
         "Reissue the server certificate with DNS/IP names only.";
     E_SAN_URI_SYNTAX = "e_san_uri_syntax", Error,
         "subjectAltName URI that is not an absolute RFC 3986 URI (a scheme, a colon, a non-empty scheme-specific part of URI characters).",
@@ -334,6 +340,7 @@ const CERT_CHECKS: &[(&Lint, CertCheck)] = &[
     (&E_CA_MISSING_KEY_CERT_SIGN, ca_missing_key_cert_sign),
     (&E_CA_MISSING_CRL_SIGN, ca_missing_crl_sign),
     (&E_CA_BASIC_CONSTRAINTS_NOT_CRITICAL, ca_bc_not_critical),
+    (&W_CA_NAMES_NO_DOMAIN, ca_names_no_domain),
     (&E_LEAF_IS_CA, leaf_is_ca),
     (&E_LEAF_PATH_LEN_PRESENT, leaf_path_len),
     (&E_LEAF_KEY_USAGE_CERT_SIGN, leaf_cert_sign),
@@ -382,6 +389,11 @@ pub fn lint_cert(c: &Cert, ctx: &Context) -> Vec<Finding> {
 
 fn extension_invalid(c: &Cert, _: &Context) -> Option<String> {
     (!c.bad_extensions.is_empty()).then(|| c.bad_extensions.join("; "))
+}
+
+fn ca_names_no_domain(c: &Cert, _: &Context) -> Option<String> {
+    (c.kind() == Kind::Ca && scope::domain_of_ca(c.uris()).is_none())
+        .then(|| "no SAN URI https://DOMAIN/satchel/ca".to_string())
 }
 
 fn ca_missing_key_cert_sign(c: &Cert, _: &Context) -> Option<String> {
@@ -956,6 +968,18 @@ fn issuer_checks(v: &SetView<'_>, out: &mut Vec<Finding>) {
             continue;
         };
         let ca = &v.certs[ca_i];
+        if let (Some(want), Ok((_, got))) = (
+            scope::domain_of_ca(ca.uris()),
+            scope::Scope::from_uris_with_domain(c.uris()),
+        ) {
+            if want != got {
+                out.push(finding(
+                    &E_SCOPE_URI_FOREIGN_DOMAIN,
+                    c,
+                    format!("scope URIs name {got}, the CA names {want}"),
+                ));
+            }
+        }
         if c.signature_verifies_with(ca) == Some(false) {
             out.push(finding(
                 &E_SIGNATURE_INVALID,

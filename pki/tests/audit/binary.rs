@@ -74,7 +74,14 @@ fn the_binary_audits_what_it_issued() {
     let d = t.path().join("pki");
     ok(
         &d,
-        &["init", "--name", "Binary CA", "--insecure-plaintext-key"],
+        &[
+            "init",
+            "--domain",
+            "satchel.test",
+            "--name",
+            "Binary CA",
+            "--insecure-plaintext-key",
+        ],
     );
     let out = |name: &str| d.join(name).to_str().unwrap().to_string();
     ok(

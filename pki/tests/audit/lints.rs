@@ -152,6 +152,12 @@ lint_test!(e_ca_missing_key_cert_sign, {
     ca_in_dir(p)
 });
 
+lint_test!(w_ca_names_no_domain, {
+    let mut p = ca_params("Older CA");
+    p.subject_alt_names = Vec::new();
+    ca_in_dir(p)
+});
+
 lint_test!(e_ca_missing_crl_sign, {
     let mut p = ca_params("No CRLSign CA");
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign];
@@ -245,19 +251,20 @@ lint_test!(e_client_san_wildcard, {
 lint_test!(e_host_multiple_macs, {
     let mut p = leaf_params(LeafKind::Host);
     p.subject_alt_names
-        .push(uri("satchel:host:aa-bb-cc-dd-ee-00"));
+        .push(uri("https://satchel.test/satchel/host/aa-bb-cc-dd-ee-00"));
     leaf_in_dir(p)
 });
 
 lint_test!(e_scope_uri_invalid, {
     let mut p = leaf_params(LeafKind::Host);
-    p.subject_alt_names = vec![uri("satchel:host:AA:BB:CC:DD:EE:FF")];
+    p.subject_alt_names = vec![uri("https://satchel.test/satchel/host/AA:BB:CC:DD:EE:FF")];
     leaf_in_dir(p)
 });
 
 lint_test!(e_server_has_scope_uri, {
     let mut p = leaf_params(LeafKind::Server);
-    p.subject_alt_names.push(uri("satchel:printer:x"));
+    p.subject_alt_names
+        .push(uri("https://satchel.test/satchel/printer/x"));
     leaf_in_dir(p)
 });
 
@@ -270,9 +277,23 @@ lint_test!(e_scope_uri_old_form, {
     leaf_in_dir(p)
 });
 
+#[test]
+fn e_scope_uri_old_form_also_flags_the_authorityless_form() {
+    let mut p = leaf_params(LeafKind::Admin);
+    p.subject_alt_names = vec![uri("satchel:admin:alice")];
+    check("e_scope_uri_old_form", leaf_in_dir(p));
+}
+
+lint_test!(e_scope_uri_foreign_domain, {
+    let mut p = leaf_params(LeafKind::Site);
+    p.subject_alt_names = vec![uri("https://other.example.net/satchel/site/dc1")];
+    leaf_in_dir(p)
+});
+
 lint_test!(e_san_uri_syntax, {
     let mut p = leaf_params(LeafKind::Admin);
-    p.subject_alt_names.push(uri("satchel:admin:al ice"));
+    p.subject_alt_names
+        .push(uri("https://satchel.test/satchel/admin/al ice"));
     leaf_in_dir(p)
 });
 

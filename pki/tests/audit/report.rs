@@ -494,9 +494,23 @@ fn html_page_holds_every_certificate_and_finding_and_loads_nothing() {
         );
         assert!(page.contains(&esc(f.hint)));
     }
+    // Nothing that loads or leaves the page. URIs appear as text (scope
+    // URIs are https://DOMAIN/satchel/…), never as a link target.
     let lower = page.to_ascii_lowercase();
     for forbidden in [
-        "<script", "src=", "<link", "@import", "url(", "http://", "https://",
+        "<script",
+        "src=",
+        "<link",
+        "@import",
+        "url(",
+        "href=\"http",
+        "href='http",
+        "href=http",
+        "action=",
+        "<form",
+        "<iframe",
+        "<object",
+        "<embed",
     ] {
         assert!(!lower.contains(forbidden), "page contains {forbidden}");
     }
@@ -873,7 +887,7 @@ fn inventory_agrees_with_openssl() {
     use sha2::Digest;
     assert_eq!(c.spki_sha256, hex::encode(sha2::Sha256::digest(&spki)));
     let text = openssl_out(&["x509", "-noout", "-text"], leaf.pem.as_bytes());
-    assert!(text.contains(&format!("URI:satchel:host:{MAC}")));
+    assert!(text.contains(&format!("URI:https://satchel.test/satchel/host/{MAC}")));
     assert_eq!(c.scope.as_deref(), Some(format!("host/{MAC}").as_str()));
 }
 

@@ -45,8 +45,13 @@ pub fn ca_params(cn: &str) -> CertificateParams {
     p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     p.key_identifier_method = KeyIdMethod::Sha256;
+    // The deployment's domain, which every scope URI of `leaf_params` names.
+    p.subject_alt_names = vec![uri(&format!("https://{DOMAIN}/satchel/ca"))];
     p
 }
+
+/// The deployment domain of the audit tests' CA and leaves.
+pub const DOMAIN: &str = "satchel.test";
 
 pub struct Ca {
     pub key: KeyPair,
@@ -161,21 +166,37 @@ pub fn leaf_params(kind: LeafKind) -> CertificateParams {
             MAC,
             365,
             vec![
-                SanType::URI(format!("satchel:host:{MAC}").try_into().expect("uri")),
-                SanType::URI("satchel:site:dc1".try_into().expect("uri")),
+                SanType::URI(
+                    format!("https://satchel.test/satchel/host/{MAC}")
+                        .try_into()
+                        .expect("uri"),
+                ),
+                SanType::URI(
+                    "https://satchel.test/satchel/site/dc1"
+                        .try_into()
+                        .expect("uri"),
+                ),
             ],
             ExtendedKeyUsagePurpose::ClientAuth,
         ),
         LeafKind::Site => (
             "dc1",
             365,
-            vec![SanType::URI("satchel:site:dc1".try_into().expect("uri"))],
+            vec![SanType::URI(
+                "https://satchel.test/satchel/site/dc1"
+                    .try_into()
+                    .expect("uri"),
+            )],
             ExtendedKeyUsagePurpose::ClientAuth,
         ),
         LeafKind::Admin => (
             "alice",
             30,
-            vec![SanType::URI("satchel:admin:alice".try_into().expect("uri"))],
+            vec![SanType::URI(
+                "https://satchel.test/satchel/admin/alice"
+                    .try_into()
+                    .expect("uri"),
+            )],
             ExtendedKeyUsagePurpose::ClientAuth,
         ),
     };
@@ -296,7 +317,7 @@ pub fn openssl_leaf(key_args: &[&str], digest: &str) -> String {
         "-addext",
         "extendedKeyUsage=clientAuth",
         "-addext",
-        "subjectAltName=URI:satchel:admin:crafted",
+        "subjectAltName=URI:https://satchel.test/satchel/admin/crafted",
         "-addext",
         "keyUsage=critical,digitalSignature",
     ]);

@@ -78,6 +78,8 @@ fn init_issue_revoke_crl_verify_enroll() {
         pass,
         &[
             "init",
+            "--domain",
+            "satchel.test",
             "--name",
             "Example Boot CA",
             "--insecure-plaintext-key",
@@ -86,7 +88,14 @@ fn init_issue_revoke_crl_verify_enroll() {
     assert!(!pki(
         &dir,
         pass,
-        &["init", "--name", "Again", "--insecure-plaintext-key"]
+        &[
+            "init",
+            "--domain",
+            "satchel.test",
+            "--name",
+            "Again",
+            "--insecure-plaintext-key"
+        ]
     )
     .status
     .success());
@@ -351,7 +360,14 @@ fn init_issue_revoke_crl_verify_enroll() {
     ok(pki(
         &other,
         None,
-        &["init", "--name", "Other", "--insecure-plaintext-key"],
+        &[
+            "init",
+            "--domain",
+            "satchel.test",
+            "--name",
+            "Other",
+            "--insecure-plaintext-key",
+        ],
     ));
     std::fs::copy(other.join("ca.crt"), dir.join("stray.crt")).unwrap();
     let o = pki(&dir, None, &["ledger", "verify"]);
@@ -381,6 +397,8 @@ fn plaintext_key_warns_loudly_and_p384_works() {
         None,
         &[
             "init",
+            "--domain",
+            "satchel.test",
             "--name",
             "Test",
             "--p384",
@@ -418,7 +436,14 @@ fn hostile_command_line_values_are_refused() {
     let o = pki(
         &dir,
         None,
-        &["init", "--name", "Test", "--insecure-plaintext-key"],
+        &[
+            "init",
+            "--domain",
+            "satchel.test",
+            "--name",
+            "Test",
+            "--insecure-plaintext-key",
+        ],
     );
     assert!(o.status.success(), "{}", text(&o));
     let signer = signer_pub(tmp.path());
@@ -451,6 +476,8 @@ fn hostile_command_line_values_are_refused() {
     let long_serial = "ab".repeat(21);
     let cases: Vec<String> = [
         "init --name x".to_string(),
+        "init --domain localhost --name x".into(),
+        "init --domain example..net --name x".into(),
         "issue server --out {out}".into(),
         "issue server --dns *.example.test --out {out}".into(),
         "issue server --dns a..b --out {out}".into(),
@@ -559,6 +586,8 @@ fn passphrase_protects_the_ca_key() {
         pass,
         &[
             "init",
+            "--domain",
+            "satchel.test",
             "--name",
             "Example Boot CA",
             "--validity-days",
@@ -588,9 +617,13 @@ fn passphrase_protects_the_ca_key() {
     assert!(!o.status.success());
     assert!(text(&o).contains("passphrase"), "{}", text(&o));
     // init twice is refused.
-    assert!(!pki(&dir, pass, &["init", "--name", "Again"])
-        .status
-        .success());
+    assert!(!pki(
+        &dir,
+        pass,
+        &["init", "--domain", "satchel.test", "--name", "Again"]
+    )
+    .status
+    .success());
 
     let o = ok(pki(
         &dir,
@@ -670,7 +703,10 @@ fn the_passphrase_prompt_does_not_echo() {
     let dir = tmp.path().join("ca");
     let secret = "typed-on-a-terminal";
     let shown = on_terminal(
-        &format!("--dir {} init --name Terminal", dir.display()),
+        &format!(
+            "--dir {} init --domain satchel.test --name Terminal",
+            dir.display()
+        ),
         &[("CA key passphrase:", secret), ("again:", secret)],
     );
     assert!(shown.contains("CA created"), "{shown:?}");
@@ -679,7 +715,10 @@ fn the_passphrase_prompt_does_not_echo() {
     // Two different answers: refused, nothing created.
     let dir2 = tmp.path().join("ca2");
     let shown = on_terminal(
-        &format!("--dir {} init --name Terminal", dir2.display()),
+        &format!(
+            "--dir {} init --domain satchel.test --name Terminal",
+            dir2.display()
+        ),
         &[("CA key passphrase:", "one"), ("again:", "two")],
     );
     assert!(shown.contains("differ"), "{shown:?}");
@@ -704,7 +743,14 @@ fn completions_man_and_json_output() {
     ok(pki(
         &dir,
         None,
-        &["init", "--name", "J CA", "--insecure-plaintext-key"],
+        &[
+            "init",
+            "--domain",
+            "satchel.test",
+            "--name",
+            "J CA",
+            "--insecure-plaintext-key",
+        ],
     ));
     let out = tmp.path().join("h");
     let issued = json(pki(

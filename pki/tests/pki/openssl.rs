@@ -60,17 +60,17 @@ fn every_kind_verifies_and_shows_its_profile() {
         (
             &set.host,
             "TLS Web Client Authentication",
-            "URI:satchel:host:aa-bb-cc-dd-ee-ff, URI:satchel:site:dc1",
+            "URI:https://satchel.test/satchel/host/aa-bb-cc-dd-ee-ff, URI:https://satchel.test/satchel/site/dc1",
         ),
         (
             &set.site,
             "TLS Web Client Authentication",
-            "URI:satchel:site:dc1",
+            "URI:https://satchel.test/satchel/site/dc1",
         ),
         (
             &set.admin,
             "TLS Web Client Authentication",
-            "URI:satchel:admin:alice",
+            "URI:https://satchel.test/satchel/admin/alice",
         ),
     ];
     for (i, (issued, eku, san)) in cases.iter().enumerate() {

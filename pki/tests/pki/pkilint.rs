@@ -1,7 +1,8 @@
 //! What an independent linter says: DigiCert's pkilint (PyPI `pkilint`) on
 //! every certificate kind `satchel-pki` issues, its CRL and the CA→leaf
-//! chains, at WARNING level; and a crafted certificate of the old scope URI
-//! form, which pkilint and `satchel-pki audit` must both report.
+//! chains, at WARNING level, with 0 findings; and crafted certificates of
+//! the older scope URI forms, which pkilint and `satchel-pki audit` must
+//! both report.
 //!
 //! pkilint is required, never skipped: without its commands on PATH the
 //! test fails and says how to install it (`python3 -m pip install pkilint`).
@@ -65,21 +66,6 @@ fn lint_cert(f: &Path) -> Vec<Finding> {
     pkilint(CERT_LINT, &[], &[f])
 }
 
-/// pkilint 0.13 checks a URI with python `validators.url` 0.22 (pinned),
-/// which accepts only the schemes ftp, ftps, git, http, https, rtsp, sftp,
-/// ssh and telnet, always with a host: every URI of any other scheme gets
-/// `pkix.invalid_uri_syntax`, RFC 3986 and RFC 5280 §4.2.1.6 conforming or
-/// not (`urn:`, `spiffe://`, our `satchel:host:…`). This is the one finding
-/// a client certificate may still carry, and only on a well-formed
-/// `satchel:KIND:NAME` scope URI; `e_san_uri_syntax` and
-/// `e_san_uri_authority_not_fqdn` of our own audit check the RFC rules.
-fn is_scheme_allow_list_finding(f: &Finding) -> bool {
-    f.code == "pkix.invalid_uri_syntax"
-        && ["satchel:host:", "satchel:site:", "satchel:admin:"]
-            .iter()
-            .any(|p| f.message.contains(&format!("\"{p}")))
-}
-
 #[test]
 fn every_kind_the_ca_issues_passes_pkilint() {
     let (tmp, ca) = test_ca();
@@ -104,26 +90,22 @@ fn every_kind_the_ca_issues_passes_pkilint() {
     let crl_file = write(dir, "crl.pem", crl.pem.as_bytes());
 
     let leaves = [
-        ("server", &server, false),
-        ("host", &host, true),
-        ("host-with-site", &host_site, true),
-        ("site", &site_cert, true),
-        ("admin", &admin_cert, true),
+        ("server", &server),
+        ("host", &host),
+        ("host-with-site", &host_site),
+        ("site", &site_cert),
+        ("admin", &admin_cert),
     ];
     let mut report = Vec::new();
     let mut unexpected = Vec::new();
     let ca_findings = lint_cert(&ca_file);
     report.push(format!("ca: {}", ca_findings.len()));
     unexpected.extend(ca_findings.into_iter().map(|f| ("ca".to_string(), f)));
-    for (name, issued, client) in leaves {
+    for (name, issued) in leaves {
         let f: PathBuf = write(dir, &format!("{name}.pem"), issued.cert_pem.as_bytes());
         let findings = lint_cert(&f);
         report.push(format!("{name}: {}", findings.len()));
-        for x in findings {
-            if !(client && is_scheme_allow_list_finding(&x)) {
-                unexpected.push((name.to_string(), x));
-            }
-        }
+        unexpected.extend(findings.into_iter().map(|x| (name.to_string(), x)));
         let chain = pkilint(CHAIN_LINT, &[], &[&ca_file, &f]);
         report.push(format!("ca->{name}: {}", chain.len()));
         unexpected.extend(chain.into_iter().map(|x| (format!("ca->{name}"), x)));
@@ -136,8 +118,28 @@ fn every_kind_the_ca_issues_passes_pkilint() {
 }
 
 #[test]
-fn the_old_scope_form_is_reported_by_pkilint_and_by_our_audit() {
+fn the_old_scope_forms_are_reported_by_pkilint_and_by_our_audit() {
     let (tmp, ca) = test_ca();
+    // The authority-less form of the previous release: conforming to the
+    // RFCs, but pkilint rejects the scheme, and servers refuse it.
+    let (pem, _key, _der) = crafted(
+        &ca,
+        vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth],
+        &["satchel:host:52-54-00-00-00-01", "satchel:site:dc1"],
+    );
+    let f = write(tmp.path(), "colon.pem", pem.as_bytes());
+    let theirs = lint_cert(&f);
+    assert!(
+        theirs
+            .iter()
+            .any(|x| x.code == "pkix.invalid_uri_syntax" && x.severity == "ERROR"),
+        "pkilint did not report the satchel:KIND:NAME form: {theirs:?}"
+    );
+    let mut input = AuditInput::new(ca.dir());
+    input.extra.push(f);
+    let ids = audit::audit(&input).unwrap().finding_ids();
+    assert!(ids.contains(&"e_scope_uri_old_form"), "{ids:?}");
+
     let (pem, _key, _der) = crafted(
         &ca,
         vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth],

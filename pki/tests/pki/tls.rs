@@ -265,7 +265,11 @@ pub fn crafted(
 fn client_certificate_without_client_auth_eku_is_refused_by_authorization() {
     let (_tmp, ca) = test_ca();
     let set = issue_set(&ca);
-    let (pem, key, der) = crafted(&ca, vec![], &["satchel:host:aa-bb-cc-dd-ee-ff"]);
+    let (pem, key, der) = crafted(
+        &ca,
+        vec![],
+        &["https://satchel.test/satchel/host/aa-bb-cc-dd-ee-ff"],
+    );
     // rustls-webpki lets it through the handshake…
     let client = client_config(
         ca.cert_pem().as_bytes(),
@@ -286,7 +290,7 @@ fn client_certificate_without_client_auth_eku_is_refused_by_authorization() {
     let (_, _, server_only) = crafted(
         &ca,
         vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth],
-        &["satchel:host:aa-bb-cc-dd-ee-ff"],
+        &["https://satchel.test/satchel/host/aa-bb-cc-dd-ee-ff"],
     );
     assert_eq!(
         PeerIdentity::from_cert_der(&server_only),
@@ -296,12 +300,18 @@ fn client_certificate_without_client_auth_eku_is_refused_by_authorization() {
     for uris in [
         &[][..],
         &["https://example.test/"][..],
-        &["satchel:host:AA-BB-CC-DD-EE-FF"][..],
+        &["https://satchel.test/satchel/host/AA-BB-CC-DD-EE-FF"][..],
         // The old form, refused: its authority is not a host name.
         &["satchel://host/aa-bb-cc-dd-ee-ff"][..],
         &["satchel://admin/alice"][..],
-        &["satchel:admin:alice", "satchel:site:dc1"][..],
-        &["satchel:site:dc1", "satchel:site:dc2"][..],
+        &[
+            "https://satchel.test/satchel/admin/alice",
+            "https://satchel.test/satchel/site/dc1",
+        ][..],
+        &[
+            "https://satchel.test/satchel/site/dc1",
+            "https://satchel.test/satchel/site/dc2",
+        ][..],
     ] {
         let (_, _, der) = crafted(&ca, client_auth(), uris);
         assert!(
