@@ -207,6 +207,11 @@ impl World {
             error.contains(&target.to_string()) && error.contains("nothing was applied"),
             "{case}: the report's error does not name {target}: {node}"
         );
+        assert_eq!(
+            node["last_refused"],
+            target.to_string(),
+            "{case}: the report's refused field does not name {target}: {node}"
+        );
         // Nothing applied: the report names no serial, not even the site's.
         assert!(
             node["serials"].as_object().is_none_or(|m| m.is_empty()),

@@ -56,6 +56,10 @@ pub struct ReportBody {
     /// Error text of a failed boot.
     #[serde(default)]
     pub error: Option<String>,
+    /// The target (`host/<mac>`, `site/<name>`) whose bundle was refused
+    /// or failed, making the whole boot apply nothing.
+    #[serde(default)]
+    pub refused: Option<String>,
     /// The fetcher's version.
     #[serde(default)]
     pub fetcher_version: Option<String>,
@@ -137,6 +141,9 @@ fn check_fields(body: &[u8], mac: Mac) -> Result<ReportBody, ApiError> {
         return Err(bad(
             "serials and payloads keys are host/<mac> or site/<name>".into(),
         ));
+    }
+    if !r.refused.iter().all(canonical_target) {
+        return Err(bad("refused is host/<mac> or site/<name>".into()));
     }
     let sha256_hex =
         |v: &String| v.len() == 64 && v.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
@@ -404,6 +411,10 @@ mod tests {
             r#"{"status":"ok","fetcher_version":"1 2"}"#.into(),
             r#"{"status":"ok","fetcher_version":"/"}"#.into(),
             r#"{"status":"ok","error":7}"#.into(),
+            r#"{"status":"failed","refused":"host/AA-BB-CC-DD-EE-FF"}"#.into(),
+            r#"{"status":"failed","refused":"../x"}"#.into(),
+            r#"{"status":"failed","refused":7}"#.into(),
+            r#"{"status":"failed","refused":"site/dc1","refused":"site/dc2"}"#.into(),
             r#"{"status":"ok","status":"failed"}"#.into(),
             deep,
             many,
@@ -435,6 +446,7 @@ mod tests {
             serials: serde_json::Value::Null,
             payloads,
             last_error: None,
+            last_refused: None,
             fetcher_version: None,
             last_report_id: "r".into(),
             reports: 1,

@@ -206,6 +206,10 @@ pub struct NodeRecord {
     pub payloads: serde_json::Value,
     /// Error of the last failed report, kept until a later one succeeds.
     pub last_error: Option<String>,
+    /// The target whose bundle the last failed report says was refused
+    /// (so that boot applied nothing), kept until a later one succeeds.
+    #[serde(default)]
+    pub last_refused: Option<String>,
     /// Fetcher version of the last report.
     pub fetcher_version: Option<String>,
     /// Id of the last report.
@@ -247,6 +251,10 @@ impl NodeRecord {
             .get("error")
             .and_then(|v| v.as_str())
             .map(|s| s.to_string());
+        let refused = r
+            .get("refused")
+            .and_then(|v| v.as_str())
+            .map(|s| s.to_string());
         let mut recent = vec![ReportSummary {
             received: report.received.clone(),
             status: status.clone(),
@@ -268,6 +276,11 @@ impl NodeRecord {
                 (Some(e), _) => Some(e.clone()),
                 (None, "ok" | "applied") => None,
                 (None, _) => old.as_ref().and_then(|o| o.last_error.clone()),
+            },
+            last_refused: match (&refused, status.as_str()) {
+                (Some(t), _) => Some(t.clone()),
+                (None, "ok" | "applied") => None,
+                (None, _) => old.as_ref().and_then(|o| o.last_refused.clone()),
             },
             last_status: status,
             fetcher_version: r

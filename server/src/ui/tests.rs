@@ -12,6 +12,7 @@ fn node(n: u16, site: Option<&str>, stale: bool, failed: bool, error: Option<&st
             serials: serde_json::json!({ format!("host/{mac}"): 3 }),
             payloads: serde_json::Value::Null,
             last_error: error.map(str::to_string),
+            last_refused: None,
             fetcher_version: None,
             last_report_id: "r".into(),
             reports: 1,
