@@ -25,7 +25,9 @@
 //!   their names, each preceded by the parent directories the tree lacks
 //!   (mode 0755). Only these may have absolute targets, which the node reads
 //!   from its root as after switch-root (`/usr/lib/systemd/system/x.service`);
-//!   a link whose name the tree already holds is refused.
+//!   a link the tree already holds with the same target is packed once, in
+//!   its place (the tree's absolute link accepted because it is listed);
+//!   any other entry of that name is refused.
 //!
 //! A file whose size changes while it is read makes packing fail rather
 //! than produce a tar whose header and data disagree.
@@ -67,7 +69,8 @@ pub struct PackOptions {
     pub allow_special_bits: bool,
     /// Store this mtime for every entry instead of the source's.
     pub mtime: Option<u64>,
-    /// Symlinks added after the tree's entries (see the module's policy).
+    /// Symlinks added after the tree's entries, or accepted with their
+    /// absolute target where the tree has them (see the module's policy).
     pub links: Vec<PackLink>,
 }
 
@@ -181,7 +184,14 @@ fn walk<W: Write>(
             let target = target
                 .to_str()
                 .ok_or_else(|| unpackable(&path, "symlink target is not UTF-8"))?;
-            check_link_target(rel, target).map_err(|why| unpackable(&path, why))?;
+            match target.strip_prefix('/') {
+                // An absolute link of the tree that is one of the caller's.
+                Some(from_root) if is_listed(opts, &path, target) => {
+                    check_link_target("", from_root)
+                }
+                _ => check_link_target(rel, target),
+            }
+            .map_err(|why| unpackable(&path, why))?;
             h.set_entry_type(tar::EntryType::Symlink);
             h.set_mode(0o777);
             h.set_size(0);
@@ -314,6 +324,12 @@ fn append_links<W: Write>(
         }
         match fs::symlink_metadata(root.join(path)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // The tree has this very link: the walk packed it.
+            Ok(m) if m.file_type().is_symlink()
+                && fs::read_link(root.join(path))?.to_str() == Some(link.target.as_str()) =>
+            {
+                continue
+            }
             Ok(_) => {
                 return Err(unpackable(
                     path,
@@ -345,6 +361,13 @@ fn append_links<W: Write>(
         b.append_link(&mut h, path, target)?;
     }
     Ok(())
+}
+
+/// Whether `path -> target` is one of [`PackOptions::links`].
+fn is_listed(opts: &PackOptions, path: &str, target: &str) -> bool {
+    opts.links
+        .iter()
+        .any(|l| l.path == path && l.target == target)
 }
 
 /// The name of an added link: relative, normal components, within the limits.
@@ -650,6 +673,25 @@ mod tests {
         let (plain, _) = pack_dir(d.path(), &PackOptions::default(), Vec::new()).unwrap();
         assert_eq!(link_entries(&plain), got[..7]);
 
+        // A listed link the tree already has is packed once, in its place;
+        // an unlisted absolute link is still refused.
+        let d = tree();
+        symlink("/lib/x.service", d.path().join("etc/x.service")).unwrap();
+        assert!(pack_dir(d.path(), &PackOptions::default(), Vec::new()).is_err());
+        let opts = PackOptions {
+            links: vec![link("etc/x.service", "/lib/x.service")],
+            ..Default::default()
+        };
+        let (bytes, n) = pack_dir(d.path(), &opts, Vec::new()).unwrap();
+        let got = link_entries(&bytes);
+        assert_eq!(n, 8);
+        assert_eq!(
+            got.iter().filter(|e| e.0 == "etc/x.service").count(),
+            1,
+            "{got:?}"
+        );
+
+        let d = tree();
         for (path, target, why) in [
             ("etc/hostname", "/x", "already has an entry"),
             ("etc/hostname/x", "/x", "not a directory"),

@@ -166,9 +166,12 @@ pub fn enable_links(
 ) -> anyhow::Result<(Vec<PackLink>, units::Plan)> {
     let plan = units::plan(requests, &DirPayload { root: dir })
         .with_context(|| format!("cannot enable the units asked for in {}", dir.display()))?;
+    // The links already in the payload are listed too: the packer accepts
+    // their absolute targets only because they are.
     let links = plan
         .add
         .iter()
+        .chain(&plan.present)
         .map(|l| PackLink {
             path: l.path.clone(),
             target: l.target.clone(),
