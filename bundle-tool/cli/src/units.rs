@@ -257,7 +257,9 @@ impl UnitName {
         }
         if let Some(i) = instance {
             if !i.chars().all(|c| valid_char(c) || c == '@') {
-                return Err(bad("the instance has characters other than letters, digits and : _ . \\ - @"));
+                return Err(bad(
+                    "the instance has characters other than letters, digits and : _ . \\ - @",
+                ));
             }
         }
         Ok(UnitName(name.to_string()))
@@ -424,11 +426,14 @@ pub fn parse_install(text: &str, file: &str) -> Result<Install, UnitError> {
         continued = false;
         let line = joined.trim();
         if let Some(rest) = line.strip_prefix('[') {
-            let name = rest.strip_suffix(']').ok_or_else(|| {
-                syntax(start, "a section header must end with `]`".into())
-            })?;
+            let name = rest
+                .strip_suffix(']')
+                .ok_or_else(|| syntax(start, "a section header must end with `]`".into()))?;
             if name.is_empty() || name.contains(['[', ']']) {
-                return Err(syntax(start, format!("invalid section name {:?}", shown(name))));
+                return Err(syntax(
+                    start,
+                    format!("invalid section name {:?}", shown(name)),
+                ));
             }
             section = Some(name.to_string());
             continue;
@@ -444,10 +449,7 @@ pub fn parse_install(text: &str, file: &str) -> Result<Install, UnitError> {
             return Err(syntax(start, format!("invalid key {:?}", shown(key))));
         }
         let Some(sec) = &section else {
-            return Err(syntax(
-                start,
-                format!("{key}= is outside any [Section]"),
-            ));
+            return Err(syntax(start, format!("{key}= is outside any [Section]")));
         };
         if sec != "Install" {
             continue;
@@ -597,7 +599,10 @@ impl Payload for DirPayload<'_> {
     }
 
     fn read(&self, path: &str) -> Result<String, UnitError> {
-        Ok(read_bounded_text(&self.root.join(path), MAX_UNIT_FILE_BYTES)?)
+        Ok(read_bounded_text(
+            &self.root.join(path),
+            MAX_UNIT_FILE_BYTES,
+        )?)
     }
 }
 
@@ -857,7 +862,11 @@ pub fn unit_links(
             }
         };
         if alias == unit {
-            return Err(bad("Alias", v, "an alias must differ from the unit's name".into()));
+            return Err(bad(
+                "Alias",
+                v,
+                "an alias must differ from the unit's name".into(),
+            ));
         }
         links.push(Link {
             path: format!("{LINK_DIR}/{alias}"),

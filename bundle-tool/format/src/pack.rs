@@ -325,8 +325,9 @@ fn append_links<W: Write>(
         match fs::symlink_metadata(root.join(path)) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             // The tree has this very link: the walk packed it.
-            Ok(m) if m.file_type().is_symlink()
-                && fs::read_link(root.join(path))?.to_str() == Some(link.target.as_str()) =>
+            Ok(m)
+                if m.file_type().is_symlink()
+                    && fs::read_link(root.join(path))?.to_str() == Some(link.target.as_str()) =>
             {
                 continue
             }
@@ -644,8 +645,14 @@ mod tests {
         };
         let opts = PackOptions {
             links: vec![
-                link("etc/systemd/system/b.target.wants/x.service", "/lib/x.service"),
-                link("etc/systemd/system/a.target.wants/x.service", "/lib/x.service"),
+                link(
+                    "etc/systemd/system/b.target.wants/x.service",
+                    "/lib/x.service",
+                ),
+                link(
+                    "etc/systemd/system/a.target.wants/x.service",
+                    "/lib/x.service",
+                ),
                 link("etc/alias", "hostname"),
             ],
             ..Default::default()
@@ -664,9 +671,17 @@ mod tests {
                 ("etc/systemd/", '5', ""),
                 ("etc/systemd/system/", '5', ""),
                 ("etc/systemd/system/a.target.wants/", '5', ""),
-                ("etc/systemd/system/a.target.wants/x.service", '2', "/lib/x.service"),
+                (
+                    "etc/systemd/system/a.target.wants/x.service",
+                    '2',
+                    "/lib/x.service"
+                ),
                 ("etc/systemd/system/b.target.wants/", '5', ""),
-                ("etc/systemd/system/b.target.wants/x.service", '2', "/lib/x.service"),
+                (
+                    "etc/systemd/system/b.target.wants/x.service",
+                    '2',
+                    "/lib/x.service"
+                ),
             ]
         );
         // The tree's own entries are unchanged, and first.
@@ -701,8 +716,10 @@ mod tests {
             ("etc/x", "/../etc/passwd", "outside"),
             ("etc/x", "../../up", "outside"),
             ("etc/x", "//x", "absolute"),
-            ("etc/x
-", "/x", "control"),
+            (
+                "etc/x
+", "/x", "control",
+            ),
         ] {
             let opts = PackOptions {
                 links: vec![link(path, target)],

@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
 
 use anyhow::Context;
-use satchel_format::container::read_header;
 use satchel_bundle::units::{self, DirPayload, Request};
+use satchel_format::container::read_header;
 use satchel_format::manifest::{format_time, Policy};
 use satchel_format::pack::PackLink;
 use satchel_format::seal::{seal_to_file, SealParams, Source};
@@ -75,7 +75,11 @@ pub struct Args {
     /// `systemctl enable` makes from its [Install] section (WantedBy=,
     /// RequiredBy=, Alias=, Also=). UNIT:TARGET for a unit the node's image
     /// already has: etc/systemd/system/TARGET.wants/UNIT.
-    #[arg(long = "enable", value_name = "UNIT[:TARGET]", conflicts_with = "from_tar")]
+    #[arg(
+        long = "enable",
+        value_name = "UNIT[:TARGET]",
+        conflicts_with = "from_tar"
+    )]
     pub enable: Vec<String>,
     /// Store the source files' numeric owners instead of 0:0 (--from-dir).
     #[arg(long)]
@@ -302,7 +306,10 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
                 println!("  enabled:      {} -> {}", l.path, l.target);
             }
             for l in &plan.present {
-                println!("  enabled:      {} -> {} (already in the payload)", l.path, l.target);
+                println!(
+                    "  enabled:      {} -> {} (already in the payload)",
+                    l.path, l.target
+                );
             }
         }
     }

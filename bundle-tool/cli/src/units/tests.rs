@@ -190,17 +190,38 @@ fn hostile_unit_files_are_refused_with_the_line() {
         "an unknown section is read for syntax only"
     );
     for (text, want) in [
-        ("WantedBy=a.target\n", "u.service:1: WantedBy= is outside any [Section]"),
-        ("[Install]\nWantedBy\n", "u.service:2: \"WantedBy\" is neither"),
-        ("[Install\nWantedBy=a.target\n", "u.service:1: a section header must end"),
+        (
+            "WantedBy=a.target\n",
+            "u.service:1: WantedBy= is outside any [Section]",
+        ),
+        (
+            "[Install]\nWantedBy\n",
+            "u.service:2: \"WantedBy\" is neither",
+        ),
+        (
+            "[Install\nWantedBy=a.target\n",
+            "u.service:1: a section header must end",
+        ),
         ("[]\n", "invalid section name"),
         ("[Install]\nWanted By=a.target\n", "invalid key"),
         ("[Install]\n=a.target\n", "invalid key"),
-        ("[Install]\nWantedBy=a.target \\", "u.service:2: the file ends inside"),
-        ("[Install]\nwantedby=a.target\n", "unknown [Install] key \"wantedby\""),
-        ("[Install]\nWantedBy=a\0b.target\n", "u.service:2: control character"),
+        (
+            "[Install]\nWantedBy=a.target \\",
+            "u.service:2: the file ends inside",
+        ),
+        (
+            "[Install]\nwantedby=a.target\n",
+            "unknown [Install] key \"wantedby\"",
+        ),
+        (
+            "[Install]\nWantedBy=a\0b.target\n",
+            "u.service:2: control character",
+        ),
         ("\u{7f}ELF\u{1}\u{2}", "control character"),
-        ("[Unit]\nDescription=\u{1b}[31m\n", "u.service:2: control character"),
+        (
+            "[Unit]\nDescription=\u{1b}[31m\n",
+            "u.service:2: control character",
+        ),
     ] {
         let e = parse_install(text, "u.service").expect_err(text);
         assert!(e.to_string().contains(want), "{text:?}: {e}");
@@ -217,15 +238,23 @@ fn a_huge_or_binary_unit_file_is_a_clear_error() {
         "x".repeat(MAX_UNIT_FILE_BYTES as usize)
     );
     std::fs::write(dir.join("big.service"), huge).unwrap();
-    std::fs::write(dir.join("bin.service"), [0x7f, b'E', b'L', b'F', 0xff, 0xfe, 0]).unwrap();
+    std::fs::write(
+        dir.join("bin.service"),
+        [0x7f, b'E', b'L', b'F', 0xff, 0xfe, 0],
+    )
+    .unwrap();
     let p = DirPayload { root: d.path() };
     let e = plan(&[Request::Unit(name("big.service"))], &p).expect_err("huge");
     assert!(
-        e.to_string().contains("big.service is larger than 1048576 bytes"),
+        e.to_string()
+            .contains("big.service is larger than 1048576 bytes"),
         "{e}"
     );
     let e = plan(&[Request::Unit(name("bin.service"))], &p).expect_err("binary");
-    assert!(e.to_string().contains("bin.service is not UTF-8 text"), "{e}");
+    assert!(
+        e.to_string().contains("bin.service is not UTF-8 text"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -254,9 +283,18 @@ fn wanted_by_required_by_and_alias_make_absolute_links_to_the_payload_path() {
         links(&plan),
         [
             ("etc/systemd/system/demo.service", t),
-            ("etc/systemd/system/multi-user.target.wants/satchel-demo.service", t),
-            ("etc/systemd/system/network-online.target.requires/satchel-demo.service", t),
-            ("etc/systemd/system/x.target.upholds/satchel-demo.service", t),
+            (
+                "etc/systemd/system/multi-user.target.wants/satchel-demo.service",
+                t
+            ),
+            (
+                "etc/systemd/system/network-online.target.requires/satchel-demo.service",
+                t
+            ),
+            (
+                "etc/systemd/system/x.target.upholds/satchel-demo.service",
+                t
+            ),
         ]
     );
     assert!(plan.present.is_empty());
@@ -291,8 +329,14 @@ Also=helper@%i.socket\nDefaultInstance=tty1\n";
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
     };
-    assert_eq!(owned(&enable(&p, &["getty@ttyS0.service"]).unwrap()), want("ttyS0"));
-    assert_eq!(owned(&enable(&p, &["getty@.service"]).unwrap()), want("tty1"));
+    assert_eq!(
+        owned(&enable(&p, &["getty@ttyS0.service"]).unwrap()),
+        want("ttyS0")
+    );
+    assert_eq!(
+        owned(&enable(&p, &["getty@.service"]).unwrap()),
+        want("tty1")
+    );
 
     let p = Mem::default().file(
         "usr/lib/systemd/system/x@.service",
@@ -315,7 +359,10 @@ fn a_unit_not_in_the_payload_needs_a_target_and_gets_the_vendor_path() {
     );
     let plan = enable(
         &p,
-        &["sshd.service:multi-user.target", "serial-getty@ttyS0.service:getty.target"],
+        &[
+            "sshd.service:multi-user.target",
+            "serial-getty@ttyS0.service:getty.target",
+        ],
     )
     .unwrap();
     assert_eq!(
@@ -361,32 +408,50 @@ fn refusals_say_what_and_where() {
             "has no WantedBy/RequiredBy/Alias; nothing to enable",
         ),
         (
-            Mem::default().file("lib/systemd/system/a.service", "[Install]\nWantedBy=../../x.target\n"),
+            Mem::default().file(
+                "lib/systemd/system/a.service",
+                "[Install]\nWantedBy=../../x.target\n",
+            ),
             "a.service",
             "WantedBy=\"../../x.target\": invalid unit name",
         ),
         (
-            Mem::default().file("lib/systemd/system/a.service", "[Install]\nWantedBy=a/b.target\n"),
+            Mem::default().file(
+                "lib/systemd/system/a.service",
+                "[Install]\nWantedBy=a/b.target\n",
+            ),
             "a.service",
             "only letters",
         ),
         (
-            Mem::default().file("lib/systemd/system/a.service", "[Install]\nWantedBy=%H.target\n"),
+            Mem::default().file(
+                "lib/systemd/system/a.service",
+                "[Install]\nWantedBy=%H.target\n",
+            ),
             "a.service",
             "specifier %H",
         ),
         (
-            Mem::default().file("lib/systemd/system/a.service", "[Install]\nAlias=a.socket\n"),
+            Mem::default().file(
+                "lib/systemd/system/a.service",
+                "[Install]\nAlias=a.socket\n",
+            ),
             "a.service",
             "keeps the unit's type",
         ),
         (
-            Mem::default().file("lib/systemd/system/a.service", "[Install]\nAlias=a.service\n"),
+            Mem::default().file(
+                "lib/systemd/system/a.service",
+                "[Install]\nAlias=a.service\n",
+            ),
             "a.service",
             "must differ",
         ),
         (
-            Mem::default().file("lib/systemd/system/a.service", "[Install]\nAlso=b.service\n"),
+            Mem::default().file(
+                "lib/systemd/system/a.service",
+                "[Install]\nAlso=b.service\n",
+            ),
             "a.service",
             "unit b.service is not in the payload",
         ),
@@ -442,7 +507,10 @@ fn links_already_in_the_payload_are_kept_and_also_cycles_end() {
             "lib/systemd/system/a.service",
             "[Install]\nWantedBy=multi-user.target\nAlso=b.service\n",
         )
-        .file("lib/systemd/system/b.service", "[Install]\nAlso=a.service\n")
+        .file(
+            "lib/systemd/system/b.service",
+            "[Install]\nAlso=a.service\n",
+        )
         .put(
             "etc/systemd/system/multi-user.target.wants/a.service",
             Kind::Symlink("/lib/systemd/system/a.service".into()),
