@@ -565,6 +565,13 @@ pub struct DirPayload<'a> {
 
 impl Payload for DirPayload<'_> {
     fn kind(&self, path: &str) -> Result<Kind, UnitError> {
+        // A path under a symlink of the tree is not in the payload as such
+        // (the packer stores the link, not what it points at).
+        if let Some((parent, _)) = path.rsplit_once('/') {
+            if self.kind(parent)? != Kind::Dir {
+                return Ok(Kind::Missing);
+            }
+        }
         let full = self.root.join(path);
         let meta = match std::fs::symlink_metadata(&full) {
             Ok(m) => m,

@@ -519,3 +519,26 @@ fn links_already_in_the_payload_are_kept_and_also_cycles_end() {
     assert!(plan.add.is_empty(), "{plan:?}");
     assert_eq!(plan.present.len(), 1);
 }
+
+#[test]
+fn a_directory_payload_is_not_read_through_its_own_symlinks() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("usr/lib/systemd/system")).unwrap();
+    std::fs::write(d.path().join("usr/lib/systemd/system/a.service"), DEMO).unwrap();
+    // A merged-/usr link inside the payload: the unit is there once.
+    std::os::unix::fs::symlink("usr/lib", d.path().join("lib")).unwrap();
+    let p = DirPayload { root: d.path() };
+    assert_eq!(
+        p.kind("lib/systemd/system/a.service").unwrap(),
+        Kind::Missing
+    );
+    assert_eq!(p.kind("lib").unwrap(), Kind::Symlink("usr/lib".into()));
+    let plan = plan(&[Request::Unit(name("a.service"))], &p).unwrap();
+    assert!(
+        plan.add
+            .iter()
+            .all(|l| l.target == "/usr/lib/systemd/system/a.service"),
+        "{plan:?}"
+    );
+    assert_eq!(plan.add.len(), 2);
+}
