@@ -10,6 +10,7 @@
 //! Modules:
 //! - [`client`]: a small mutual-TLS HTTPS client for `uploads` and `publish`.
 //! - [`initrd`]: the node's initrd overlay, a zstd newc cpio.
+//! - [`units`]: `create --enable`, the links `systemctl enable` would make.
 //!
 //! The subcommands themselves are in the binary (`main.rs`, `cli/`).
 
@@ -17,3 +18,4 @@
 
 pub mod client;
 pub mod initrd;
+pub mod units;

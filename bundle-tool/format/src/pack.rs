@@ -20,9 +20,19 @@
 //!   files are new at every run); ustar headers, with GNU long names only
 //!   for paths that do not fit ustar's 255 bytes.
 //!
+//! - extra symlinks computed by the caller ([`PackOptions::links`], e.g.
+//!   `create --enable`) come after the tree's entries, in byte order of
+//!   their names, each preceded by the parent directories the tree lacks
+//!   (mode 0755). Only these may have absolute targets, which the node reads
+//!   from its root as after switch-root (`/usr/lib/systemd/system/x.service`);
+//!   a link the tree already holds with the same target is packed once, in
+//!   its place (the tree's absolute link accepted because it is listed);
+//!   any other entry of that name is refused.
+//!
 //! A file whose size changes while it is read makes packing fail rather
 //! than produce a tar whose header and data disagree.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -59,6 +69,19 @@ pub struct PackOptions {
     pub allow_special_bits: bool,
     /// Store this mtime for every entry instead of the source's.
     pub mtime: Option<u64>,
+    /// Symlinks added after the tree's entries, or accepted with their
+    /// absolute target where the tree has them (see the module's policy).
+    pub links: Vec<PackLink>,
+}
+
+/// A symlink the packer adds to a tree: `path` (relative, `a/b/name`) → `target`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PackLink {
+    /// The link's name in the payload.
+    pub path: String,
+    /// Where it points: relative and inside the tree, or absolute (from the
+    /// node's root).
+    pub target: String,
 }
 
 /// Writes the tar of `root` to `out`. Returns `out` and the entry count.
@@ -75,6 +98,7 @@ pub fn pack_dir<W: Write>(root: &Path, opts: &PackOptions, out: W) -> Result<(W,
     let mut count = 0u64;
     let mut scratch = Vec::new();
     walk(root, "", 0, opts, &mut b, &mut count, &mut scratch)?;
+    append_links(root, opts, &mut b, &mut count)?;
     let out = b.into_inner()?;
     Ok((out, count))
 }
@@ -160,7 +184,14 @@ fn walk<W: Write>(
             let target = target
                 .to_str()
                 .ok_or_else(|| unpackable(&path, "symlink target is not UTF-8"))?;
-            check_link_target(rel, target).map_err(|why| unpackable(&path, why))?;
+            match target.strip_prefix('/') {
+                // An absolute link of the tree that is one of the caller's.
+                Some(from_root) if is_listed(opts, &path, target) => {
+                    check_link_target("", from_root)
+                }
+                _ => check_link_target(rel, target),
+            }
+            .map_err(|why| unpackable(&path, why))?;
             h.set_entry_type(tar::EntryType::Symlink);
             h.set_mode(0o777);
             h.set_size(0);
@@ -230,6 +261,138 @@ fn walk<W: Write>(
                 &path,
                 format!("{kind}; bundles hold files, directories and symlinks only"),
             ));
+        }
+    }
+    Ok(())
+}
+
+/// Appends [`PackOptions::links`] after the tree's entries, with the
+/// parent directories the tree does not have.
+fn append_links<W: Write>(
+    root: &Path,
+    opts: &PackOptions,
+    b: &mut tar::Builder<W>,
+    count: &mut u64,
+) -> Result<(), SealError> {
+    let mut links = opts.links.clone();
+    links.sort();
+    let mut made = BTreeSet::new();
+    let mtime = opts.mtime.unwrap_or(0);
+    let mut bump = |path: &str| {
+        *count += 1;
+        if *count > MAX_PACK_ENTRIES {
+            return Err(unpackable(
+                path,
+                format!("more than {MAX_PACK_ENTRIES} entries"),
+            ));
+        }
+        Ok(())
+    };
+    for link in &links {
+        let path = link.path.as_str();
+        check_added_name(path).map_err(|why| unpackable(path, why))?;
+        let components: Vec<&str> = path.split('/').collect();
+        let mut parent = String::new();
+        for c in &components[..components.len() - 1] {
+            parent.push_str(c);
+            parent.push('/');
+            if made.contains(&parent) {
+                continue;
+            }
+            match fs::symlink_metadata(root.join(parent.trim_end_matches('/'))) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => {
+                    return Err(unpackable(
+                        path,
+                        format!("{parent} is not a directory in the tree"),
+                    ))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    bump(&parent)?;
+                    let mut h = tar::Header::new_ustar();
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_mode(0o755);
+                    h.set_uid(0);
+                    h.set_gid(0);
+                    h.set_mtime(mtime);
+                    h.set_size(0);
+                    b.append_data(&mut h, &parent, io::empty())?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            made.insert(parent.clone());
+        }
+        match fs::symlink_metadata(root.join(path)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // The tree has this very link: the walk packed it.
+            Ok(m)
+                if m.file_type().is_symlink()
+                    && fs::read_link(root.join(path))?.to_str() == Some(link.target.as_str()) =>
+            {
+                continue
+            }
+            Ok(_) => {
+                return Err(unpackable(
+                    path,
+                    "the tree already has an entry of this name",
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let target = link.target.as_str();
+        match target.strip_prefix('/') {
+            Some(from_root) => check_link_target("", from_root),
+            None => check_link_target(&parent, target),
+        }
+        .map_err(|why| unpackable(path, why))?;
+        if target.len() + 1 > MAX_PACK_PATH_LEN {
+            return Err(unpackable(
+                path,
+                format!("symlink target longer than {MAX_PACK_PATH_LEN} bytes"),
+            ));
+        }
+        bump(path)?;
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(mtime);
+        h.set_size(0);
+        b.append_link(&mut h, path, target)?;
+    }
+    Ok(())
+}
+
+/// Whether `path -> target` is one of [`PackOptions::links`].
+fn is_listed(opts: &PackOptions, path: &str, target: &str) -> bool {
+    opts.links
+        .iter()
+        .any(|l| l.path == path && l.target == target)
+}
+
+/// The name of an added link: relative, normal components, within the limits.
+fn check_added_name(path: &str) -> Result<(), String> {
+    if path.is_empty() || path.starts_with('/') || path.ends_with('/') {
+        return Err("an added link needs a relative name like dir/name".into());
+    }
+    if path.len() + 1 > MAX_PACK_PATH_LEN {
+        return Err(format!("path longer than {MAX_PACK_PATH_LEN} bytes"));
+    }
+    let components: Vec<&str> = path.split('/').collect();
+    if components.len() > MAX_PACK_DEPTH {
+        return Err(format!("nested deeper than {MAX_PACK_DEPTH} components"));
+    }
+    for c in components {
+        if c.is_empty() || c == "." || c == ".." || c.len() > MAX_NAME_LEN {
+            return Err(format!(
+                "component {c:?} is empty, `.`, `..` or longer than {MAX_NAME_LEN} bytes"
+            ));
+        }
+        if c.chars()
+            .any(|ch| ch.is_control() || satchel_overlay::is_format_char(ch))
+        {
+            return Err("name has control or invisible format characters".into());
         }
     }
     Ok(())
@@ -450,6 +613,122 @@ mod tests {
             ("", "a\nb"),
         ] {
             assert!(check_link_target(rel, target).is_err(), "{rel} {target}");
+        }
+    }
+
+    fn link_entries(tar_bytes: &[u8]) -> Vec<(String, char, String)> {
+        let mut a = tar::Archive::new(tar_bytes);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let target = e
+                    .link_name()
+                    .unwrap()
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default();
+                (
+                    e.path().unwrap().display().to_string(),
+                    char::from(e.header().entry_type().as_byte()),
+                    target,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn added_links_follow_the_tree_with_the_parents_it_lacks() {
+        let d = tree();
+        let link = |path: &str, target: &str| PackLink {
+            path: path.into(),
+            target: target.into(),
+        };
+        let opts = PackOptions {
+            links: vec![
+                link(
+                    "etc/systemd/system/b.target.wants/x.service",
+                    "/lib/x.service",
+                ),
+                link(
+                    "etc/systemd/system/a.target.wants/x.service",
+                    "/lib/x.service",
+                ),
+                link("etc/alias", "hostname"),
+            ],
+            ..Default::default()
+        };
+        let (bytes, n) = pack_dir(d.path(), &opts, Vec::new()).unwrap();
+        let got = link_entries(&bytes);
+        assert_eq!(n, got.len() as u64);
+        let added: Vec<(&str, char, &str)> = got[7..]
+            .iter()
+            .map(|(p, k, t)| (p.as_str(), *k, t.as_str()))
+            .collect();
+        assert_eq!(
+            added,
+            [
+                ("etc/alias", '2', "hostname"),
+                ("etc/systemd/", '5', ""),
+                ("etc/systemd/system/", '5', ""),
+                ("etc/systemd/system/a.target.wants/", '5', ""),
+                (
+                    "etc/systemd/system/a.target.wants/x.service",
+                    '2',
+                    "/lib/x.service"
+                ),
+                ("etc/systemd/system/b.target.wants/", '5', ""),
+                (
+                    "etc/systemd/system/b.target.wants/x.service",
+                    '2',
+                    "/lib/x.service"
+                ),
+            ]
+        );
+        // The tree's own entries are unchanged, and first.
+        let (plain, _) = pack_dir(d.path(), &PackOptions::default(), Vec::new()).unwrap();
+        assert_eq!(link_entries(&plain), got[..7]);
+
+        // A listed link the tree already has is packed once, in its place;
+        // an unlisted absolute link is still refused.
+        let d = tree();
+        symlink("/lib/x.service", d.path().join("etc/x.service")).unwrap();
+        assert!(pack_dir(d.path(), &PackOptions::default(), Vec::new()).is_err());
+        let opts = PackOptions {
+            links: vec![link("etc/x.service", "/lib/x.service")],
+            ..Default::default()
+        };
+        let (bytes, n) = pack_dir(d.path(), &opts, Vec::new()).unwrap();
+        let got = link_entries(&bytes);
+        assert_eq!(n, 8);
+        assert_eq!(
+            got.iter().filter(|e| e.0 == "etc/x.service").count(),
+            1,
+            "{got:?}"
+        );
+
+        let d = tree();
+        for (path, target, why) in [
+            ("etc/hostname", "/x", "already has an entry"),
+            ("etc/hostname/x", "/x", "not a directory"),
+            ("../x", "/x", "`..`"),
+            ("/etc/x", "/x", "relative name"),
+            ("etc//x", "/x", "empty"),
+            ("etc/x", "/../etc/passwd", "outside"),
+            ("etc/x", "../../up", "outside"),
+            ("etc/x", "//x", "absolute"),
+            (
+                "etc/x
+", "/x", "control",
+            ),
+        ] {
+            let opts = PackOptions {
+                links: vec![link(path, target)],
+                ..Default::default()
+            };
+            let Err(e) = pack_dir(d.path(), &opts, Vec::new()) else {
+                panic!("accepted {path} -> {target}")
+            };
+            assert!(e.to_string().contains(why), "{path} -> {target}: {e}");
         }
     }
 

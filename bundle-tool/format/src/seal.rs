@@ -30,7 +30,7 @@ use crate::container::{header_region_len, round_up, write_header_region, write_t
 use crate::error::SealError;
 use crate::keys::{Recipient, SigningKey};
 use crate::manifest::{Manifest, PayloadInfo, Policy, FORMAT_VERSION};
-use crate::pack::{pack_dir, PackOptions};
+use crate::pack::{pack_dir, PackLink, PackOptions};
 use crate::pipe::pipe;
 use satchel_names::{SiteName, Target};
 
@@ -73,6 +73,19 @@ pub enum Source<'a> {
         path: &'a Path,
         /// The mtime stored for every entry (seconds since the epoch).
         mtime: u64,
+    },
+    /// A directory as [`Source::Dir`] (or, with `mtime`, as
+    /// [`Source::Rendered`]) plus symlinks the caller computed, added after
+    /// the tree's entries ([`PackOptions::links`]; `create --enable`).
+    DirWithLinks {
+        /// The directory.
+        path: &'a Path,
+        /// Owner policy.
+        keep_owners: bool,
+        /// One mtime for every entry, or the source's.
+        mtime: Option<u64>,
+        /// The symlinks to add.
+        links: Vec<PackLink>,
     },
     /// A tar already checked against the overlay's rules, with its entry count.
     Tar {
@@ -277,6 +290,21 @@ pub fn encrypt_payload<W: Write + Send>(
                         keep_owners,
                         allow_special_bits,
                         mtime: None,
+                        links: Vec::new(),
+                    };
+                    pack_dir(path, &opts, counting)?
+                }
+                Source::DirWithLinks {
+                    path,
+                    keep_owners,
+                    mtime,
+                    links,
+                } => {
+                    let opts = PackOptions {
+                        keep_owners,
+                        allow_special_bits,
+                        mtime,
+                        links,
                     };
                     pack_dir(path, &opts, counting)?
                 }
@@ -285,6 +313,7 @@ pub fn encrypt_payload<W: Write + Send>(
                         keep_owners: false,
                         allow_special_bits,
                         mtime: Some(mtime),
+                        links: Vec::new(),
                     };
                     pack_dir(path, &opts, counting)?
                 }

@@ -1,6 +1,7 @@
 //! `create`: pack a directory (or take a checked tar), compress, encrypt to
 //! the recipients, sign, and write the bundle; or, with `--template`, one
-//! bundle per inventory row ([`super::template`]).
+//! bundle per inventory row ([`super::template`]). `--enable UNIT` adds
+//! the links `systemctl enable` would make ([`satchel_bundle::units`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,8 +9,10 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicU64;
 
 use anyhow::Context;
+use satchel_bundle::units::{self, DirPayload, Request};
 use satchel_format::container::read_header;
 use satchel_format::manifest::{format_time, Policy};
+use satchel_format::pack::PackLink;
 use satchel_format::seal::{seal_to_file, SealParams, Source};
 use satchel_format::SigningKey;
 use serde_json::json;
@@ -68,6 +71,16 @@ pub struct Args {
     /// Bundles sealed at once with --template (default: the number of CPUs).
     #[arg(long, value_name = "N", requires = "template")]
     pub jobs: Option<usize>,
+    /// Enable a systemd unit of the payload (repeatable): add the links
+    /// `systemctl enable` makes from its [Install] section (WantedBy=,
+    /// RequiredBy=, Alias=, Also=). UNIT:TARGET for a unit the node's image
+    /// already has: etc/systemd/system/TARGET.wants/UNIT.
+    #[arg(
+        long = "enable",
+        value_name = "UNIT[:TARGET]",
+        conflicts_with = "from_tar"
+    )]
+    pub enable: Vec<String>,
     /// Store the source files' numeric owners instead of 0:0 (--from-dir).
     #[arg(long)]
     pub keep_owners: bool,
@@ -141,8 +154,39 @@ pub fn next_serial(target: &str, known: &[&BTreeMap<String, u64>]) -> anyhow::Re
     }
 }
 
+/// Parses the `--enable` values.
+fn enable_requests(values: &[String]) -> anyhow::Result<Vec<Request>> {
+    values
+        .iter()
+        .map(|v| Request::parse(v).map_err(|e| UsageError(e.to_string()).into()))
+        .collect()
+}
+
+/// The links `--enable` adds to the payload directory `dir`, and the
+/// plan's lines for the output.
+pub fn enable_links(
+    requests: &[Request],
+    dir: &Path,
+) -> anyhow::Result<(Vec<PackLink>, units::Plan)> {
+    let plan = units::plan(requests, &DirPayload { root: dir })
+        .with_context(|| format!("cannot enable the units asked for in {}", dir.display()))?;
+    // The links already in the payload are listed too: the packer accepts
+    // their absolute targets only because they are.
+    let links = plan
+        .add
+        .iter()
+        .chain(&plan.present)
+        .map(|l| PackLink {
+            path: l.path.clone(),
+            target: l.target.clone(),
+        })
+        .collect();
+    Ok((links, plan))
+}
+
 /// Runs `create`.
 pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
+    let requests = enable_requests(&a.enable)?;
     let now = OffsetDateTime::now_utc();
     let expires = parse_expires(&a.expires, now)?;
     if expires <= now {
@@ -153,7 +197,7 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
     let profile = Profile::load()?;
     let recipients = Recipients::gather(&a.recipients, &a.recipient_files, &profile)?;
     if let Some(template) = &a.template {
-        return run_template(a, template, &profile, &recipients, now, expires);
+        return run_template(a, template, &profile, &recipients, &requests, now, expires);
     }
     let Some((target, site)) = a.target.parse()? else {
         return Err(UsageError("give --mac MAC [--site NAME] or --site NAME".into()).into());
@@ -199,7 +243,21 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
         },
         recipients,
     };
+    let mut enabled = None;
     let (source, total) = match (&a.from_dir, &a.from_tar) {
+        (Some(dir), _) if !requests.is_empty() => {
+            let (links, plan) = enable_links(&requests, dir)?;
+            enabled = Some(plan);
+            (
+                Source::DirWithLinks {
+                    path: dir,
+                    keep_owners: a.keep_owners,
+                    mtime: None,
+                    links,
+                },
+                None,
+            )
+        }
         (Some(dir), _) => (
             Source::Dir {
                 path: dir,
@@ -236,14 +294,36 @@ pub fn run(a: &Args) -> anyhow::Result<ExitCode> {
             "bundle": out,
             "size": sealed.bundle_size,
             "manifest": manifest_json(&sealed.manifest),
+            "enabled": enabled.as_ref().map(enabled_json),
         }))?;
     } else {
         println!("wrote {} ({} bytes)", out.display(), sealed.bundle_size);
         for line in manifest_lines(&sealed.manifest) {
             println!("  {line}");
         }
+        if let Some(plan) = &enabled {
+            for l in &plan.add {
+                println!("  enabled:      {} -> {}", l.path, l.target);
+            }
+            for l in &plan.present {
+                println!(
+                    "  enabled:      {} -> {} (already in the payload)",
+                    l.path, l.target
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--json` form of what `--enable` made.
+fn enabled_json(plan: &units::Plan) -> serde_json::Value {
+    let one = |l: &units::Link, added: bool| json!({ "path": l.path, "target": l.target, "added": added });
+    plan.add
+        .iter()
+        .map(|l| one(l, true))
+        .chain(plan.present.iter().map(|l| one(l, false)))
+        .collect()
 }
 
 /// `create --template`: every row checked first, then sealed in parallel.
@@ -252,6 +332,7 @@ fn run_template(
     template: &Path,
     profile: &Profile,
     recipients: &Recipients,
+    enable: &[Request],
     now: OffsetDateTime,
     expires: OffsetDateTime,
 ) -> anyhow::Result<ExitCode> {
@@ -297,6 +378,7 @@ fn run_template(
         recipients,
         key: &key,
         mtime: source_date_epoch()?,
+        enable,
     };
     job.check()?;
     let threads = a.jobs.unwrap_or_else(|| {

@@ -90,7 +90,7 @@ pub fn dir_listing(path: &Path) -> anyhow::Result<Vec<ArchiveEntry>> {
     let pack_opts = PackOptions {
         keep_owners: false,
         allow_special_bits: true,
-        mtime: None,
+        ..PackOptions::default()
     };
     let opts = Options {
         allow_special_bits: true,

@@ -19,6 +19,9 @@
 //!   files (an enrollment's `recipients.txt`) or a `recipient` column,
 //!   plus the recipients for every bundle (`--recipient`, bare lines, the
 //!   profile's). A row with none of its own is an error.
+//! - `--enable`: each row's rendered tree gets its own links
+//!   ([`satchel_bundle::units`]); the check renders every row into a
+//!   temporary directory to compute them before any bundle is written.
 //! - Output: `OUT_DIR/host-<mac>.bundle`, replaced by rename.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -522,6 +525,8 @@ pub struct Job<'a> {
     pub key: &'a SigningKey,
     /// The mtime of every entry.
     pub mtime: u64,
+    /// The units `--enable` asks for (empty: none).
+    pub enable: &'a [satchel_bundle::units::Request],
 }
 
 /// One bundle written.
@@ -556,13 +561,39 @@ impl Job<'_> {
         Ok(all)
     }
 
-    /// Checks every row (recipients, rendering) without writing anything.
+    /// Checks every row (recipients, rendering, and with `--enable` the
+    /// links, from the row rendered into a temporary directory) without
+    /// writing any bundle.
     pub fn check(&self) -> anyhow::Result<()> {
         for row in self.rows {
             self.recipients_of(row)?;
             self.template.rendered(row)?;
+            if !self.enable.is_empty() {
+                let stage = self.stage()?;
+                self.template.write(row, stage.path())?;
+                self.links(row, stage.path())?;
+            }
         }
         Ok(())
+    }
+
+    fn stage(&self) -> anyhow::Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix(".satchel-render-")
+            .tempdir_in(self.out_dir)
+            .with_context(|| {
+                format!(
+                    "cannot make a staging directory in {}",
+                    self.out_dir.display()
+                )
+            })
+    }
+
+    /// The links `--enable` adds to one row's rendered tree.
+    fn links(&self, row: &Row, dir: &Path) -> anyhow::Result<Vec<satchel_format::pack::PackLink>> {
+        let (links, _) = super::create::enable_links(self.enable, dir)
+            .with_context(|| format!("--enable for {} ({})", row.target(), row.place))?;
+        Ok(links)
     }
 
     /// Writes every row's bundle on `threads` threads; `done` counts them.
@@ -597,16 +628,13 @@ impl Job<'_> {
     fn one(&self, row: &Row) -> anyhow::Result<Written> {
         let target = row.target();
         let serial = self.serials.get(&target.to_string()).copied().unwrap_or(1);
-        let stage = tempfile::Builder::new()
-            .prefix(".satchel-render-")
-            .tempdir_in(self.out_dir)
-            .with_context(|| {
-                format!(
-                    "cannot make a staging directory in {}",
-                    self.out_dir.display()
-                )
-            })?;
+        let stage = self.stage()?;
         self.template.write(row, stage.path())?;
+        let links = if self.enable.is_empty() {
+            Vec::new()
+        } else {
+            self.links(row, stage.path())?
+        };
         let params = SealParams {
             target: target.clone(),
             site: row.site.clone(),
@@ -619,9 +647,11 @@ impl Job<'_> {
         let out = self.out_dir.join(bundle_name(&row.mac));
         let sealed = seal_to_file(
             &params,
-            Source::Rendered {
+            Source::DirWithLinks {
                 path: stage.path(),
-                mtime: self.mtime,
+                keep_owners: false,
+                mtime: Some(self.mtime),
+                links,
             },
             self.key,
             &out,
