@@ -7,7 +7,6 @@
 //! means "no". It does not bring interfaces up: the initrd's network setup
 //! has done that before the fetcher runs.
 
-use std::io::Read;
 use std::path::Path;
 
 use satchel_names::Mac;
@@ -20,12 +19,7 @@ pub const MAX_INTERFACES: usize = 1024;
 const MAX_ATTR_BYTES: u64 = 256;
 
 fn attr(dir: &Path, name: &str) -> Option<String> {
-    let mut s = String::new();
-    std::fs::File::open(dir.join(name))
-        .ok()?
-        .take(MAX_ATTR_BYTES)
-        .read_to_string(&mut s)
-        .ok()?;
+    let s = satchel_names::file::read_bounded_text(&dir.join(name), MAX_ATTR_BYTES).ok()?;
     Some(s.trim().to_string())
 }
 

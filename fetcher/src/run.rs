@@ -92,14 +92,10 @@ pub struct Outcome {
     pub report: Option<Report>,
 }
 
+/// A whole text file of at most `max` bytes; a larger one is an error that
+/// names it (never silently cut short).
 pub(crate) fn read_bounded(path: &Path, max: u64) -> Result<String, String> {
-    use std::io::Read;
-    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut s = String::new();
-    f.take(max)
-        .read_to_string(&mut s)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(s)
+    satchel_names::file::read_bounded_text(path, max).map_err(|e| e.to_string())
 }
 
 /// The node's MAC: the config's (a per-host image), else `BOOTIF=`, else

@@ -470,11 +470,12 @@ impl fmt::Debug for Ca {
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, CaError> {
-    let meta = std::fs::metadata(path).map_err(io_err(path))?;
-    if meta.len() > MAX_KEY_FILE_BYTES {
-        return Err(CaError::Key(format!("{} is too large", path.display())));
-    }
-    std::fs::read(path).map_err(io_err(path))
+    use satchel_names::file::ReadError;
+    // Bounded by what is read, not by metadata a file can change in between.
+    satchel_names::file::read_bounded(path, MAX_KEY_FILE_BYTES).map_err(|e| match e {
+        ReadError::Io { path, source } => CaError::Io { path, source },
+        other => CaError::Key(other.to_string()),
+    })
 }
 
 /// The deployment domain a CA certificate names ([`scope::domain_of_ca`]).

@@ -507,22 +507,12 @@ fn override_value(raw: &str) -> toml::Value {
 }
 
 fn read_bounded(path: &std::path::Path) -> Result<String, ConfigError> {
-    use std::io::Read;
-    let io = |source| ConfigError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let f = std::fs::File::open(path).map_err(io)?;
-    let mut buf = Vec::new();
-    f.take(MAX_CONFIG_FILE_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(io)?;
-    if buf.len() as u64 > MAX_CONFIG_FILE_BYTES {
-        return Err(ConfigError::TooLarge {
-            path: path.to_path_buf(),
-        });
-    }
-    String::from_utf8(buf).map_err(|_| ConfigError::Syntax("config file is not UTF-8".into()))
+    use satchel_names::file::ReadError;
+    satchel_names::file::read_bounded_text(path, MAX_CONFIG_FILE_BYTES).map_err(|e| match e {
+        ReadError::Io { path, source } => ConfigError::Io { path, source },
+        ReadError::TooLarge { path, .. } => ConfigError::TooLarge { path },
+        other => ConfigError::Syntax(other.to_string()),
+    })
 }
 
 #[cfg(test)]

@@ -83,21 +83,18 @@ pub struct TlsFiles {
 pub const MAX_PEM_FILE_BYTES: u64 = 1024 * 1024;
 
 fn read_file(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, TlsLoadError> {
-    use std::io::Read;
-    let io = |source| TlsLoadError::Io {
-        what,
-        path: path.clone(),
-        source,
-    };
-    let f = std::fs::File::open(path).map_err(io)?;
-    let mut buf = Vec::new();
-    f.take(MAX_PEM_FILE_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(io)?;
-    if buf.len() as u64 > MAX_PEM_FILE_BYTES {
-        return Err(io(std::io::Error::other("file too large")));
-    }
-    Ok(buf)
+    use satchel_names::file::ReadError;
+    satchel_names::file::read_bounded(path, MAX_PEM_FILE_BYTES).map_err(|e| {
+        let source = match e {
+            ReadError::Io { source, .. } => source,
+            other => std::io::Error::other(other.to_string()),
+        };
+        TlsLoadError::Io {
+            what,
+            path: path.clone(),
+            source,
+        }
+    })
 }
 
 /// One consistent generation of TLS state.
