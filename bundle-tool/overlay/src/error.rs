@@ -68,14 +68,6 @@ pub enum ExtractError {
         /// The limit that was exceeded.
         limit: usize,
     },
-    /// A symlink target is absolute and the options do not allow it.
-    #[error("symlink {path:?} has absolute target {target:?}")]
-    AbsoluteLink {
-        /// The link's name.
-        path: String,
-        /// Its target.
-        target: String,
-    },
     /// A symlink or hardlink points outside the root.
     #[error("link {path:?} points outside the root: {target:?}")]
     LinkOutside {
@@ -291,6 +283,57 @@ pub enum ExtractError {
         expected: u64,
         /// Counted (at least; counting stops once over).
         actual: u64,
+    },
+    /// Resolving a path through the root's own symlinks followed more
+    /// than [`crate::MAX_SYMLINK_HOPS`] of them (a loop, like `a -> b`,
+    /// `b -> a`).
+    #[error("{path:?}: resolving the root's symlink {symlink:?} follows more than {limit} symlinks (a loop?); fix the root's links or write to the real directory")]
+    SymlinkLoop {
+        /// The payload path being resolved.
+        path: String,
+        /// The symlink of the root where the limit was reached.
+        symlink: String,
+        /// The limit.
+        limit: u32,
+    },
+    /// A payload path goes through a symlink of the root whose target does
+    /// not exist in the root (as the payloads before it leave it).
+    #[error("{path:?} goes through the root's symlink {symlink:?}, which points at nothing in the root; create its target first or write to the real directory")]
+    DanglingSymlink {
+        /// The payload path.
+        path: String,
+        /// The dangling symlink of the root.
+        symlink: String,
+    },
+    /// Two payload paths are the same path of the root once the root's
+    /// symlinks are resolved (`lib/x` and `usr/lib/x` with `lib -> usr/lib`).
+    #[error("{path:?} and {other:?} are both {target:?} in the root (through its symlinks); keep one of them")]
+    SameInRoot {
+        /// The later payload path.
+        path: String,
+        /// The earlier payload path.
+        other: String,
+        /// Where both land.
+        target: String,
+    },
+    /// A payload path was resolved through a symlink of the root that the
+    /// same payload replaces: after the commit it would mean another path.
+    #[error("{path:?} goes through the root's symlink {symlink:?}, which {by:?} of the same payload replaces; write to the real directory or do not replace the link")]
+    ResolvedThroughReplaced {
+        /// The payload path resolved through the link.
+        path: String,
+        /// The root's symlink.
+        symlink: String,
+        /// The payload entry that replaces it.
+        by: String,
+    },
+    /// A whiteout would remove a mount point, or a directory holding one.
+    #[error("whiteout of {path:?} would remove the mount point {mount:?} or what is on it; unmount it first or drop the whiteout")]
+    WhiteoutOverMount {
+        /// What the whiteout deletes (in the root, symlinks resolved).
+        path: String,
+        /// The mount point found at or under it.
+        mount: String,
     },
     /// A path of the commit crosses into another filesystem.
     #[error("{path:?} is on another filesystem than the root")]

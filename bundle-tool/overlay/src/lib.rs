@@ -124,6 +124,10 @@ pub const MAX_PATH_DEPTH: usize = 64;
 /// 4 KiB name can imply 64 parents.
 pub const MAX_NAME_BYTES: u64 = 64 << 20;
 
+/// Most symlinks of the root followed to resolve one payload path inside
+/// the root (the kernel's own limit, `MAXSYMLINKS`): a loop is refused.
+pub const MAX_SYMLINK_HOPS: u32 = 40;
+
 /// Who owns what the overlay writes. Ownership is always numeric: user
 /// and group names in the archive are ignored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -155,9 +159,6 @@ pub struct Options {
     pub max_name_bytes: u64,
     /// Keep setuid/setgid/sticky and world-writable bits (default: dropped).
     pub allow_special_bits: bool,
-    /// Accept absolute symlink targets, read from the root as after
-    /// switch-root (`/etc/x` means `<root>/etc/x`); default refused.
-    pub allow_absolute_symlinks: bool,
     /// Who owns the written files; default [`Ownership::Auto`].
     pub ownership: Ownership,
     /// The entry count the manifest promises (every listed entry counts,
@@ -179,7 +180,6 @@ impl Default for Options {
             max_path_depth: MAX_PATH_DEPTH,
             max_name_bytes: MAX_NAME_BYTES,
             allow_special_bits: false,
-            allow_absolute_symlinks: false,
             ownership: Ownership::Auto,
             expected_entries: None,
             expected_size: None,
@@ -424,15 +424,20 @@ impl Layers {
             };
             Some((&c.path, node))
         }));
+        let links = checked
+            .iter()
+            .filter(|c| c.entry.kind == EntryKind::Symlink)
+            .filter_map(|c| Some((c.path.clone(), c.entry.link_target.clone()?)))
+            .collect();
         let below: Vec<&plan::Planned> = self.layers.iter().map(|l| &l.planned).collect();
         let view = plan::Layered {
-            root: &fsops::Probe(self.root_fd.as_fd()),
+            root: &fsops::Probe::new(self.root_fd.as_fd())?,
             layers: &below,
         };
-        let ops = plan::plan(&nodes, checker.whiteouts(), &view)?;
+        let planned = plan::plan(&nodes, &links, checker.whiteouts(), &view)?;
         self.layers.push(Layer {
             staging,
-            planned: plan::Planned::new(ops, nodes),
+            planned,
             chown,
             summary: ArchiveSummary {
                 entries: checked.into_iter().map(|c| c.entry).collect(),
