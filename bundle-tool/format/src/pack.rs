@@ -5,11 +5,12 @@
 //! - entries in byte order of their names, each directory before its
 //!   contents; the source directory itself is not an entry; names are
 //!   relative (`etc/hosts`), UTF-8, without `.` or `..` components;
-//! - regular files, directories, and symlinks whose target is relative and
-//!   stays inside the tree (checked lexically from the link's directory).
+//! - regular files, directories, and symlinks whose target stays inside
+//!   the tree: a relative target checked lexically from the link's
+//!   directory, or an absolute one (`/usr/share/zoneinfo/UTC`), kept as it
+//!   is: it is link content, read from the node's root after switch-root.
 //!   Devices, FIFOs and sockets are refused; hard-linked files are stored as
-//!   separate regular files; absolute symlink targets are refused (write
-//!   them relative, e.g. `../usr/share/zoneinfo/UTC`);
+//!   separate regular files;
 //! - permission bits are kept; setuid, setgid, sticky and world-writable
 //!   bits are refused unless the bundle's policy allows special bits
 //!   (the overlay would drop them, so the packer says so up front);
@@ -235,10 +236,11 @@ fn walk<W: Write>(
     Ok(())
 }
 
-/// Checks a symlink target as the overlay does: relative, non-empty, no
-/// control characters, `..` only as a leading run (`../../x`), and never
-/// climbing above the tree's root from the link's directory `rel` (`""` or
-/// `a/b/`).
+/// Checks a symlink target as the overlay does: non-empty, no control
+/// characters, `..` only as a leading run (`../../x`), and never climbing
+/// above the tree's root, from the link's directory `rel` (`""` or `a/b/`)
+/// for a relative target, from the root for an absolute one (`/etc/x`,
+/// which the node reads from its own root: `/..` is refused).
 pub fn check_link_target(rel: &str, target: &str) -> Result<(), String> {
     if target.is_empty() {
         return Err("empty symlink target".into());
@@ -251,12 +253,11 @@ pub fn check_link_target(rel: &str, target: &str) -> Result<(), String> {
             "symlink target {target:?} has control or invisible format characters"
         ));
     }
-    if target.starts_with('/') {
-        return Err(format!(
-            "symlink target {target:?} is absolute; write it relative to the link"
-        ));
-    }
-    let start = rel.split('/').filter(|c| !c.is_empty()).count();
+    let start = if target.starts_with('/') {
+        0
+    } else {
+        rel.split('/').filter(|c| !c.is_empty()).count()
+    };
     let (mut ups, mut seen_name) = (0usize, false);
     for c in target.split('/') {
         match c {
@@ -398,7 +399,7 @@ mod tests {
         assert!(e.to_string().contains("etc/ssh/bad"), "{e}");
 
         let d = tree();
-        symlink("/etc/passwd", d.path().join("abs")).unwrap();
+        symlink("/../etc/passwd", d.path().join("abs")).unwrap();
         assert!(pack_dir(d.path(), &PackOptions::default(), Vec::new()).is_err());
 
         let d = tree();
@@ -438,13 +439,17 @@ mod tests {
             ("a/", ".."),
             ("a/b/", "../../c"),
             ("", "./x/./y"),
+            ("", "/etc"),
+            ("etc/", "/usr/share/zoneinfo/Europe/Berlin"),
+            ("", "/"),
         ] {
             assert!(check_link_target(rel, target).is_ok(), "{rel} {target}");
         }
         for (rel, target) in [
             ("", ".."),
             ("a/", "../.."),
-            ("", "/etc"),
+            ("a/", "/../etc"),
+            ("", "/a/../../etc"),
             ("", ""),
             ("a/", "x/../y"),
             ("", "a\nb"),
