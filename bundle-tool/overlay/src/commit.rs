@@ -169,8 +169,8 @@ fn step(
         Op::SetAttrs { staged, target } => {
             let path = target;
             let err = |op| move |e| resolve_error(op, path, e);
-            let staged =
-                fs::fstat(open_dir(staging.tree(), staged, OFlags::RDONLY)?).map_err(err("stat"))?;
+            let staged = fs::fstat(open_dir(staging.tree(), staged, OFlags::RDONLY)?)
+                .map_err(err("stat"))?;
             let target = open_dir(root, path, OFlags::RDONLY)?;
             let old = fs::fstat(&target).map_err(err("stat"))?;
             let (new_mode, old_mode) = (staged.st_mode & 0o7777, old.st_mode & 0o7777);

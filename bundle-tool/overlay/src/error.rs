@@ -317,8 +317,9 @@ pub enum ExtractError {
         target: String,
     },
     /// A payload path was resolved through a symlink of the root that the
-    /// same payload replaces: after the commit it would mean another path.
-    #[error("{path:?} goes through the root's symlink {symlink:?}, which {by:?} of the same payload replaces; write to the real directory or do not replace the link")]
+    /// same payload replaces or deletes: after the commit it would mean
+    /// another path.
+    #[error("{path:?} goes through the root's symlink {symlink:?}, which {by:?} of the same payload replaces or deletes; write to the real directory or keep the link")]
     ResolvedThroughReplaced {
         /// The payload path resolved through the link.
         path: String,

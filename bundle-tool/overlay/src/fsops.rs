@@ -19,9 +19,7 @@
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use rustix::fs::{
-    self, AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, StatxFlags,
-};
+use rustix::fs::{self, AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, StatxFlags};
 use rustix::io::Errno;
 
 use crate::error::ExtractError;
@@ -85,14 +83,15 @@ impl MountOf {
         }
     }
 
-    /// Whether both are on the same mount (without mount ids, the same
-    /// device: a bind mount of the same filesystem is then not seen).
+    /// Whether both are on the same mount. The mount id decides: the
+    /// device alone would not see a bind mount of the same filesystem, and
+    /// overlayfs reports a lower layer's device for files. Only a kernel
+    /// without mount ids (< 5.8) falls back to the device.
     fn same(&self, other: &MountOf) -> bool {
-        self.dev == other.dev
-            && match (self.mnt_id, other.mnt_id) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            }
+        match (self.mnt_id, other.mnt_id) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.dev == other.dev,
+        }
     }
 }
 
@@ -187,7 +186,8 @@ pub fn mount_at_or_under(
         return Ok(None);
     }
     let fd = open_dir(base, path, OFlags::RDONLY)?;
-    mount_in(fd, path.shown(), mount).map_err(|e| ExtractError::io("read directory", path.shown(), e.into()))
+    mount_in(fd, path.shown(), mount)
+        .map_err(|e| ExtractError::io("read directory", path.shown(), e.into()))
 }
 
 /// [`mount_at_or_under`] inside the open directory `dir`, shown as `shown`.
@@ -355,7 +355,10 @@ mod tests {
             );
         }
         let m = mount_of(fd).expect("mount");
-        assert_eq!(kind_at(fd, &p("alias"), &m).expect("lstat"), RootKind::Symlink);
+        assert_eq!(
+            kind_at(fd, &p("alias"), &m).expect("lstat"),
+            RootKind::Symlink
+        );
         assert_eq!(kind_at(fd, &p("real"), &m).expect("lstat"), RootKind::Dir);
         assert_eq!(
             kind_at(fd, &p("nothing"), &m).expect("lstat"),

@@ -34,7 +34,7 @@
 //!   (they describe the alias, not the directory: list `usr/lib/` to set
 //!   them).
 //! - Never through a symlink the payload itself makes (refused by
-//!   `rules`), nor through a root symlink it replaces
+//!   `rules`), nor through a root symlink it replaces or deletes
 //!   ([`ExtractError::ResolvedThroughReplaced`]): each payload path means
 //!   one path, before and after its commit. An earlier payload's symlinks
 //!   are resolved like the root's, as they will be the root's once it
@@ -300,6 +300,8 @@ pub fn plan(
         followed: BTreeMap::new(),
     };
     let mut ops = Vec::new();
+    // Root paths this payload replaces or deletes, with the entry that does.
+    let mut replaced: Vec<(RelPath, RelPath)> = Vec::new();
     for w in whiteouts {
         let (parent, name) = w.split_last();
         let parts = parent.components().map(str::to_string).collect();
@@ -318,6 +320,7 @@ pub fn plan(
         }
         if root.kind(&target)? != RootKind::Missing {
             res.removed.insert(target.clone());
+            replaced.push((target.clone(), w.clone()));
             ops.push(Op::Remove(target));
         }
     }
@@ -327,14 +330,17 @@ pub fn plan(
     let mut after: BTreeMap<RelPath, Node> = BTreeMap::new();
     let mut after_links: BTreeMap<RelPath, String> = BTreeMap::new();
     let mut installed = BTreeSet::new();
-    let mut replaced: Vec<(RelPath, RelPath)> = Vec::new();
     for (path, node) in nodes {
         let (parent, name) = path.split_last();
         let up = if parent.is_root() {
             Placed::Existing(RelPath::root())
         } else {
             placed.get(&parent).cloned().ok_or_else(|| {
-                ExtractError::io("plan", path.shown(), std::io::Error::other("parent not planned"))
+                ExtractError::io(
+                    "plan",
+                    path.shown(),
+                    std::io::Error::other("parent not planned"),
+                )
             })?
         };
         let conflict = |reason| ExtractError::TypeConflict {
@@ -406,7 +412,9 @@ pub fn plan(
                 })
             }
         };
-        let first = claimed.get(&target).map_or_else(|| path.clone(), |(p, _)| p.clone());
+        let first = claimed
+            .get(&target)
+            .map_or_else(|| path.clone(), |(p, _)| p.clone());
         claimed.insert(target.clone(), (first, merged));
         if let Some(link) = links.get(path) {
             after_links.insert(target.clone(), link.clone());
@@ -576,7 +584,12 @@ mod tests {
         }
         fn read_link(&self, path: &RelPath) -> Result<Option<String>, ExtractError> {
             self.check_parents(path);
-            Ok(Some(self.links.get(path).cloned().expect("a symlink has a target")))
+            Ok(Some(
+                self.links
+                    .get(path)
+                    .cloned()
+                    .expect("a symlink has a target"),
+            ))
         }
         fn mount_at_or_under(&self, path: &RelPath) -> Result<Option<String>, ExtractError> {
             self.check_parents(path);
@@ -891,6 +904,8 @@ mod tests {
                 ("top", "/"),
                 ("via", "lib2"),
                 ("lib2", "usr/lib"),
+                ("alias", "zlink"),
+                ("zlink", "usr/lib"),
             ],
             &["var/lib/scratch"],
         )
@@ -917,13 +932,19 @@ mod tests {
         assert_eq!(run(&[], &["lib"]), ok(&["remove lib"]));
         assert_eq!(run(&[], &["lib/systemd"]), ok(&["remove usr/lib/systemd"]));
         // Links pointing "outside" land inside the root.
-        assert_eq!(run(&[("conf/x", File)], &[]), ok(&["install conf/x -> etc/x"]));
+        assert_eq!(
+            run(&[("conf/x", File)], &[]),
+            ok(&["install conf/x -> etc/x"])
+        );
         assert_eq!(run(&[("up/x", File)], &[]), ok(&["install up/x -> etc/x"]));
         assert_eq!(
             run(&[("a/b/deep/lib/x", File)], &[]),
             ok(&["install a/b/deep/lib/x -> usr/lib/x"])
         );
-        assert_eq!(run(&[("top/etc/x", File)], &[]), ok(&["install top/etc/x -> etc/x"]));
+        assert_eq!(
+            run(&[("top/etc/x", File)], &[]),
+            ok(&["install top/etc/x -> etc/x"])
+        );
         assert_eq!(run(&[("top", D)], &[]), ok(&[]));
         // `..` after a link is the parent of where the link leads.
         assert_eq!(
@@ -957,20 +978,33 @@ mod tests {
         // Directories merging into one directory: one sets the mode.
         assert_eq!(
             run(&[("lib/systemd/a", File), ("usr/lib/systemd", D)], &[]),
-            ok(&["install lib/systemd/a -> usr/lib/systemd/a", "attrs usr/lib/systemd"])
+            ok(&[
+                "install lib/systemd/a -> usr/lib/systemd/a",
+                "attrs usr/lib/systemd"
+            ])
         );
-        // A link the same payload replaces cannot also be resolved through.
+        // A link the same payload replaces or deletes cannot also be
+        // resolved through.
         assert_eq!(
             run(&[("via/x", File), ("lib2", Symlink)], &[]),
             err("ResolvedThroughReplaced")
         );
+        assert_eq!(
+            run(&[], &["alias/x", "zlink"]),
+            err("ResolvedThroughReplaced")
+        );
+        // Deleted first, the link is not resolved at all.
+        assert_eq!(run(&[], &["via/x", "lib2"]), ok(&["remove lib2"]));
         // Deleting the link first makes the path a real directory.
         assert_eq!(
             run(&[("lib/x", File)], &["lib"]),
             ok(&["remove lib", "install lib"])
         );
         // ... and a link whose target the payload deletes dangles.
-        assert_eq!(run(&[("lib/x", File)], &["usr/lib"]), err("DanglingSymlink"));
+        assert_eq!(
+            run(&[("lib/x", File)], &["usr/lib"]),
+            err("DanglingSymlink")
+        );
         // Whiteouts resolve their parent; missing or dangling is a no-op.
         assert_eq!(run(&[], &["conf/hostname"]), ok(&["remove etc/hostname"]));
         assert_eq!(run(&[], &["dangling/x"]), ok(&[]));
@@ -979,7 +1013,10 @@ mod tests {
         assert_eq!(run(&[], &["var/lib"]), err("WhiteoutOverMount"));
         assert_eq!(run(&[], &["var/lib/scratch"]), err("WhiteoutOverMount"));
         assert_eq!(run(&[], &["var"]), err("WhiteoutOverMount"));
-        assert_eq!(run(&[("var/lib/scratch/x", File)], &[]), err("CrossesMount"));
+        assert_eq!(
+            run(&[("var/lib/scratch/x", File)], &[]),
+            err("CrossesMount")
+        );
     }
 
     #[test]
@@ -989,8 +1026,14 @@ mod tests {
         // The root's `lib` dangles until the site lays down `usr/lib`.
         let t = Table::new(&[("usr", Dir)], &[("lib", "usr/lib")], &[]);
         assert_eq!(
-            run_layers_in(&t, &[(&[("usr/lib/a", File)], &[]), (&[("lib/b", File)], &[])]),
-            [ok(&["install usr/lib"]), ok(&["install lib/b -> usr/lib/b"])]
+            run_layers_in(
+                &t,
+                &[(&[("usr/lib/a", File)], &[]), (&[("lib/b", File)], &[])]
+            ),
+            [
+                ok(&["install usr/lib"]),
+                ok(&["install lib/b -> usr/lib/b"])
+            ]
         );
         assert_eq!(
             run_layers_in(&t, &[(&[("lib/b", File)], &[])]),
@@ -999,7 +1042,10 @@ mod tests {
         // The site turns `lib` into a real directory: the host writes there.
         let t = merged_usr();
         assert_eq!(
-            run_layers_in(&t, &[(&[("lib/a", File)], &["lib"]), (&[("lib/b", File)], &[])]),
+            run_layers_in(
+                &t,
+                &[(&[("lib/a", File)], &["lib"]), (&[("lib/b", File)], &[])]
+            ),
             [ok(&["remove lib", "install lib"]), ok(&["install lib/b"])]
         );
         // A link the site makes is resolved as the root's will be (the
@@ -1011,18 +1057,33 @@ mod tests {
         assert_eq!(
             run_layers_in(
                 &t,
-                &[(&[("lib", Symlink), ("t/x", File)], &[]), (&[("lib/b", File)], &[])]
+                &[
+                    (&[("lib", Symlink), ("t/x", File)], &[]),
+                    (&[("lib/b", File)], &[])
+                ]
             ),
-            [ok(&["replace lib", "install t"]), ok(&["install lib/b -> t/b"])]
+            [
+                ok(&["replace lib", "install t"]),
+                ok(&["install lib/b -> t/b"])
+            ]
         );
         // What the site puts in the resolved directory is the host's conflict.
         assert_eq!(
-            run_layers_in(&t, &[(&[("usr/lib/d/x", File)], &[]), (&[("lib/d", File)], &[])]),
+            run_layers_in(
+                &t,
+                &[(&[("usr/lib/d/x", File)], &[]), (&[("lib/d", File)], &[])]
+            ),
             [ok(&["install usr/lib/d"]), err("TypeConflict")]
         );
         assert_eq!(
-            run_layers_in(&t, &[(&[("lib/f", File)], &[]), (&[("usr/lib/f", File)], &[])]),
-            [ok(&["install lib/f -> usr/lib/f"]), ok(&["replace usr/lib/f"])]
+            run_layers_in(
+                &t,
+                &[(&[("lib/f", File)], &[]), (&[("usr/lib/f", File)], &[])]
+            ),
+            [
+                ok(&["install lib/f -> usr/lib/f"]),
+                ok(&["replace usr/lib/f"])
+            ]
         );
     }
 

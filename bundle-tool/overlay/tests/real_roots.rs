@@ -93,7 +93,10 @@ fn a_directory_entry_keeps_the_roots_symlink_and_its_targets_mode() {
         .end();
     let applied = extract::apply(&t[..], &fx.root, &default()).expect("applies");
     assert!(is_symlink(&fx.root.join("lib")));
-    assert_eq!(fs::read_link(fx.root.join("lib")).expect("link"), Path::new("usr/lib"));
+    assert_eq!(
+        fs::read_link(fx.root.join("lib")).expect("link"),
+        Path::new("usr/lib")
+    );
     // The alias's mode is not the directory's; a real directory's is.
     assert_eq!(mode(&fx.root.join("usr/lib")), before);
     assert_eq!(mode(&fx.root.join("usr/lib/systemd")), 0o750);
@@ -106,7 +109,10 @@ fn a_payload_file_or_symlink_replaces_the_link_itself() {
     let fx = merged_usr();
     let t = Tar::new().symlink("lib", "usr/lib64").end();
     extract::apply(&t[..], &fx.root, &default()).expect("applies");
-    assert_eq!(fs::read_link(fx.root.join("lib")).expect("link"), Path::new("usr/lib64"));
+    assert_eq!(
+        fs::read_link(fx.root.join("lib")).expect("link"),
+        Path::new("usr/lib64")
+    );
     assert!(fx.root.join("usr/lib/systemd").is_dir());
     // A whiteout deletes the link, never what it points at.
     let t = Tar::new().file(".wh.lib", b"").end();
@@ -119,9 +125,14 @@ fn a_payload_file_or_symlink_replaces_the_link_itself() {
 fn whiteouts_resolve_their_parent_in_the_root() {
     let fx = merged_usr();
     fs::write(fx.root.join("usr/lib/systemd/system/old.service"), b"old").expect("write");
-    let t = Tar::new().file("lib/systemd/system/.wh.old.service", b"").end();
+    let t = Tar::new()
+        .file("lib/systemd/system/.wh.old.service", b"")
+        .end();
     let applied = extract::apply(&t[..], &fx.root, &default()).expect("applies");
-    assert_eq!(applied.changes.removed, ["usr/lib/systemd/system/old.service"]);
+    assert_eq!(
+        applied.changes.removed,
+        ["usr/lib/systemd/system/old.service"]
+    );
     assert!(!fx.root.join("usr/lib/systemd/system/old.service").exists());
 }
 
@@ -145,9 +156,18 @@ fn root_symlinks_pointing_outside_are_resolved_inside() {
         .end();
     extract::apply(&t[..], &fx.root, &default()).expect("applies");
     assert_eq!(fs::read(inside.join("planted")).expect("read"), b"a");
-    assert_eq!(fs::read(fx.root.join("etc/planted.conf")).expect("read"), b"c");
-    assert_eq!(fs::read(fx.root.join("outside/planted")).expect("read"), b"u");
-    assert!(!fx.outside.join("planted").exists(), "wrote outside the root");
+    assert_eq!(
+        fs::read(fx.root.join("etc/planted.conf")).expect("read"),
+        b"c"
+    );
+    assert_eq!(
+        fs::read(fx.root.join("outside/planted")).expect("read"),
+        b"u"
+    );
+    assert!(
+        !fx.outside.join("planted").exists(),
+        "wrote outside the root"
+    );
     assert_eq!(fs::read_dir(&fx.outside).expect("ls").count(), 1);
 }
 
@@ -171,7 +191,9 @@ fn root_symlink_to_a_file_is_refused() {
     let fx = Fixture::new();
     symlink("etc/hostname", fx.root.join("name")).expect("symlink");
     let t = Tar::new().file("etc/ok", b"x").file("name/x", b"x").end();
-    fx.refuses(&t, &default(), |e| matches!(e, E::ParentNotDirectory { .. }));
+    fx.refuses(&t, &default(), |e| {
+        matches!(e, E::ParentNotDirectory { .. })
+    });
 }
 
 #[test]
@@ -201,7 +223,10 @@ fn two_paths_landing_on_one_path_of_the_root_are_refused() {
     let fx = merged_usr();
     for t in [
         Tar::new().file("lib/x", b"1").file("usr/lib/x", b"2").end(),
-        Tar::new().file("lib/d/x", b"1").file("usr/lib/d/y", b"2").end(),
+        Tar::new()
+            .file("lib/d/x", b"1")
+            .file("usr/lib/d/y", b"2")
+            .end(),
         Tar::new().dir("lib/systemd").dir("usr/lib/systemd").end(),
     ] {
         fx.refuses(&t, &default(), |e| matches!(e, E::SameInRoot { .. }));
@@ -233,7 +258,9 @@ fn a_symlink_swapped_in_after_the_plan_fails_the_commit_and_restores() {
         .file("lib/systemd/system/x.service", b"x")
         .end();
     let mut layers = Layers::open(&fx.root).expect("open");
-    layers.stage(&t[..], &default()).expect("staged and planned");
+    layers
+        .stage(&t[..], &default())
+        .expect("staged and planned");
     // usr/lib/systemd becomes a link to decoy/.
     fs::rename(
         fx.root.join("usr/lib/systemd"),
@@ -245,7 +272,9 @@ fn a_symlink_swapped_in_after_the_plan_fails_the_commit_and_restores() {
     // The root as the commit found it (staging aside).
     let mut before = fx.snapshot();
     before.retain(|k, _| !k.contains(extract::STAGING_PREFIX));
-    let err = layers.commit().expect_err("the commit must not follow the link");
+    let err = layers
+        .commit()
+        .expect_err("the commit must not follow the link");
     assert!(matches!(err.error, E::ThroughSymlink { .. }), "{err:?}");
     let after = fx.snapshot();
     assert!(before == after, "not restored:\n{}", diff(&after, &before));
@@ -288,11 +317,17 @@ fn layers_resolve_against_the_root_the_site_leaves() {
     layers.commit().expect("commit");
 
     let r = &fx.root;
-    assert_eq!(fs::read(r.join("usr/lib/site.d/host.conf")).expect("read"), b"host");
+    assert_eq!(
+        fs::read(r.join("usr/lib/site.d/host.conf")).expect("read"),
+        b"host"
+    );
     assert!(r.join("sbin").is_dir() && !is_symlink(&r.join("sbin")));
     assert!(r.join("sbin/host-tool").is_file());
     assert!(!r.join("usr/sbin/host-tool").exists());
-    assert_eq!(fs::read(r.join("opt/v1/host.conf")).expect("read"), b"on v1");
+    assert_eq!(
+        fs::read(r.join("opt/v1/host.conf")).expect("read"),
+        b"on v1"
+    );
 
     // The same as applying them one after the other.
     extract::apply(&site[..], &seq_root, &default()).expect("site alone");
@@ -364,9 +399,7 @@ fn a_whiteout_never_removes_a_mount_point_or_what_holds_one() {
         "state/.wh.scratch",
     ] {
         let t = Tar::new().file("etc/ok", b"x").file(wh, b"").end();
-        let err = fx.refuses(&t, &default(), |e| {
-            matches!(e, E::WhiteoutOverMount { .. })
-        });
+        let err = fx.refuses(&t, &default(), |e| matches!(e, E::WhiteoutOverMount { .. }));
         assert!(err.to_string().contains("var/lib/scratch"), "{err}");
     }
     // A whiteout inside the mount crosses it: refused too.
@@ -394,4 +427,53 @@ fn writes_never_cross_a_mount_point() {
         fx.refuses(&t, &default(), |e| matches!(e, E::CrossesMount { .. }));
     }
     assert!(!fx.root.join("var/lib/scratch/new").exists());
+}
+
+/// A live image's root is an overlayfs over layers on other filesystems:
+/// its files report a lower layer's device, yet they are on the root's
+/// mount and are written over like any other.
+#[test]
+fn an_overlayfs_root_is_one_mount() {
+    if !in_mount_namespace("an_overlayfs_root_is_one_mount") {
+        return;
+    }
+    let fx = Fixture::new();
+    let lower = fx.tmp.path().join("lower");
+    fs::rename(&fx.root, &lower).expect("rename");
+    fs::create_dir(&fx.root).expect("mkdir");
+    let upper = fx.tmp.path().join("upper");
+    fs::create_dir(&upper).expect("mkdir");
+    let mount = |args: &[&str], at: &Path| {
+        let st = Command::new("mount")
+            .args(args)
+            .arg(at)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount {args:?}");
+    };
+    mount(&["-t", "tmpfs", "tmpfs"], &upper);
+    for d in ["u", "w"] {
+        fs::create_dir(upper.join(d)).expect("mkdir");
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.join("u").display(),
+        upper.join("w").display()
+    );
+    mount(&["-t", "overlay", "overlay", "-o", &opts], &fx.root);
+    let t = Tar::new()
+        .file("etc/hostname", b"replaced\n")
+        .file("etc/.wh.motd", b"")
+        .file("etc/new", b"n")
+        .end();
+    let applied = extract::apply(&t[..], &fx.root, &default()).expect("applies");
+    assert_eq!(applied.changes.replaced, ["etc/hostname"]);
+    assert_eq!(applied.changes.removed, ["etc/motd"]);
+    assert_eq!(
+        fs::read(fx.root.join("etc/hostname")).expect("read"),
+        b"replaced\n"
+    );
+    assert!(!fx.root.join("etc/motd").exists());
+    assert_no_staging(&fx.root);
 }
