@@ -114,8 +114,9 @@ pub enum ExtractError {
         /// The symlink in the way.
         symlink: String,
     },
-    /// An entry's parent is a file in the payload.
-    #[error("{path:?} is under {parent:?}, which is not a directory")]
+    /// An entry's parent is a file: in the payload, or in the root (a
+    /// root symlink leading to a file included).
+    #[error("{path:?} is under {parent:?}, which is not a directory (nor a symlink to one)")]
     ParentNotDirectory {
         /// The entry name.
         path: String,
@@ -336,8 +337,8 @@ pub enum ExtractError {
         /// The mount point found at or under it.
         mount: String,
     },
-    /// A path of the commit crosses into another filesystem.
-    #[error("{path:?} is on another filesystem than the root")]
+    /// A path of the payload is a mount point of the root or beneath one.
+    #[error("{path:?} is a mount point of the root or beneath one; the overlay never writes across a mount: leave it out of the payload or unmount it")]
     CrossesMount {
         /// The path.
         path: String,
