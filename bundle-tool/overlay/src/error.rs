@@ -105,8 +105,9 @@ pub enum ExtractError {
         /// Its target.
         target: String,
     },
-    /// An entry would be written through a symlink (from the payload or
-    /// already in the root).
+    /// An entry would be written through a symlink: one of the payload,
+    /// or one that appeared in the root after the plan resolved the root's
+    /// own links (the commit never follows a link).
     #[error("{path:?} would be written through the symlink {symlink:?}")]
     ThroughSymlink {
         /// The entry name.
