@@ -4,8 +4,9 @@
 //!
 //! The listed paths (absolute; directories are taken whole) are packed as
 //! found — numeric owners, modes, mtimes — into a payload tar with the
-//! bundle entry rules (regular files, directories, relative in-tree
-//! symlinks; anything else refuses the capture), read through file
+//! bundle entry rules (regular files, directories, symlinks staying in
+//! the root, absolute targets kept verbatim; anything else refuses the
+//! capture), read through file
 //! descriptors that never follow a symlink, so nothing swapped in during
 //! the walk is read through; the directories above a listed path are not
 //! entries. The tar is compressed with zstd and encrypted with age to the
@@ -452,9 +453,21 @@ mod tests {
         assert!(pack(&[PathBuf::from("/")]).is_err());
         assert!(pack(&[etc.join("../etc/hosts")]).is_err());
         assert!(pack(&[t.path().join("missing")]).is_err());
-        // An absolute symlink target is refused by the bundle packer's rules.
-        std::os::unix::fs::symlink("/etc/passwd", etc.join("abs")).expect("ln");
-        assert!(pack(&[etc.join("abs")]).is_err());
+        // An absolute symlink target is link content: kept verbatim...
+        std::os::unix::fs::symlink("/usr/share/zoneinfo/UTC", etc.join("abs")).expect("ln");
+        let (tar, _) = pack(&[etc.join("abs")]).expect("absolute link captured");
+        let mut ar = tar::Archive::new(&tar[..]);
+        let link = ar
+            .entries()
+            .expect("entries")
+            .map(|e| e.expect("entry"))
+            .find(|e| e.header().entry_type() == tar::EntryType::Symlink)
+            .and_then(|e| e.link_name().expect("link").map(|l| l.into_owned()))
+            .expect("the link is in the capture");
+        assert_eq!(link, PathBuf::from("/usr/share/zoneinfo/UTC"));
+        // ... but one climbing above the root is refused by the packer's rules.
+        std::os::unix::fs::symlink("/../etc/passwd", etc.join("up")).expect("ln");
+        assert!(pack(&[etc.join("up")]).is_err());
     }
 
     /// (name, kind, mode, uid, gid) of every entry.

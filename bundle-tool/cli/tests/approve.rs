@@ -6,8 +6,8 @@
 //! Hostile cases, each asserting that no bundle is written: a tampered
 //! upload (sha256 differs from the metadata), a pinned `--sha256` that
 //! differs, an anonymous upload without `--allow-anonymous`, an upload
-//! posted for another MAC, tars with unsafe entries (`..`, an absolute
-//! symlink, a device node, a duplicate), an upload not encrypted to the
+//! posted for another MAC, tars with unsafe entries (`..`, a symlink
+//! climbing above the root, a device node, a duplicate), an upload not encrypted to the
 //! admin, a passphrase-encrypted upload, a `--current` bundle for another
 //! node, and no confirmation.
 
@@ -182,6 +182,8 @@ fn good_tar() -> Vec<u8> {
         E::File("etc/hostname", b"node1-typed-by-hand\n", 0o644),
         E::File("etc/app.conf", b"level = 3\n", 0o600),
         E::Symlink("etc/app.link", "app.conf"),
+        // Absolute targets are link content, kept as they are.
+        E::Symlink("etc/localtime", "/usr/share/zoneinfo/Europe/Berlin"),
     ])
 }
 
@@ -277,6 +279,10 @@ fn an_approved_upload_becomes_a_signed_bundle_the_node_opens() {
     assert_eq!(
         std::fs::read_link(root.join("etc/app.link")).expect("link"),
         Path::new("app.conf")
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("etc/localtime")).expect("link"),
+        Path::new("/usr/share/zoneinfo/Europe/Berlin")
     );
     let inspect: serde_json::Value =
         serde_json::from_str(&ok(&["inspect", s(&out), "--json"])).expect("json");
@@ -502,8 +508,8 @@ fn uploads_with_unsafe_entries_are_refused() {
             tar_of(&[E::RawFile("/etc/shadow", b"root::0:0\n")]),
         ),
         (
-            "absolute symlink",
-            tar_of(&[E::Symlink("etc/link", "/etc/shadow")]),
+            "absolute symlink climbing above the root",
+            tar_of(&[E::Symlink("etc/link", "/../etc/shadow")]),
         ),
         (
             "symlink leaving the root",

@@ -131,10 +131,7 @@ fn payload_links(k: &Keys, bundle: &Path) -> BTreeMap<String, String> {
 }
 
 fn absolute_ok() -> Options {
-    Options {
-        allow_absolute_symlinks: true,
-        ..Options::default()
-    }
+    Options::default()
 }
 
 const DEMO_FILE: &str = "/lib/systemd/system/satchel-demo.service";

@@ -5,11 +5,12 @@
 //! - entries in byte order of their names, each directory before its
 //!   contents; the source directory itself is not an entry; names are
 //!   relative (`etc/hosts`), UTF-8, without `.` or `..` components;
-//! - regular files, directories, and symlinks whose target is relative and
-//!   stays inside the tree (checked lexically from the link's directory).
+//! - regular files, directories, and symlinks whose target stays inside
+//!   the tree: a relative target checked lexically from the link's
+//!   directory, or an absolute one (`/usr/share/zoneinfo/UTC`), kept as it
+//!   is: it is link content, read from the node's root after switch-root.
 //!   Devices, FIFOs and sockets are refused; hard-linked files are stored as
-//!   separate regular files; absolute symlink targets are refused (write
-//!   them relative, e.g. `../usr/share/zoneinfo/UTC`);
+//!   separate regular files;
 //! - permission bits are kept; setuid, setgid, sticky and world-writable
 //!   bits are refused unless the bundle's policy allows special bits
 //!   (the overlay would drop them, so the packer says so up front);
@@ -23,11 +24,11 @@
 //! - extra symlinks computed by the caller ([`PackOptions::links`], e.g.
 //!   `create --enable`) come after the tree's entries, in byte order of
 //!   their names, each preceded by the parent directories the tree lacks
-//!   (mode 0755). Only these may have absolute targets, which the node reads
-//!   from its root as after switch-root (`/usr/lib/systemd/system/x.service`);
-//!   a link the tree already holds with the same target is packed once, in
-//!   its place (the tree's absolute link accepted because it is listed);
-//!   any other entry of that name is refused.
+//!   (mode 0755); their targets follow the same rules as the tree's links
+//!   (absolute ones, such as `/usr/lib/systemd/system/x.service`, are read
+//!   from the node's root after switch-root); a link the tree already holds
+//!   with the same target is packed once, in its place; any other entry of
+//!   that name is refused.
 //!
 //! A file whose size changes while it is read makes packing fail rather
 //! than produce a tar whose header and data disagree.
@@ -184,14 +185,7 @@ fn walk<W: Write>(
             let target = target
                 .to_str()
                 .ok_or_else(|| unpackable(&path, "symlink target is not UTF-8"))?;
-            match target.strip_prefix('/') {
-                // An absolute link of the tree that is one of the caller's.
-                Some(from_root) if is_listed(opts, &path, target) => {
-                    check_link_target("", from_root)
-                }
-                _ => check_link_target(rel, target),
-            }
-            .map_err(|why| unpackable(&path, why))?;
+            check_link_target(rel, target).map_err(|why| unpackable(&path, why))?;
             h.set_entry_type(tar::EntryType::Symlink);
             h.set_mode(0o777);
             h.set_size(0);
@@ -340,11 +334,7 @@ fn append_links<W: Write>(
             Err(e) => return Err(e.into()),
         }
         let target = link.target.as_str();
-        match target.strip_prefix('/') {
-            Some(from_root) => check_link_target("", from_root),
-            None => check_link_target(&parent, target),
-        }
-        .map_err(|why| unpackable(path, why))?;
+        check_link_target(&parent, target).map_err(|why| unpackable(path, why))?;
         if target.len() + 1 > MAX_PACK_PATH_LEN {
             return Err(unpackable(
                 path,
@@ -362,13 +352,6 @@ fn append_links<W: Write>(
         b.append_link(&mut h, path, target)?;
     }
     Ok(())
-}
-
-/// Whether `path -> target` is one of [`PackOptions::links`].
-fn is_listed(opts: &PackOptions, path: &str, target: &str) -> bool {
-    opts.links
-        .iter()
-        .any(|l| l.path == path && l.target == target)
 }
 
 /// The name of an added link: relative, normal components, within the limits.
@@ -398,10 +381,11 @@ fn check_added_name(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks a symlink target as the overlay does: relative, non-empty, no
-/// control characters, `..` only as a leading run (`../../x`), and never
-/// climbing above the tree's root from the link's directory `rel` (`""` or
-/// `a/b/`).
+/// Checks a symlink target as the overlay does: non-empty, no control
+/// characters, `..` only as a leading run (`../../x`), and never climbing
+/// above the tree's root, from the link's directory `rel` (`""` or `a/b/`)
+/// for a relative target, from the root for an absolute one (`/etc/x`,
+/// which the node reads from its own root: `/..` is refused).
 pub fn check_link_target(rel: &str, target: &str) -> Result<(), String> {
     if target.is_empty() {
         return Err("empty symlink target".into());
@@ -414,12 +398,11 @@ pub fn check_link_target(rel: &str, target: &str) -> Result<(), String> {
             "symlink target {target:?} has control or invisible format characters"
         ));
     }
-    if target.starts_with('/') {
-        return Err(format!(
-            "symlink target {target:?} is absolute; write it relative to the link"
-        ));
-    }
-    let start = rel.split('/').filter(|c| !c.is_empty()).count();
+    let start = if target.starts_with('/') {
+        0
+    } else {
+        rel.split('/').filter(|c| !c.is_empty()).count()
+    };
     let (mut ups, mut seen_name) = (0usize, false);
     for c in target.split('/') {
         match c {
@@ -561,7 +544,7 @@ mod tests {
         assert!(e.to_string().contains("etc/ssh/bad"), "{e}");
 
         let d = tree();
-        symlink("/etc/passwd", d.path().join("abs")).unwrap();
+        symlink("/../etc/passwd", d.path().join("abs")).unwrap();
         assert!(pack_dir(d.path(), &PackOptions::default(), Vec::new()).is_err());
 
         let d = tree();
@@ -601,13 +584,17 @@ mod tests {
             ("a/", ".."),
             ("a/b/", "../../c"),
             ("", "./x/./y"),
+            ("", "/etc"),
+            ("etc/", "/usr/share/zoneinfo/Europe/Berlin"),
+            ("", "/"),
         ] {
             assert!(check_link_target(rel, target).is_ok(), "{rel} {target}");
         }
         for (rel, target) in [
             ("", ".."),
             ("a/", "../.."),
-            ("", "/etc"),
+            ("a/", "/../etc"),
+            ("", "/a/../../etc"),
             ("", ""),
             ("a/", "x/../y"),
             ("", "a\nb"),
@@ -688,11 +675,10 @@ mod tests {
         let (plain, _) = pack_dir(d.path(), &PackOptions::default(), Vec::new()).unwrap();
         assert_eq!(link_entries(&plain), got[..7]);
 
-        // A listed link the tree already has is packed once, in its place;
-        // an unlisted absolute link is still refused.
+        // A listed link the tree already has is packed once, in its place.
         let d = tree();
         symlink("/lib/x.service", d.path().join("etc/x.service")).unwrap();
-        assert!(pack_dir(d.path(), &PackOptions::default(), Vec::new()).is_err());
+        assert!(pack_dir(d.path(), &PackOptions::default(), Vec::new()).is_ok());
         let opts = PackOptions {
             links: vec![link("etc/x.service", "/lib/x.service")],
             ..Default::default()
@@ -715,7 +701,6 @@ mod tests {
             ("etc//x", "/x", "empty"),
             ("etc/x", "/../etc/passwd", "outside"),
             ("etc/x", "../../up", "outside"),
-            ("etc/x", "//x", "absolute"),
             (
                 "etc/x
 ", "/x", "control",

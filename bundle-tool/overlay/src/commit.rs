@@ -1,10 +1,13 @@
 //! The commit: runs the plans of one boot by renames, logging each step so
 //! that a failure midway puts the root back as it was.
 //!
-//! Every directory is opened through `fsops::open_dir` (beneath the root,
-//! no symlinks, no mount crossing) and every rename is `RENAME_NOREPLACE`,
-//! so nothing that appeared since the plan is clobbered: it makes the step
-//! fail, and the undo log restores what was done.
+//! Every path of a plan is canonical (the plan resolved the root's
+//! symlinks inside the root). Every directory is opened through
+//! `fsops::open_dir` (beneath the root, no symlinks, no mount crossing)
+//! and every rename is `RENAME_NOREPLACE`, so nothing that appeared since
+//! the plan is clobbered or followed — a symlink swapped in for a
+//! directory included: it makes the step fail, and the undo log restores
+//! what was done.
 //!
 //! Invariant: one undo log for the whole boot. The layers commit in order,
 //! each step logged with its layer (whose staging holds what the step moved
@@ -40,8 +43,8 @@ pub struct Changes {
 enum Done {
     /// The root's `path` was moved to `old/<name>`.
     MovedAside { path: RelPath, name: String },
-    /// `tree/<path>` was moved to the root's `path`.
-    Installed { path: RelPath },
+    /// `tree/<staged>` was moved to the root's `target`.
+    Installed { staged: RelPath, target: RelPath },
     /// The root's directory `path` had this mode (and owner, if changed).
     Attrs {
         path: RelPath,
@@ -137,12 +140,16 @@ fn step(
         });
         Ok::<(), ExtractError>(())
     };
-    let install = |path: &RelPath, staging: &Staging, done: &mut Vec<Done>| {
-        let (parent, name) = path.split_last();
-        let from = open_dir(staging.tree(), &parent, OFlags::PATH)?;
-        let to = open_dir(root, &parent, OFlags::PATH)?;
-        rename(from.as_fd_ref(), name, to.as_fd_ref(), name, path)?;
-        done.push(Done::Installed { path: path.clone() });
+    let install = |staged: &RelPath, target: &RelPath, staging: &Staging, done: &mut Vec<Done>| {
+        let (from_parent, from_name) = staged.split_last();
+        let (to_parent, to_name) = target.split_last();
+        let from = open_dir(staging.tree(), &from_parent, OFlags::PATH)?;
+        let to = open_dir(root, &to_parent, OFlags::PATH)?;
+        rename(from.as_fd_ref(), from_name, to.as_fd_ref(), to_name, target)?;
+        done.push(Done::Installed {
+            staged: staged.clone(),
+            target: target.clone(),
+        });
         Ok::<(), ExtractError>(())
     };
     match op {
@@ -150,19 +157,20 @@ fn step(
             move_aside(path, staging, done)?;
             changes.removed.push(path.shown());
         }
-        Op::Replace(path) => {
-            move_aside(path, staging, done)?;
-            install(path, staging, done)?;
-            changes.replaced.push(path.shown());
+        Op::Replace { staged, target } => {
+            move_aside(target, staging, done)?;
+            install(staged, target, staging, done)?;
+            changes.replaced.push(target.shown());
         }
-        Op::Install(path) => {
-            install(path, staging, done)?;
-            changes.installed.push(path.shown());
+        Op::Install { staged, target } => {
+            install(staged, target, staging, done)?;
+            changes.installed.push(target.shown());
         }
-        Op::SetAttrs(path) => {
+        Op::SetAttrs { staged, target } => {
+            let path = target;
             let err = |op| move |e| resolve_error(op, path, e);
-            let staged =
-                fs::fstat(open_dir(staging.tree(), path, OFlags::RDONLY)?).map_err(err("stat"))?;
+            let staged = fs::fstat(open_dir(staging.tree(), staged, OFlags::RDONLY)?)
+                .map_err(err("stat"))?;
             let target = open_dir(root, path, OFlags::RDONLY)?;
             let old = fs::fstat(&target).map_err(err("stat"))?;
             let (new_mode, old_mode) = (staged.st_mode & 0o7777, old.st_mode & 0o7777);
@@ -199,11 +207,12 @@ fn undo(done: &[(usize, Done)], root: BorrowedFd<'_>, layers: &[Layer<'_>]) -> V
             continue;
         };
         let result = match d {
-            Done::Installed { path } => (|| {
-                let (parent, name) = path.split_last();
-                let from = open_dir(root, &parent, OFlags::PATH)?;
-                let to = open_dir(staging.tree(), &parent, OFlags::PATH)?;
-                rename(from.as_fd_ref(), name, to.as_fd_ref(), name, path)
+            Done::Installed { staged, target } => (|| {
+                let (from_parent, from_name) = target.split_last();
+                let (to_parent, to_name) = staged.split_last();
+                let from = open_dir(root, &from_parent, OFlags::PATH)?;
+                let to = open_dir(staging.tree(), &to_parent, OFlags::PATH)?;
+                rename(from.as_fd_ref(), from_name, to.as_fd_ref(), to_name, target)
             })(),
             Done::MovedAside { path, name: aside } => (|| {
                 let (parent, name) = path.split_last();

@@ -68,14 +68,6 @@ pub enum ExtractError {
         /// The limit that was exceeded.
         limit: usize,
     },
-    /// A symlink target is absolute and the options do not allow it.
-    #[error("symlink {path:?} has absolute target {target:?}")]
-    AbsoluteLink {
-        /// The link's name.
-        path: String,
-        /// Its target.
-        target: String,
-    },
     /// A symlink or hardlink points outside the root.
     #[error("link {path:?} points outside the root: {target:?}")]
     LinkOutside {
@@ -113,8 +105,9 @@ pub enum ExtractError {
         /// Its target.
         target: String,
     },
-    /// An entry would be written through a symlink (from the payload or
-    /// already in the root).
+    /// An entry would be written through a symlink: one of the payload,
+    /// or one that appeared in the root after the plan resolved the root's
+    /// own links (the commit never follows a link).
     #[error("{path:?} would be written through the symlink {symlink:?}")]
     ThroughSymlink {
         /// The entry name.
@@ -122,8 +115,9 @@ pub enum ExtractError {
         /// The symlink in the way.
         symlink: String,
     },
-    /// An entry's parent is a file in the payload.
-    #[error("{path:?} is under {parent:?}, which is not a directory")]
+    /// An entry's parent is a file: in the payload, or in the root (a
+    /// root symlink leading to a file included).
+    #[error("{path:?} is under {parent:?}, which is not a directory (nor a symlink to one)")]
     ParentNotDirectory {
         /// The entry name.
         path: String,
@@ -292,8 +286,60 @@ pub enum ExtractError {
         /// Counted (at least; counting stops once over).
         actual: u64,
     },
-    /// A path of the commit crosses into another filesystem.
-    #[error("{path:?} is on another filesystem than the root")]
+    /// Resolving a path through the root's own symlinks followed more
+    /// than [`crate::MAX_SYMLINK_HOPS`] of them (a loop, like `a -> b`,
+    /// `b -> a`).
+    #[error("{path:?}: resolving the root's symlink {symlink:?} follows more than {limit} symlinks (a loop?); fix the root's links or write to the real directory")]
+    SymlinkLoop {
+        /// The payload path being resolved.
+        path: String,
+        /// The symlink of the root where the limit was reached.
+        symlink: String,
+        /// The limit.
+        limit: u32,
+    },
+    /// A payload path goes through a symlink of the root whose target does
+    /// not exist in the root (as the payloads before it leave it).
+    #[error("{path:?} goes through the root's symlink {symlink:?}, which points at nothing in the root; create its target first or write to the real directory")]
+    DanglingSymlink {
+        /// The payload path.
+        path: String,
+        /// The dangling symlink of the root.
+        symlink: String,
+    },
+    /// Two payload paths are the same path of the root once the root's
+    /// symlinks are resolved (`lib/x` and `usr/lib/x` with `lib -> usr/lib`).
+    #[error("{path:?} and {other:?} are both {target:?} in the root (through its symlinks); keep one of them")]
+    SameInRoot {
+        /// The later payload path.
+        path: String,
+        /// The earlier payload path.
+        other: String,
+        /// Where both land.
+        target: String,
+    },
+    /// A payload path was resolved through a symlink of the root that the
+    /// same payload replaces or deletes: after the commit it would mean
+    /// another path.
+    #[error("{path:?} goes through the root's symlink {symlink:?}, which {by:?} of the same payload replaces or deletes; write to the real directory or keep the link")]
+    ResolvedThroughReplaced {
+        /// The payload path resolved through the link.
+        path: String,
+        /// The root's symlink.
+        symlink: String,
+        /// The payload entry that replaces it.
+        by: String,
+    },
+    /// A whiteout would remove a mount point, or a directory holding one.
+    #[error("whiteout of {path:?} would remove the mount point {mount:?} or what is on it; unmount it first or drop the whiteout")]
+    WhiteoutOverMount {
+        /// What the whiteout deletes (in the root, symlinks resolved).
+        path: String,
+        /// The mount point found at or under it.
+        mount: String,
+    },
+    /// A path of the payload is a mount point of the root or beneath one.
+    #[error("{path:?} is a mount point of the root or beneath one; the overlay never writes across a mount: leave it out of the payload or unmount it")]
     CrossesMount {
         /// The path.
         path: String,

@@ -16,15 +16,39 @@
 //!    RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)` relative to the root's fd
 //!    (`fsops`), and acts on a single final name with `*at` calls that do
 //!    not follow it (`O_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`, `renameat2`).
-//!    A symlink anywhere on a path — from the payload, already in the root,
-//!    or planted meanwhile — makes the operation fail; it is never followed.
-//! 2. **The root is changed only after every payload checked out**: every
+//!    A symlink anywhere on a path the commit uses — planted meanwhile
+//!    included — makes the operation fail; it is never followed.
+//! 2. **The root's own symlinks are resolved inside the root, by the plan
+//!    alone**, as the kernel will after switch-root (`openat2`
+//!    `RESOLVE_IN_ROOT`): the link's target is read (`readlinkat`, never
+//!    followed) and walked component by component, an absolute target
+//!    from the root, `..` at the root staying at the root, at most
+//!    [`MAX_SYMLINK_HOPS`] links per path. So `lib/x` with `lib -> usr/lib`
+//!    lands in `usr/lib/x`, and a link pointing "outside" (`/etc`,
+//!    `../../..`) points at a path of the root. The plan gives the commit
+//!    canonical paths — real directories only — so invariant 1 holds for
+//!    them unchanged. The last component is never followed (a payload
+//!    file, symlink or whiteout named `lib` acts on the link). A payload
+//!    directory over a root symlink keeps the link and merges into the
+//!    directory it resolves to, without giving it its mode or owner.
+//!    Refused: a link resolving to nothing (dangling) or to a file, a loop,
+//!    two payload paths landing on one path of the root, a path resolved
+//!    through a root link the same payload replaces. A payload is never
+//!    resolved through a symlink it makes itself (`rules`); a later payload
+//!    of a [`Layers`] resolves through an earlier one's as through the
+//!    root's, as it will be once that one committed.
+//! 3. **Nothing crosses a mount.** A payload path at or under a mount point
+//!    of the root (a mount id other than the root's) is refused; a
+//!    whiteout whose target is, or holds, a mount point is refused by the
+//!    plan, before anything changes; staging is removed dirfd-relative
+//!    without ever entering another mount.
+//! 4. **The root is changed only after every payload checked out**: every
 //!    header, name, link and limit, the end of the archive, the entry count
 //!    and size the manifest promised, and the plan against the root — for
 //!    [`Layers`], of every payload staged, each planned over the root as
 //!    the payloads before it will leave it. Until then only the staging
 //!    directories (inside the root, random names, mode 0700) are written.
-//! 3. **All or nothing, across the payloads of a commit.** The plans check
+//! 5. **All or nothing, across the payloads of a commit.** The plans check
 //!    every conflict before the first rename; every rename is
 //!    `RENAME_NOREPLACE`; what a step replaces is moved into staging, not
 //!    deleted; one undo log covers every payload, so if a step of any
@@ -34,34 +58,41 @@
 //!    too. Staging is removed on every exit path, except when an undo
 //!    fails: then every staging directory is kept (they hold the
 //!    originals) and [`ExtractError::RestoreFailed`] names them.
-//! 4. **Refuse, never skip.** An unsafe entry refuses the whole payload:
+//! 6. **Refuse, never skip.** An unsafe entry refuses the whole payload:
 //!    absolute names, `..`, NUL, non-UTF-8, control or invisible Unicode
 //!    format characters (bidi controls, zero-width; [`is_format_char`]), over-long
-//!    or over-deep names; writes through a symlink or under a file; symlinks
-//!    leaving the root (`..` only as a leading run; absolute targets only if
-//!    [`Options::allow_absolute_symlinks`]); hardlinks to anything but an
+//!    or over-deep names; writes through a symlink of the payload or under
+//!    a file; symlink targets climbing above the root (`..` only as a
+//!    leading run, counted from the link's directory, or from the root for
+//!    an absolute target: `/../x` is refused); hardlinks to anything but an
 //!    earlier regular file of the payload; a directory becoming a symlink;
 //!    duplicates; devices, FIFOs and other entry types; stacked, mixed,
 //!    contradicting or unknown PAX/GNU extensions, a PAX size unequal to
 //!    the header's, data on non-files, unsafe names hidden under
 //!    extensions; bad checksums; a truncated stream or anything but zero
 //!    padding after the end-of-archive blocks; the limits in [`Options`].
-//! 5. **Permissions**: setuid, setgid, sticky and world-writable bits are
+//!    Symlink targets are link content: an absolute one is kept as it is
+//!    (the node reads it from its root after switch-root), and no link of
+//!    the payload is ever followed while writing, so no target can make
+//!    the overlay write anywhere.
+//! 7. **Permissions**: setuid, setgid, sticky and world-writable bits are
 //!    dropped unless [`Options::allow_special_bits`]. Ownership is numeric
 //!    only (names in the archive are ignored) and follows [`Ownership`].
 //!    The root directory's own mode and owner are never changed.
-//! 6. **Whiteouts** (`dir/.wh.NAME`, OCI style) delete `dir/NAME` of the
-//!    root — never an entry of the same payload — with the same containment
-//!    rules; deleting a missing path is fine; opaque whiteouts are refused.
+//! 8. **Whiteouts** (`dir/.wh.NAME`, OCI style) delete `dir/NAME` of the
+//!    root — never an entry of the same payload — with `dir` resolved as in
+//!    invariant 2 and `NAME` not followed; deleting a missing path (or one
+//!    under a missing, dangling or non-directory parent) is fine; opaque
+//!    whiteouts are refused.
 //!
-//! Conflicts with the root, decided by the plan before anything changes: a
-//! file or symlink replaces a file or symlink; a directory merges into a
-//! directory (taking the payload's mode and, with [`Ownership::Archive`],
-//! its owner, when the payload lists it); anything else — a file or symlink
-//! over a directory, a directory over a file, anything under a symlink of the
-//! root — is refused. Delete first with a whiteout to change a type.
-//! Merged-`/usr` links such as `lib -> usr/lib` are symlinks: write to
-//! `usr/lib`.
+//! Conflicts with the root, decided by the plan before anything changes
+//! (at the canonical path): a file or symlink replaces a file or symlink;
+//! a directory merges into a directory (taking the payload's mode and,
+//! with [`Ownership::Archive`], its owner, when the payload lists it) or
+//! into the directory a root symlink resolves to (keeping the link, not
+//! taking the mode); anything else — a file or symlink over a directory,
+//! a directory over a file — is refused. Delete first with a whiteout to
+//! change a type (`.wh.lib` then `lib/` makes `lib` a real directory).
 //!
 //! It does not apply extended attributes, ACLs, device numbers or
 //! directory times, does not decrypt or decompress (the caller streams the
@@ -70,17 +101,21 @@
 //! contents and link targets: the root directory's own times do change, as
 //! staging is created in it.
 //!
-//! Needs Linux ≥ 5.6 (`openat2`) and a root filesystem with
-//! `renameat2(RENAME_NOREPLACE)` (tmpfs, ext4, xfs, btrfs, overlayfs); a
-//! path of the payload on another mount inside the root is refused.
+//! Needs Linux ≥ 5.6 (`openat2`; ≥ 5.8 for mount ids, without which a
+//! mount is told by its device only: a bind mount of the root's own
+//! filesystem is then not seen, and the files of an overlayfs root over
+//! layers on other filesystems look like mounts) and a root filesystem with
+//! `renameat2(RENAME_NOREPLACE)` (tmpfs, ext4, xfs, btrfs, overlayfs).
 //!
 //! # Layout
 //! - `path`: pure name, link-target and whiteout rules ([`RelPath`]).
 //! - `tar`: a strict streaming tar reader (ustar, PAX, GNU long names).
 //! - `rules`: the archive-wide rules, entry by entry (pure).
-//! - `plan`: the commit plan against a view of the root (pure).
-//! - `fsops`: `openat2`-based primitives, the only code that resolves a
-//!   multi-component path; everything else acts on one name under an fd.
+//! - `plan`: the commit plan against a view of the root (pure), which
+//!   resolves payload paths through the root's symlinks into canonical ones.
+//! - `fsops`: `openat2`-based primitives, the only code that opens a
+//!   multi-component path (never through a symlink or a mount); everything
+//!   else acts on one name under an fd.
 //! - `stage`: a staging directory. `commit`: the renames of every layer,
 //!   with one undo log.
 //! - `error`: [`ExtractError`].
@@ -124,6 +159,10 @@ pub const MAX_PATH_DEPTH: usize = 64;
 /// 4 KiB name can imply 64 parents.
 pub const MAX_NAME_BYTES: u64 = 64 << 20;
 
+/// Most symlinks of the root followed to resolve one payload path inside
+/// the root (the kernel's own limit, `MAXSYMLINKS`): a loop is refused.
+pub const MAX_SYMLINK_HOPS: u32 = 40;
+
 /// Who owns what the overlay writes. Ownership is always numeric: user
 /// and group names in the archive are ignored.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -155,9 +194,6 @@ pub struct Options {
     pub max_name_bytes: u64,
     /// Keep setuid/setgid/sticky and world-writable bits (default: dropped).
     pub allow_special_bits: bool,
-    /// Accept absolute symlink targets, read from the root as after
-    /// switch-root (`/etc/x` means `<root>/etc/x`); default refused.
-    pub allow_absolute_symlinks: bool,
     /// Who owns the written files; default [`Ownership::Auto`].
     pub ownership: Ownership,
     /// The entry count the manifest promises (every listed entry counts,
@@ -179,7 +215,6 @@ impl Default for Options {
             max_path_depth: MAX_PATH_DEPTH,
             max_name_bytes: MAX_NAME_BYTES,
             allow_special_bits: false,
-            allow_absolute_symlinks: false,
             ownership: Ownership::Auto,
             expected_entries: None,
             expected_size: None,
@@ -335,7 +370,7 @@ struct Layer {
 }
 
 /// The payloads of one boot, laid over one root together: all or nothing
-/// across them (invariant 3 over the whole boot).
+/// across them (invariant 5 over the whole boot).
 ///
 /// [`Layers::stage`] streams a payload into its own staging directory,
 /// checks every entry, and plans its commit against the root as the
@@ -424,15 +459,20 @@ impl Layers {
             };
             Some((&c.path, node))
         }));
+        let links = checked
+            .iter()
+            .filter(|c| c.entry.kind == EntryKind::Symlink)
+            .filter_map(|c| Some((c.path.clone(), c.entry.link_target.clone()?)))
+            .collect();
         let below: Vec<&plan::Planned> = self.layers.iter().map(|l| &l.planned).collect();
         let view = plan::Layered {
-            root: &fsops::Probe(self.root_fd.as_fd()),
+            root: &fsops::Probe::new(self.root_fd.as_fd())?,
             layers: &below,
         };
-        let ops = plan::plan(&nodes, checker.whiteouts(), &view)?;
+        let planned = plan::plan(&nodes, &links, checker.whiteouts(), &view)?;
         self.layers.push(Layer {
             staging,
-            planned: plan::Planned::new(ops, nodes),
+            planned,
             chown,
             summary: ArchiveSummary {
                 entries: checked.into_iter().map(|c| c.entry).collect(),

@@ -5,7 +5,10 @@
 //! unguessable name and mode 0700, holds `tree/` (the payload as it will
 //! be) and `old/` (what the commit moved aside), and is removed when
 //! [`Staging`] is dropped unless [`Staging::keep`] was called (only when a
-//! restore failed and `old/` holds the root's originals).
+//! restore failed and `old/` holds the root's originals). Removal is
+//! dirfd-relative from the root's fd and never enters another mount
+//! (`fsops::remove_tree`): should a mount point end up in `old/` anyway,
+//! what is on it stays and the staging directory is kept, with a warning.
 //!
 //! Entries arrive grouped by directory, so the parent directory of the last
 //! entry stays open for the next one (an `O_PATH` fd of a directory this
@@ -33,7 +36,7 @@ use rustix::fs::{self, AtFlags, Gid, Mode, OFlags, Timespec, Timestamps, Uid};
 use rustix::io::Errno;
 
 use crate::error::ExtractError;
-use crate::fsops::{open_dir, resolve_error};
+use crate::fsops::{open_dir, remove_tree, resolve_error};
 use crate::path::RelPath;
 use crate::rules::Checked;
 use crate::tar::TarReader;
@@ -56,6 +59,10 @@ struct DirAttrs {
 #[derive(Debug)]
 pub struct Staging {
     path: PathBuf,
+    /// The root (a descriptor of its own) and the staging directory's name
+    /// in it: what [`Drop`] removes.
+    root: OwnedFd,
+    name: String,
     tree: OwnedFd,
     old: OwnedFd,
     keep: bool,
@@ -147,7 +154,7 @@ impl Staging {
         let shown = RelPath::root().join(&name);
         fs::mkdirat(root, name.as_str(), Mode::from_raw_mode(0o700))
             .map_err(io_err("create staging", &shown))?;
-        let open = || -> Result<(OwnedFd, OwnedFd, u32), ExtractError> {
+        let open = || -> Result<(OwnedFd, OwnedFd, u32, OwnedFd), ExtractError> {
             let dir = open_dir(root, &shown, OFlags::PATH)?;
             for sub in ["tree", "old"] {
                 fs::mkdirat(&dir, sub, Mode::from_raw_mode(0o700))
@@ -159,13 +166,16 @@ impl Staging {
                 // Beside `tree`, never in it: a probe left behind by a
                 // failed unlink is removed with the staging directory.
                 create_keeps(dir.as_fd()),
+                open_dir(root, &RelPath::root(), OFlags::PATH)?,
             ))
         };
         match open() {
-            Ok((tree, old, create_keeps)) => Ok(Staging {
+            Ok((tree, old, create_keeps, root)) => Ok(Staging {
                 new_owner: new_file_owner(tree.as_fd()),
                 create_keeps,
                 path: root_path.join(&name),
+                root,
+                name,
                 tree,
                 old,
                 keep: false,
@@ -177,7 +187,9 @@ impl Staging {
                 closer: Closer::default(),
             }),
             Err(e) => {
-                let _ = std::fs::remove_dir_all(root_path.join(&name));
+                if let Ok(n) = std::ffi::CString::new(name) {
+                    let _ = remove_tree(root, &n);
+                }
                 Err(e)
             }
         }
@@ -414,36 +426,17 @@ fn create_keeps(dir: BorrowedFd<'_>) -> u32 {
     probe().unwrap_or(0)
 }
 
-/// Makes every directory under `path` writable by its owner, so that an
-/// unprivileged caller can remove staged read-only directories.
-fn make_removable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return;
-    };
-    if !meta.is_dir() {
-        return;
-    }
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for entry in entries.flatten() {
-            make_removable(&entry.path());
-        }
-    }
-}
-
 impl Drop for Staging {
     fn drop(&mut self) {
         self.closer.finish();
         if self.keep {
             return;
         }
-        // remove_dir_all never follows symlinks inside the tree.
-        if std::fs::remove_dir_all(&self.path).is_err() {
-            make_removable(&self.path);
-            if let Err(e) = std::fs::remove_dir_all(&self.path) {
-                tracing::warn!(path = %self.path.display(), error = %e, "could not remove the staging directory");
-            }
+        let removed = std::ffi::CString::new(self.name.as_str())
+            .map_err(|_| Errno::INVAL)
+            .and_then(|n| remove_tree(self.root.as_fd(), &n));
+        if let Err(e) = removed {
+            tracing::warn!(path = %self.path.display(), error = %e, "could not remove the staging directory (nothing on another mount is removed)");
         }
     }
 }

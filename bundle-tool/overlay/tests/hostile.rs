@@ -136,10 +136,17 @@ fn symlink_to_parent_then_directories_rustsec_2021_0080() {
     refused(&t, &default(), |e| matches!(e, E::LinkOutside { .. }));
 }
 
+/// An absolute target is link content (read from the node's root after
+/// switch-root), never followed by the overlay: writing under it is a
+/// write through the payload's own symlink.
 #[test]
-fn symlink_absolute_target() {
-    let t = start().symlink("etc/shadow-link", "/etc/shadow").end();
-    refused(&t, &default(), |e| matches!(e, E::AbsoluteLink { .. }));
+fn write_under_an_absolute_symlink_of_the_payload() {
+    let fx = Fixture::new();
+    let t = start()
+        .symlink("etc/out", fx.outside.to_str().expect("utf-8"))
+        .file("etc/out/planted", b"owned")
+        .end();
+    refused(&t, &default(), |e| matches!(e, E::ThroughSymlink { .. }));
 }
 
 #[test]
@@ -162,13 +169,9 @@ fn symlink_chain_escape() {
 }
 
 #[test]
-fn absolute_symlink_climbing_above_root_even_when_allowed() {
-    let opts = Options {
-        allow_absolute_symlinks: true,
-        ..Options::default()
-    };
+fn absolute_symlink_climbing_above_root() {
     let t = start().symlink("etc/l", "/../outside/secret").end();
-    refused(&t, &opts, |e| matches!(e, E::LinkOutside { .. }));
+    refused(&t, &default(), |e| matches!(e, E::LinkOutside { .. }));
 }
 
 #[test]
@@ -298,7 +301,7 @@ fn pax_path_hides_unsafe_header_name() {
 #[test]
 fn pax_linkpath_hides_unsafe_header_link() {
     let mut h = Hdr::new("etc/l", b'2');
-    h.link = b"/etc/shadow".to_vec();
+    h.link = b"../../etc/shadow".to_vec();
     let t = start().pax(&[("linkpath", b"ok.conf")]).entry(h, b"").end();
     refused(&t, &default(), |e| matches!(e, E::HeaderTrick { .. }));
 }
@@ -524,12 +527,16 @@ fn whiteout_with_content() {
 
 // --- hostile state already in the root ----------------------------------
 
+// The root's own symlinks are resolved inside the root (as after
+// switch-root), so a link "pointing outside" points at a path of the root;
+// where that path does not exist the link dangles and is refused.
+
 #[test]
 fn root_symlink_pointing_outside() {
     let fx = Fixture::new();
     symlink("../outside", fx.root.join("conf")).expect("symlink");
     let t = start().file("conf/secret", b"owned").end();
-    fx.refuses(&t, &default(), |e| matches!(e, E::ThroughSymlink { .. }));
+    fx.refuses(&t, &default(), |e| matches!(e, E::DanglingSymlink { .. }));
     assert_eq!(
         fs::read(fx.outside.join("secret")).expect("read"),
         b"do not touch\n"
@@ -541,28 +548,44 @@ fn root_absolute_symlink_pointing_outside() {
     let fx = Fixture::new();
     symlink(&fx.outside, fx.root.join("host")).expect("symlink");
     let t = start().file("host/planted", b"owned").end();
-    fx.refuses(&t, &default(), |e| matches!(e, E::ThroughSymlink { .. }));
+    fx.refuses(&t, &default(), |e| matches!(e, E::DanglingSymlink { .. }));
     assert!(!fx.outside.join("planted").exists());
 }
 
 #[test]
 fn root_symlink_where_a_directory_is_expected() {
     let fx = Fixture::new();
-    // var/lib/data -> ../../etc: an explicit directory entry there must not
-    // chmod etc through it (RUSTSEC-2026-0067 against the root).
+    // var/lib/data -> ../../etc: an explicit directory entry there merges
+    // into etc but must not chmod it through the link (RUSTSEC-2026-0067
+    // against the root); the link stays.
     symlink("../../etc", fx.root.join("var/lib/data")).expect("symlink");
+    let mode = |p: &str| {
+        use std::os::unix::fs::MetadataExt;
+        fs::symlink_metadata(fx.root.join(p)).expect("stat").mode() & 0o7777
+    };
+    let etc_mode = mode("etc");
     let mut d = Hdr::new("var/lib/data", b'5');
     d.mode = 0o777;
-    let t = start().entry(d, b"").end();
-    fx.refuses(&t, &default(), |e| matches!(e, E::ThroughSymlink { .. }));
+    let t = start().entry(d, b"").file("var/lib/data/new", b"n").end();
+    extract::apply(&t[..], &fx.root, &default()).expect("applies");
+    assert_eq!(mode("etc"), etc_mode);
+    assert!(fs::symlink_metadata(fx.root.join("var/lib/data"))
+        .expect("lstat")
+        .is_symlink());
+    assert_eq!(fs::read(fx.root.join("etc/new")).expect("read"), b"n");
+    assert_no_staging(&fx.root);
 }
 
 #[test]
 fn whiteout_through_root_symlink() {
     let fx = Fixture::new();
     symlink("../outside", fx.root.join("conf")).expect("symlink");
-    let t = start().file("conf/.wh.secret", b"").end();
-    fx.refuses(&t, &default(), |e| matches!(e, E::ThroughSymlink { .. }));
+    let before = fx.snapshot();
+    // conf/secret is <root>/outside/secret: missing, so nothing to delete.
+    let t = Tar::new().file("conf/.wh.secret", b"").end();
+    let applied = extract::apply(&t[..], &fx.root, &default()).expect("applies");
+    assert!(applied.changes.removed.is_empty());
+    assert_eq!(before, fx.snapshot());
     assert!(fx.outside.join("secret").exists());
 }
 
@@ -682,7 +705,8 @@ fn conflict_planted_while_streaming_is_caught_before_commit() {
         }),
     };
     let err = extract::apply(reader, &fx.root, &default()).expect_err("must refuse");
-    assert!(matches!(err, E::ThroughSymlink { .. }), "{err:?}");
+    // Resolved inside the root, the absolute link points at nothing.
+    assert!(matches!(err, E::DanglingSymlink { .. }), "{err:?}");
     assert!(!fx.outside.join("state").exists());
     assert!(!fx.root.join("zzz").exists());
     assert_no_staging(&fx.root);

@@ -87,7 +87,7 @@ fn a_refused_host_payload_leaves_no_site_file_behind() {
         Tar::new().file("etc/ok", b"x").file("etc/ok", b"y").end(),
         Tar::new()
             .file("etc/ok", b"x")
-            .symlink("etc/l", "/etc/shadow")
+            .symlink("etc/l", "/../etc/shadow")
             .end(),
         // Legal alone, a conflict over what the site stages.
         Tar::new().file("etc/site.d", b"not a directory\n").end(),

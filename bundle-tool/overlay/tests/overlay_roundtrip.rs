@@ -521,19 +521,22 @@ fn existing_directory_takes_the_listed_mode() {
 }
 
 #[test]
-fn absolute_symlinks_when_allowed() {
+fn absolute_symlinks_are_link_content() {
     let fx = Fixture::new();
-    let opts = Options {
-        allow_absolute_symlinks: true,
-        ..Options::default()
-    };
+    let opts = Options::default();
     let t = Tar::new()
         .symlink(
             "etc/systemd/system/multi-user.target.wants/x.service",
             "/etc/systemd/system/x.service",
         )
+        .symlink("etc/localtime", "/usr/share/zoneinfo/Europe/Berlin")
         .end();
+    extract::check_archive(&t[..], &opts).expect("check");
     extract::apply(&t[..], &fx.root, &opts).expect("apply");
+    assert_eq!(
+        fs::read_link(fx.root.join("etc/localtime")).expect("link"),
+        Path::new("/usr/share/zoneinfo/Europe/Berlin")
+    );
     let target = fs::read_link(
         fx.root
             .join("etc/systemd/system/multi-user.target.wants/x.service"),
