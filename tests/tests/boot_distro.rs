@@ -456,13 +456,15 @@ fn report_timings(what: &str, c: &Console) {
         .lines()
         .find(|l| l.contains(" in ") && l.contains(" ms (") && l.contains("satchel"))
         .map(|l| l.trim().to_string());
+    let hook = match (hook_start, hook_end) {
+        (Some(a), Some(b)) => format!("{a:.1} s to {b:.1} s ({:.1} s)", b - a),
+        _ => "-".to_string(),
+    };
     eprintln!(
         "{what}: QEMU start to exit {:.1?}; kernel start to demo unit running: {} s; \
-         hook in the initrd from {:?} s to {:?} s; fetcher: {}",
+         hook in the initrd (console time): {hook}; fetcher: {}",
         c.elapsed,
         unit.as_deref().unwrap_or("-"),
-        hook_start,
-        hook_end,
         fetcher.as_deref().unwrap_or("-")
     );
 }
