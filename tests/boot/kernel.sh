@@ -14,8 +14,9 @@
 # Idempotent: when the kernel directory for the archive's current package
 # exists, it only prints it (a few milliseconds when apt's lists are older
 # than the cache, else one apt-cache look-up). Safe to run concurrently
-# (flock). The .deb is deleted once unpacked. Needs apt-get, dpkg-deb, xz, grep -P and flock; runs as root with
-# no stdin on a fresh machine. `apt-get update` runs only when the package
+# (flock). The .deb is deleted once unpacked. Needs apt-get, dpkg-deb, xz,
+# grep -P and flock (and vmlinux.sh beside it); runs as root with no stdin
+# on a fresh machine. `apt-get update` runs only when the package
 # cannot be resolved from the local package lists.
 set -eu
 
@@ -97,17 +98,7 @@ vmlinuz=$(find "$work/unpack/boot" -name 'vmlinuz-*' | head -n 1)
 [ -n "$vmlinuz" ] || die "$deb holds no boot/vmlinuz-*"
 cp "$work/unpack"/boot/config-* "$work/config"
 
-# The bzImage wraps an xz-compressed ELF (CONFIG_KERNEL_XZ): find each xz
-# stream header and keep the first that decompresses to an ELF file.
-LC_ALL=C grep -obUaP '\xfd7zXZ\x00' "$vmlinuz" | cut -d: -f1 >"$work/offsets" || true
-while read -r off; do
-    tail -c "+$((off + 1))" "$vmlinuz" | xz -dc --single-stream >"$work/vmlinux" 2>/dev/null || true
-    if [ "$(head -c 4 "$work/vmlinux" | od -An -tx1 | tr -d ' \n')" = 7f454c46 ]; then
-        break
-    fi
-    rm -f "$work/vmlinux"
-done <"$work/offsets"
-[ -f "$work/vmlinux" ] || die "no xz-compressed ELF kernel found in $vmlinuz (is CONFIG_KERNEL_XZ set?)"
+sh "$here/vmlinux.sh" "$vmlinuz" "$work/vmlinux" || die "cannot unpack the ELF kernel from $vmlinuz"
 
 : >"$work/modules.order"
 for m in $MODULES; do
@@ -120,7 +111,7 @@ for m in $MODULES; do
     esac
     printf '%s\n' "$m" >>"$work/modules.order"
 done
-rm -rf "$work/unpack" "$deb" "$work/offsets"
+rm -rf "$work/unpack" "$deb"
 printf '%s %s\n' "$pkg" "$ver" >"$work/package"
 
 rm -rf "$cache/kernel"

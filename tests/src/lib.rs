@@ -5,6 +5,8 @@
 //! Everything binds loopback only.
 //!
 //! Modules:
+//! - [`boot`]: what the QEMU boot tests share (tools, the static
+//!   fetcher, the satchel CLIs, the guest network, the host-side fleet).
 //! - [`harness`]: temp dirs, binaries, child processes with a kill timer.
 //! - [`client`]: a minimal blocking HTTPS client (admin calls in tests).
 //! - [`dns`]: an in-process authoritative DNS server (SRV, A, AAAA).
@@ -12,6 +14,7 @@
 //!   real bundles sealed by the bundle library.
 //! - [`peer`]: a fault-injecting HTTPS peer for the fetcher's fault tests.
 
+pub mod boot;
 pub mod client;
 pub mod dns;
 pub mod harness;

@@ -25,13 +25,18 @@
 //! flow ([`Fleet`]) and its boots.
 
 use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::thread;
 use std::time::{Duration, Instant};
 
+use satchel_tests::boot::{
+    boot_dir, cli, guest_services, need, netdev, repo, run, satchel_params, static_fetcher,
+    wait_or_kill, write_tree, FileSpec, Forward, Image, KillOnDrop, DEAD_NAME, GUEST_BOOTIF,
+    GUEST_MAC, GUEST_MAC_CANON, SITE,
+};
 use satchel_tests::node::{sha256_hex, tree_listing};
 
 /// Hard limit on one boot, from QEMU's start to its exit. A boot takes
@@ -43,60 +48,13 @@ const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 const GUEST_MEM_MIB: u32 = 512;
 /// The serial console's marker prefix (see `tests/boot/init`).
 const MARKER: &str = "SATCHEL-BOOT-TEST ";
-/// The guest's MAC, as QEMU takes it, and in `BOOTIF=` form.
-const GUEST_MAC: &str = "52:54:00:5a:7c:01";
-const GUEST_BOOTIF: &str = "01-52-54-00-5a-7c-01";
-/// Guest-side address QEMU forwards to the server's port on host loopback.
-const GUEST_SERVER: &str = "10.0.2.100:443";
 /// sha256 of the empty listing: the tree hash of an empty `/sysroot`.
 const EMPTY_TREE: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 // --- paths and tools ---------------------------------------------------------
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
-fn boot_dir() -> PathBuf {
-    repo().join("tests/boot")
-}
-
 fn hook_script() -> PathBuf {
     repo().join("contrib/satchel-hook.sh")
-}
-
-/// Fails with the Debian packages to install when a tool is missing.
-fn need(tool: &str, package: &str) {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is not installed: the boot tests need the Debian package {package} \
-         (tests/run installs it)"
-    );
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The kernel directory `tests/boot/kernel.sh` prepares (downloaded once,
@@ -286,22 +244,6 @@ fn run_hook(
         fetcher_args: std::fs::read_to_string(&args).ok(),
         kmsg: std::fs::read_to_string(&kmsg).expect("kmsg"),
         stderr: std::fs::read_to_string(dir.join("stderr")).expect("stderr"),
-    }
-}
-
-/// Waits for `child` up to `limit`; kills it and returns `None` past that.
-fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<i32> {
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            return Some(st.code().unwrap_or(-1));
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -541,6 +483,9 @@ fn hook_unit_and_dracut_module_lint_clean() {
         boot_dir().join("treehash.sh"),
         boot_dir().join("kernel.sh"),
         boot_dir().join("initramfs.sh"),
+        boot_dir().join("vmlinux.sh"),
+        boot_dir().join("distro-root.sh"),
+        boot_dir().join("distro-initrd.sh"),
     ];
     for f in &posix {
         run(Command::new("sh").arg("-n").arg(f));
@@ -637,14 +582,6 @@ fn hook_unit_and_dracut_module_lint_clean() {
 
 // --- the QEMU driver -------------------------------------------------------------
 
-/// One `guestfwd`: guest TCP connections to `guest` (IP:PORT on QEMU's
-/// user network) become new connections to 127.0.0.1:`host_port`.
-#[derive(Clone, Debug)]
-struct Forward {
-    guest: &'static str,
-    host_port: u16,
-}
-
 /// What to boot.
 #[derive(Debug)]
 struct BootSpec {
@@ -673,16 +610,6 @@ struct BootOutcome {
     status: BTreeMap<String, String>,
     elapsed: Duration,
     log: String,
-}
-
-/// Kills QEMU if the test panics before it exits.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Boots the kernel with `base.cpio.gz + spec.overlay` and parses the serial
@@ -716,16 +643,7 @@ fn boot(spec: &BootSpec) -> BootOutcome {
         append.push(format!("BOOTIF={GUEST_BOOTIF}"));
     }
     append.extend(spec.params.iter().cloned());
-    let mut netdev = "user,id=n0,restrict=on,ipv6=off".to_string();
-    // A fresh relay per guest connection. QEMU hands the relay's stderr to
-    // the guest too, so nc's "connection refused" is silenced: a forward to
-    // a closed port then looks to the guest like a peer that hangs up.
-    for f in &spec.forwards {
-        netdev.push_str(&format!(
-            ",guestfwd=tcp:{}-cmd:sh -c 'exec busybox nc 127.0.0.1 {} 2>/dev/null'",
-            f.guest, f.host_port
-        ));
-    }
+    let netdev = netdev(&spec.forwards);
     // One guest at a time: emulated guests sharing the CPU cores slow down
     // enough to reach the fetcher's handshake timeouts.
     static ONE_GUEST: Mutex<()> = Mutex::new(());
@@ -821,221 +739,44 @@ fn boot(spec: &BootSpec) -> BootOutcome {
 
 // --- the real flow ------------------------------------------------------------
 
-/// The SRV domain the guest looks up.
-const DOMAIN: &str = "boot.test";
-/// The live server's SRV target; its certificate names it.
-const SERVER_NAME: &str = "cfg.boot.test";
-/// A higher-priority SRV target where nothing answers.
-const DEAD_NAME: &str = "dead.boot.test";
-/// Guest-side address of the dead target (forwarded to a closed port).
-const GUEST_DEAD: &str = "10.0.2.102:443";
-/// Guest-side address QEMU forwards to the DNS server's port on host loopback.
-const GUEST_DNS: &str = "10.0.2.101:53";
 /// Benchmark knob: with `SATCHEL_BOOT_BENCH_MIB=N`, the first real boot's
 /// host bundle also carries N MiB of incompressible bytes (the test still
 /// checks the whole tree); the boot prints the hook's time in the guest.
 const BENCH_MIB_ENV: &str = "SATCHEL_BOOT_BENCH_MIB";
-/// The guest's site.
-const SITE: &str = "dc1";
-/// The guest's MAC in canonical form.
-const GUEST_MAC_CANON: &str = "52-54-00-5a-7c-01";
-/// Hard limit on one run of a satchel CLI.
-const CLI_TIMEOUT: Duration = Duration::from_secs(60);
-/// Hard limit on the static fetcher's build (a cold build of its
-/// dependencies for the explicit target).
-const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
-/// Time the server gets to write its ready file.
-const SERVER_START: Duration = Duration::from_secs(30);
-/// The static fetcher's build flags: static glibc, no debug info (keeps the
-/// initrd small). The dev profile, so no LTO.
-const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static -C strip=debuginfo";
-/// The target triple the static fetcher is built for (explicit, so the flags
-/// do not reach build scripts and proc macros).
-const STATIC_TARGET: &str = "x86_64-unknown-linux-gnu";
 
-/// The workspace's target directory, from this test executable's path
-/// (`<target>/debug/deps/boot-…`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.ancestors()
-        .nth(3)
-        .expect("<target>/debug/deps/exe")
-        .to_path_buf()
-}
-
-/// A binary of the workspace, built for the host in this test's profile
-/// (`cargo test --workspace` builds them all first).
-fn host_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.ancestors().nth(2).expect("<target>/<profile>/deps/exe");
-    let p = profile_dir.join(name);
-    assert!(
-        p.is_file(),
-        "{} is not built: run `cargo build -p satchel-server -p satchel-pki -p satchel-bundle` \
-         (cargo test --workspace does it)",
-        p.display()
-    );
-    satchel_tests::harness::assert_fresh(&p);
-    p
-}
-
-/// Builds `satchel-fetch` statically for the guest (once per test process;
-/// cargo makes later builds no-ops).
-fn static_fetcher() -> &'static Path {
-    static FETCHER: OnceLock<PathBuf> = OnceLock::new();
-    FETCHER.get_or_init(|| {
-        let t = Instant::now();
-        let mut cargo = Command::new(env!("CARGO"));
-        cargo
-            .current_dir(repo())
-            .args([
-                "build",
-                "--locked",
-                "-p",
-                "satchel-fetch",
-                "--target",
-                STATIC_TARGET,
-            ])
-            .env("RUSTFLAGS", STATIC_RUSTFLAGS)
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        // A file, not a pipe: the kill timer must apply even if cargo hangs.
-        let log = tempfile::NamedTempFile::new().expect("temp file");
-        cargo.stderr(log.reopen().expect("reopen"));
-        let mut child = KillOnDrop(cargo.spawn().expect("spawn cargo"));
-        let code = wait_or_kill(&mut child.0, BUILD_TIMEOUT);
-        let err = std::fs::read_to_string(log.path()).unwrap_or_default();
-        assert_eq!(
-            code,
-            Some(0),
-            "static build of satchel-fetch failed or ran past {BUILD_TIMEOUT:?}:\n{err}"
-        );
-        let bin = target_dir().join(STATIC_TARGET).join("debug/satchel-fetch");
-        let ldd = Command::new("ldd").arg(&bin).output().expect("ldd");
-        let text = String::from_utf8_lossy(&ldd.stdout).into_owned()
-            + &String::from_utf8_lossy(&ldd.stderr);
-        assert!(
-            !text.contains("=>"),
-            "{} is dynamically linked:\n{text}",
-            bin.display()
-        );
-        eprintln!(
-            "static satchel-fetch ready in {:.1?} ({} bytes)",
-            t.elapsed(),
-            std::fs::metadata(&bin).expect("stat").len()
-        );
-        bin
-    })
-}
-
-/// Runs a satchel CLI, failing the test with its output if it fails.
-fn cli(bin: &str, args: &[&str], dir: &Path) -> String {
-    let mut cmd = Command::new(host_bin(bin));
-    cmd.current_dir(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(dir.join(".out")).expect("out"))
-        .stderr(std::fs::File::create(dir.join(".err")).expect("err"));
-    let mut child = KillOnDrop(cmd.spawn().expect("spawn"));
-    let code = wait_or_kill(&mut child.0, CLI_TIMEOUT);
-    let out = std::fs::read_to_string(dir.join(".out")).unwrap_or_default();
-    let err = std::fs::read_to_string(dir.join(".err")).unwrap_or_default();
-    assert_eq!(code, Some(0), "{bin} {args:?} failed:\n{out}\n{err}");
-    out
-}
-
-/// A file of a test tree: path, contents, mode.
-type FileSpec = (&'static str, &'static [u8], u32);
-
-/// Which boot image the node gets.
-#[derive(Clone, Copy, Debug)]
-enum Image {
-    /// `enroll --mac … --site …`: the node's own image; site and host bundles.
-    Host,
-    /// `enroll --site …`: one image for the whole site, no MAC in it; only
-    /// the site bundle.
-    Site,
-}
-
-/// A running `satchel-server` on 127.0.0.1.
-struct Server {
-    _proc: KillOnDrop,
-    port: u16,
-}
-
-/// Everything on the host side of a real boot: a fresh PKI, the admin's
-/// signing key, the node's enrollment, a site and a host bundle, and the
-/// real server holding them.
+/// The shared host side ([`satchel_tests::boot::Fleet`]) with this test's
+/// trees: a site bundle overlaid by a host bundle.
 struct Fleet {
-    dir: tempfile::TempDir,
-    server: Option<Server>,
+    f: satchel_tests::boot::Fleet,
     /// The tree the guest must end with: the site's files overlaid by the host's.
     expected: PathBuf,
 }
 
+impl Deref for Fleet {
+    type Target = satchel_tests::boot::Fleet;
+    fn deref(&self) -> &Self::Target {
+        &self.f
+    }
+}
+
+impl DerefMut for Fleet {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.f
+    }
+}
+
 impl Fleet {
-    fn path(&self, p: &str) -> PathBuf {
-        self.dir.path().join(p)
-    }
-
-    fn s(&self, p: &str) -> String {
-        self.path(p).display().to_string()
-    }
-
     /// A per-host image (`enroll --mac … --site …`) with both bundles.
     fn new() -> Fleet {
         Fleet::with_image(Image::Host)
     }
 
     fn with_image(image: Image) -> Fleet {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path().to_path_buf();
-        let d = d.as_path();
+        let f = satchel_tests::boot::Fleet::new(image);
         let mut f = Fleet {
-            expected: d.join("expected"),
-            server: None,
-            dir,
+            expected: f.path("expected"),
+            f,
         };
-        let pki = |args: &[&str]| {
-            let mut v = vec!["--dir", "pki"];
-            v.extend_from_slice(args);
-            cli("satchel-pki", &v, d)
-        };
-        pki(&[
-            "init",
-            "--domain",
-            "satchel.test",
-            "--name",
-            "boot test CA",
-            "--insecure-plaintext-key",
-        ]);
-        pki(&["issue", "server", "--dns", SERVER_NAME, "--out", "server"]);
-        pki(&["issue", "admin", "--name", "alice", "--out", "admin"]);
-        pki(&["crl", "--out", "crl.pem"]);
-        cli(
-            "satchel-bundle",
-            &["keygen", "signing", "--out", "alice"],
-            d,
-        );
-        let scope: &[&str] = match image {
-            Image::Host => &["--mac", GUEST_MAC, "--site", SITE],
-            Image::Site => &["--site", SITE],
-        };
-        let mut enroll = vec!["enroll"];
-        enroll.extend_from_slice(scope);
-        pki(&[
-            &enroll[..],
-            &[
-                "--signer",
-                "alice.pub",
-                "--domain",
-                DOMAIN,
-                "--out",
-                "enroll",
-            ],
-        ]
-        .concat());
 
         // The site's files, then the host's: one file is overridden.
         let site: &[FileSpec] = &[
@@ -1054,15 +795,8 @@ impl Fleet {
             Image::Site => &[("site-tree", site)],
         };
         for &(name, files) in trees {
-            for root in [d.join(name), f.expected.clone()] {
-                for (p, data, mode) in files {
-                    let full = root.join(p);
-                    std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
-                    std::fs::write(&full, data).expect("write");
-                    std::fs::set_permissions(&full, std::fs::Permissions::from_mode(*mode))
-                        .expect("chmod");
-                }
-            }
+            write_tree(&f.path(name), files);
+            write_tree(&f.expected, files);
         }
         f.make_bundle("site", 1, "alice");
         f.start_server(&["alice.pub"]);
@@ -1074,12 +808,17 @@ impl Fleet {
         f
     }
 
+    /// `satchel-bundle create` for the site or the host, signed by `signer`.
+    fn make_bundle(&self, which: &str, serial: u64, signer: &str) {
+        self.make_bundle_with(which, serial, signer, &[]);
+    }
+
     /// The serial log and the server's log, for a failed assertion.
     fn explain(&self, out: &BootOutcome) -> String {
         format!(
             "--- serial log ---\n{}\n--- server log ---\n{}",
             out.log,
-            std::fs::read_to_string(self.path("server.err")).unwrap_or_default()
+            self.server_log()
         )
     }
 
@@ -1098,151 +837,6 @@ impl Fleet {
         for root in [self.path("host-tree"), self.expected.clone()] {
             std::fs::write(root.join("etc/noise.bin"), &data).expect("write noise");
         }
-    }
-
-    /// The age recipient `enroll` wrote for `target` (`site/dc1`, `host/<mac>`).
-    fn recipient(&self, target: &str) -> String {
-        let text = std::fs::read_to_string(self.path("enroll/recipients.txt")).expect("recipients");
-        text.lines()
-            .find_map(|l| l.strip_prefix(target).map(|r| r.trim().to_string()))
-            .unwrap_or_else(|| panic!("no recipient for {target} in:\n{text}"))
-    }
-
-    /// `satchel-bundle create` for the site or the host, signed by `signer`.
-    fn make_bundle(&self, which: &str, serial: u64, signer: &str) {
-        let (target_args, recipient) = match which {
-            "site" => (
-                vec!["--site", SITE],
-                self.recipient(&format!("site/{SITE}")),
-            ),
-            _ => (
-                vec!["--mac", GUEST_MAC, "--site", SITE],
-                self.recipient(&format!("host/{GUEST_MAC_CANON}")),
-            ),
-        };
-        let serial = serial.to_string();
-        let from = format!("{which}-tree");
-        let out = format!("{which}.bundle");
-        let key = format!("{signer}.key");
-        let mut args = vec!["create"];
-        args.extend(target_args);
-        args.extend([
-            "--serial",
-            &serial,
-            "--expires",
-            "1d",
-            "--sign-key",
-            &key,
-            "--recipient",
-            &recipient,
-            "--from-dir",
-            &from,
-            "-o",
-            &out,
-        ]);
-        cli("satchel-bundle", &args, self.dir.path());
-    }
-
-    /// (Re)starts the server trusting `signers`, on a new port, same store.
-    fn start_server(&mut self, signers: &[&str]) {
-        self.server = None;
-        let ready = self.path("ready.json");
-        let _ = std::fs::remove_file(&ready);
-        let mut cmd = Command::new(host_bin("satchel-server"));
-        cmd.args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .args(["--data-dir", &self.s("store")])
-            .args(["--ca-cert", &self.s("pki/ca.crt")])
-            .args(["--server-cert", &self.s("server.crt")])
-            .args(["--server-key", &self.s("server.key")])
-            .args(["--crl", &self.s("crl.pem")])
-            .args(
-                signers
-                    .iter()
-                    .flat_map(|s| ["--trusted-signers".to_string(), self.s(s)]),
-            )
-            .args(["--ready-file", &self.s("ready.json")])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(self.path("server.out")).expect("out"))
-            .stderr(std::fs::File::create(self.path("server.err")).expect("err"));
-        let mut proc = KillOnDrop(cmd.spawn().expect("spawn satchel-server"));
-        let start = Instant::now();
-        let port = loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                    let listen = v["listen"].as_str().unwrap_or_default();
-                    if let Ok(a) = listen.parse::<std::net::SocketAddr>() {
-                        break a.port();
-                    }
-                }
-            }
-            let exited = proc.0.try_wait().expect("try_wait");
-            if exited.is_some() || start.elapsed() > SERVER_START {
-                panic!(
-                    "satchel-server did not start ({exited:?}):\n{}",
-                    std::fs::read_to_string(self.path("server.err")).unwrap_or_default()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        self.server = Some(Server { _proc: proc, port });
-    }
-
-    fn port(&self) -> u16 {
-        self.server.as_ref().expect("server running").port
-    }
-
-    /// `GET path` with the admin certificate (curl: no satchel command reads
-    /// the inventory).
-    fn admin_get(&self, path: &str) -> String {
-        need("curl", "curl");
-        run(Command::new("curl")
-            .args(["-sS", "--fail-with-body", "--max-time", "30"])
-            .args(["--cacert", &self.s("pki/ca.crt")])
-            .args([
-                "--cert",
-                &self.s("admin.crt"),
-                "--key",
-                &self.s("admin.key"),
-            ])
-            .arg("--resolve")
-            .arg(format!("{SERVER_NAME}:{}:127.0.0.1", self.port()))
-            .arg(format!("https://{SERVER_NAME}:{}{path}", self.port())))
-    }
-
-    /// Publishes `site.bundle` or `host.bundle` with `satchel-bundle publish`.
-    fn publish(&self, which: &str) {
-        let server = format!("https://127.0.0.1:{}", self.port());
-        let bundle = format!("{which}.bundle");
-        cli(
-            "satchel-bundle",
-            &[
-                "publish",
-                &bundle,
-                "--server",
-                &server,
-                "--server-name",
-                SERVER_NAME,
-                "--cert",
-                "admin.crt",
-                "--key",
-                "admin.key",
-                "--ca",
-                "pki/ca.crt",
-            ],
-            self.dir.path(),
-        );
-    }
-
-    /// The node's inventory record, if the server has one.
-    fn node_record(&self) -> Option<serde_json::Value> {
-        let v: serde_json::Value =
-            serde_json::from_str(&self.admin_get("/v1/nodes")).expect("nodes JSON");
-        v["nodes"]
-            .as_array()
-            .expect("nodes array")
-            .iter()
-            .find(|n| n["mac"] == GUEST_MAC_CANON)
-            .cloned()
     }
 
     /// The overlay an operator concatenates: `satchel-bundle initrd` around
@@ -1268,41 +862,12 @@ impl Fleet {
     /// Boots the guest against this fleet: DNS answers the SRV name with the
     /// dead target first (priority 10) and the live server second (20).
     fn boot(&self, required: &str, bootif: bool) -> BootOutcome {
-        use satchel_tests::dns::{DnsRecord, DnsServer};
-        let srv = format!("_satchel._tcp.{DOMAIN}");
-        let (dns_addr, _dns) = DnsServer::start(vec![
-            DnsRecord::srv(&srv, 10, 100, 443, DEAD_NAME),
-            DnsRecord::srv(&srv, 20, 100, 443, SERVER_NAME),
-            DnsRecord::a(DEAD_NAME, [10, 0, 2, 102]),
-            DnsRecord::a(SERVER_NAME, [10, 0, 2, 100]),
-        ])
-        .expect("start DNS");
-        // A port that refuses connections, reserved until the boot is over.
-        let (_reserved, dead) = satchel_tests::harness::refused_tcp_port();
-        let dead_port = dead.port();
+        let services = guest_services(self.port());
         let spec = BootSpec {
             overlay: self.overlay(),
-            params: vec![
-                format!("satchel.domain={DOMAIN}"),
-                "satchel.dns=10.0.2.101".into(),
-                "satchel.dns_tcp=1".into(),
-                format!("satchel.required={required}"),
-            ],
+            params: satchel_params(required),
             bootif,
-            forwards: vec![
-                Forward {
-                    guest: GUEST_SERVER,
-                    host_port: self.port(),
-                },
-                Forward {
-                    guest: GUEST_DNS,
-                    host_port: dns_addr.port(),
-                },
-                Forward {
-                    guest: GUEST_DEAD,
-                    host_port: dead_port,
-                },
-            ],
+            forwards: services.forwards.clone(),
         };
         let out = boot(&spec);
         eprintln!(
@@ -1371,15 +936,8 @@ fn real_boot_of_a_site_image_without_bootif_finds_the_mac_on_the_nic() {
 /// (it was restarted trusting it) but the image does not.
 fn fleet_with_rogue_host_bundle() -> Fleet {
     let mut fleet = Fleet::new();
-    cli(
-        "satchel-bundle",
-        &["keygen", "signing", "--out", "rogue"],
-        fleet.dir.path(),
-    );
     std::fs::write(fleet.path("host-tree/etc/motd"), b"rogue\n").expect("write");
-    fleet.make_bundle("host", 2, "rogue");
-    fleet.start_server(&["alice.pub", "rogue.pub"]);
-    fleet.publish("host");
+    fleet.publish_rogue_host_bundle();
     fleet
 }
 

@@ -12,7 +12,12 @@
 # Sources on the build machine, overridable through the environment:
 #   SATCHEL_FETCH_BIN   the static satchel-fetch (default /usr/lib/satchel/satchel-fetch)
 #   SATCHEL_ENROLL_DIR  the directory `satchel-pki enroll` wrote for this
-#                       node or site, holding satchel.toml (default /etc/satchel)
+#                       node or site, holding satchel.toml (default /etc/satchel);
+#                       `none` builds one initrd without credentials, for
+#                       many nodes: append each node's enrollment to it as a
+#                       cpio holding etc/satchel/ (keys 0600, owner root),
+#                       as an operator appends `satchel-bundle initrd`'s
+#                       overlay
 # The initrd gets the layout contrib/satchel-hook.sh documents:
 # /usr/lib/satchel/satchel-fetch, /usr/lib/satchel/satchel-hook,
 # /etc/satchel/ (the enrollment directory, modes kept), and either the
@@ -38,7 +43,7 @@ install() {
         derror "satchel: no executable fetcher at $fetch (set SATCHEL_FETCH_BIN)"
         return 1
     fi
-    if [[ ! -f $enroll/satchel.toml ]]; then
+    if [[ $enroll != none && ! -f $enroll/satchel.toml ]]; then
         derror "satchel: no satchel.toml in $enroll (set SATCHEL_ENROLL_DIR to the output of satchel-pki enroll)"
         return 1
     fi
@@ -51,9 +56,13 @@ install() {
     inst_simple "$moddir/satchel-hook.sh" /usr/lib/satchel/satchel-hook
     chmod 0755 "$initdir/usr/lib/satchel/satchel-fetch" "$initdir/usr/lib/satchel/satchel-hook"
     inst_dir /etc/satchel
-    while IFS= read -r -d '' f; do
-        inst_simple "$f" "/etc/satchel/${f#"$enroll"/}"
-    done < <(find "$enroll" -type f -print0)
+    if [[ $enroll == none ]]; then
+        dinfo "satchel: no enrollment in this initrd; append the node's etc/satchel/ to it"
+    else
+        while IFS= read -r -d '' f; do
+            inst_simple "$f" "/etc/satchel/${f#"$enroll"/}"
+        done < <(find "$enroll" -type f -print0)
+    fi
     # The hook's backstop on the fetcher's run time (timeout), and how it
     # tells a timeout from a crash (date), when the system has them.
     inst_multiple -o timeout date
