@@ -52,6 +52,7 @@ fn snapshot(n: usize) -> Snapshot {
                     payloads: serde_json::Value::Null,
                     last_error: failed
                         .then(|| format!("host/{m} refused: signature by an untrusted key")),
+                    last_refused: failed.then(|| format!("host/{m}")),
                     fetcher_version: Some("satchel-fetch/0.1.0".into()),
                     last_report_id: "r".into(),
                     reports: 3,

@@ -82,7 +82,7 @@ pub struct TlsFiles {
 /// Largest certificate or key file read, in bytes.
 pub const MAX_PEM_FILE_BYTES: u64 = 1024 * 1024;
 
-fn read_file(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, TlsLoadError> {
+fn read_file(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, TlsLoadError> {
     use satchel_names::file::ReadError;
     satchel_names::file::read_bounded(path, MAX_PEM_FILE_BYTES).map_err(|e| {
         let source = match e {
@@ -91,7 +91,7 @@ fn read_file(what: &'static str, path: &PathBuf) -> Result<Vec<u8>, TlsLoadError
         };
         TlsLoadError::Io {
             what,
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         }
     })
