@@ -19,7 +19,7 @@
 //!
 //! [`ExtractError::kind`]: satchel_overlay::ExtractError::kind
 
-use crate::overlay_support::{Hdr, Tar, BLOCK};
+use crate::overlay_support::{set_checksum, Hdr, Tar, BLOCK};
 
 /// One checked-in vector.
 pub struct Vector {
@@ -81,8 +81,16 @@ const GNU_RECORD: usize = 20 * BLOCK;
 
 /// Every checked-in vector, sorted by name.
 pub fn all() -> Vec<Vector> {
+    let mut all = first();
+    all.extend(more_names_and_links());
+    all.extend(more_header_tricks());
+    all.sort_by_key(|v| v.name);
+    all
+}
+
+/// The first vectors, one per classic attack.
+fn first() -> Vec<Vector> {
     vec![
-        // --- names ------------------------------------------------------
         Vector {
             name: "fail_absolute_path",
             attack: "an entry named `/etc/passwd`",
@@ -276,6 +284,259 @@ pub fn all() -> Vec<Vector> {
                      the node's root",
             expect: Expect::Accepted,
             build: || start().symlink("etc/l", "/etc/shadow").end(),
+        },
+    ]
+}
+
+/// Names, links, whiteouts and entry types beyond the first set.
+fn more_names_and_links() -> Vec<Vector> {
+    vec![
+        Vector {
+            name: "fail_invalid_utf8_name",
+            attack: "an entry name that is not UTF-8 (`etc/\\xff\\xfe`)",
+            expect: refused("invalid_name"),
+            build: || start().file(b"etc/\xff\xfe", b"x").end(),
+        },
+        Vector {
+            name: "fail_control_chars_in_name",
+            attack: "a newline and a terminal escape in an entry name",
+            expect: refused("invalid_name"),
+            build: || start().file("etc/evil\n\x1b[2Jok", b"x").end(),
+        },
+        Vector {
+            name: "fail_hidden_bytes_after_nul_in_name",
+            attack: "a header name `etc/a`, NUL, then `/../../outside/evil`: readers \
+                     that do not stop at the NUL see another name",
+            expect: refused("header_trick"),
+            build: || {
+                let mut h = Hdr::new("etc/a", b'0').block();
+                h[20..40].copy_from_slice(b"/../../outside/evil\0");
+                set_checksum(&mut h);
+                start().raw(h, b"").end()
+            },
+        },
+        Vector {
+            name: "fail_overlong_gnu_long_name",
+            attack: "a GNU long name (`L`) of over 4 KiB",
+            expect: refused("name_too_long"),
+            build: || {
+                let long = format!("etc/{}f", "a/".repeat(2100));
+                start()
+                    .gnu_long(b'L', long.as_bytes())
+                    .file("etc/short", b"x")
+                    .end()
+            },
+        },
+        Vector {
+            name: "fail_too_deep",
+            attack: "a PAX `path` 66 components deep",
+            expect: refused("too_deep"),
+            build: || {
+                let deep = "d/".repeat(65) + "f";
+                start()
+                    .pax(&[("path", deep.as_bytes())])
+                    .file("etc/s", b"")
+                    .end()
+            },
+        },
+        Vector {
+            name: "fail_whiteout_climbing",
+            attack: "a whiteout of `..` (`etc/.wh...`)",
+            expect: refused("parent_dir"),
+            build: || start().file("etc/.wh...", b"").end(),
+        },
+        Vector {
+            name: "fail_whiteout_with_content",
+            attack: "a whiteout that carries data",
+            expect: refused("invalid_whiteout"),
+            build: || start().file("etc/.wh.motd", b"not empty").end(),
+        },
+        Vector {
+            name: "fail_symlink_chain_escape",
+            attack: "`l1 -> ..` (inside), then `l2 -> l1/../..`, which climbs out \
+                     through l1 although it looks inside",
+            expect: refused("unnormalised_link_target"),
+            build: || {
+                start()
+                    .symlink("etc/l1", "..")
+                    .symlink("etc/l2", "l1/../..")
+                    .end()
+            },
+        },
+        Vector {
+            name: "fail_hardlink_absolute",
+            attack: "a hardlink to `/etc/shadow`",
+            expect: refused("link_outside"),
+            build: || start().hardlink("etc/h", "/etc/shadow").end(),
+        },
+        Vector {
+            name: "fail_hardlink_to_file_not_in_payload",
+            attack: "a hardlink to `etc/hostname`, a file of the root but not of \
+                     the payload",
+            expect: refused("hardlink_target"),
+            build: || start().hardlink("etc/h", "etc/hostname").end(),
+        },
+        Vector {
+            name: "fail_hardlink_then_write_beneath",
+            attack: "a hardlink to a payload file, then a file beneath the link",
+            expect: refused("parent_not_directory"),
+            build: || {
+                start()
+                    .hardlink("etc/h", "etc/ok.conf")
+                    .file("etc/h/x", b"x")
+                    .end()
+            },
+        },
+        Vector {
+            name: "fail_block_device",
+            attack: "a block device entry",
+            expect: refused("device"),
+            build: || start().entry(Hdr::new("etc/sda", b'4'), b"").end(),
+        },
+        Vector {
+            name: "fail_gnu_sparse",
+            attack: "a GNU sparse entry (`S`)",
+            expect: refused("unsupported_entry_type"),
+            build: || start().entry(Hdr::new("etc/sparse", b'S'), b"").end(),
+        },
+    ]
+}
+
+/// PAX and GNU extension tricks and broken streams beyond the first set.
+fn more_header_tricks() -> Vec<Vector> {
+    vec![
+        Vector {
+            name: "fail_pax_size_desync_smuggles_entry",
+            attack: "PAX `size=0` over a 1024-byte entry whose data is a header for \
+                     `../outside/smuggled`: a reader trusting the PAX size extracts it",
+            expect: refused("size_desync"),
+            build: || {
+                let mut inner = Hdr::new("../outside/smuggled", b'0');
+                inner.size = 5;
+                let mut smuggled = inner.block().to_vec();
+                smuggled.extend_from_slice(&[b'x'; BLOCK]);
+                let mut h = Hdr::new("etc/carrier", b'0');
+                h.size = smuggled.len() as u64;
+                start().pax(&[("size", b"0")]).entry(h, &smuggled).end()
+            },
+        },
+        Vector {
+            name: "fail_pax_linkpath_hides_unsafe_link",
+            attack: "a harmless PAX `linkpath` over a header link `../../etc/shadow`",
+            expect: refused("header_trick"),
+            build: || {
+                let mut h = Hdr::new("etc/l", b'2');
+                h.link = b"../../etc/shadow".to_vec();
+                start().pax(&[("linkpath", b"ok.conf")]).entry(h, b"").end()
+            },
+        },
+        Vector {
+            name: "fail_pax_linkpath_on_regular_file",
+            attack: "a PAX `linkpath` on a regular file",
+            expect: refused("header_trick"),
+            build: || {
+                start()
+                    .pax(&[("linkpath", b"/etc/shadow")])
+                    .file("etc/f", b"x")
+                    .end()
+            },
+        },
+        Vector {
+            name: "fail_stacked_pax_headers",
+            attack: "two PAX headers before one entry, each with another `path`",
+            expect: refused("header_trick"),
+            build: || {
+                start()
+                    .pax(&[("path", b"etc/first")])
+                    .pax(&[("path", b"etc/second")])
+                    .file("etc/f", b"x")
+                    .end()
+            },
+        },
+        Vector {
+            name: "fail_gnu_long_name_and_pax_path_disagree",
+            attack: "a GNU long name and a PAX `path` naming different files",
+            expect: refused("header_trick"),
+            build: || {
+                start()
+                    .gnu_long(b'L', b"etc/gnu-name")
+                    .pax(&[("path", b"etc/pax-name")])
+                    .file("etc/f", b"x")
+                    .end()
+            },
+        },
+        Vector {
+            name: "fail_pax_size_before_gnu_long_name",
+            attack: "a PAX `size` before a GNU long name: readers apply it to the \
+                     GNU header or to the entry, and parse different archives",
+            expect: refused("header_trick"),
+            build: || {
+                start()
+                    .pax(&[("size", b"0")])
+                    .gnu_long(b'L', b"etc/long-name")
+                    .file("etc/f", b"")
+                    .end()
+            },
+        },
+        Vector {
+            name: "fail_unknown_pax_record",
+            attack: "a PAX record this reader does not know (`GNU.sparse.map`)",
+            expect: refused("unsupported_pax_key"),
+            build: || {
+                start()
+                    .pax(&[("GNU.sparse.map", b"0,4096")])
+                    .file("etc/f", b"x")
+                    .end()
+            },
+        },
+        Vector {
+            name: "fail_data_on_directory",
+            attack: "a directory entry with a size, its data a header: readers that \
+                     skip a directory's size parse it as the next entry",
+            expect: refused("header_trick"),
+            build: || {
+                let inner = Hdr::new("../outside/smuggled", b'0').block();
+                let mut h = Hdr::new("etc/d", b'5');
+                h.size = BLOCK as u64;
+                start().entry(h, &inner).end()
+            },
+        },
+        Vector {
+            name: "fail_extension_header_without_entry",
+            attack: "a PAX header followed by the end of the archive",
+            expect: refused("header_trick"),
+            build: || start().pax(&[("path", b"etc/dangling")]).end(),
+        },
+        Vector {
+            name: "fail_bad_checksum",
+            attack: "a header whose checksum does not match its bytes",
+            expect: refused("bad_checksum"),
+            build: || {
+                let mut h = Hdr::new("etc/f", b'0').block();
+                h[0] = b'E';
+                start().raw(h, b"").end()
+            },
+        },
+        Vector {
+            name: "fail_truncated_in_data",
+            attack: "a stream that ends in the middle of a file's data",
+            expect: refused("truncated"),
+            build: || {
+                let mut t = start().file("etc/big", &[7u8; 4096]).end();
+                t.truncate(3 * BLOCK + 1000);
+                t
+            },
+        },
+        Vector {
+            name: "fail_second_archive_after_end",
+            attack: "a second archive, writing `../outside/secret`, after the \
+                     end-of-archive blocks",
+            expect: refused("trailing_garbage"),
+            build: || {
+                let mut t = start().end();
+                t.extend_from_slice(&Tar::new().file("../outside/secret", b"owned").end());
+                t
+            },
         },
     ]
 }
