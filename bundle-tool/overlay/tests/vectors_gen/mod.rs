@@ -40,6 +40,12 @@ pub enum Expect {
     /// Accepted by `check_archive` and applied by `apply`.
     Accepted,
     /// Refused by both, each with this `ExtractError::kind`.
+    ///
+    /// The two kinds may differ only where `apply` sees what
+    /// `check_archive` cannot: the root, through the plan. No vector is
+    /// such a case — its answer would depend on the test root, which
+    /// other tools do not have — so every entry uses [`refused`], one kind
+    /// for both; an entry giving two must say why beside it.
     Refused {
         /// The kind `check_archive` (no root) refuses with.
         check_archive: &'static str,
