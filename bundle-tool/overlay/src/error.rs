@@ -375,11 +375,264 @@ pub enum ExtractError {
 }
 
 impl ExtractError {
+    /// A stable, machine-readable id of the refusal: the variant's name in
+    /// `snake_case` (`absolute_path`, `parent_dir`, `through_symlink`, ...).
+    ///
+    /// **Stable:** an id is never renamed nor reused for another meaning;
+    /// a new variant gets a new id. The expectations of the checked-in test
+    /// vectors (`tests/vectors/EXPECTED`) are written in these ids, so that
+    /// other implementations and tools can compare their refusals with
+    /// this crate's without parsing messages. [`ExtractError::RestoreFailed`]
+    /// has its own id, not its cause's.
+    pub fn kind(&self) -> &'static str {
+        // Written out, not derived from `Debug`: renaming a variant must
+        // not change its id.
+        match self {
+            ExtractError::AbsolutePath { .. } => "absolute_path",
+            ExtractError::ParentDir { .. } => "parent_dir",
+            ExtractError::NulInName { .. } => "nul_in_name",
+            ExtractError::InvalidName { .. } => "invalid_name",
+            ExtractError::NameTooLong { .. } => "name_too_long",
+            ExtractError::TooDeep { .. } => "too_deep",
+            ExtractError::LinkOutside { .. } => "link_outside",
+            ExtractError::UnnormalisedLinkTarget { .. } => "unnormalised_link_target",
+            ExtractError::InvalidLinkTarget { .. } => "invalid_link_target",
+            ExtractError::HardlinkTarget { .. } => "hardlink_target",
+            ExtractError::ThroughSymlink { .. } => "through_symlink",
+            ExtractError::ParentNotDirectory { .. } => "parent_not_directory",
+            ExtractError::DirReplacedBySymlink { .. } => "dir_replaced_by_symlink",
+            ExtractError::Duplicate { .. } => "duplicate",
+            ExtractError::TypeConflict { .. } => "type_conflict",
+            ExtractError::InvalidWhiteout { .. } => "invalid_whiteout",
+            ExtractError::Device { .. } => "device",
+            ExtractError::Fifo { .. } => "fifo",
+            ExtractError::UnsupportedEntryType { .. } => "unsupported_entry_type",
+            ExtractError::BadChecksum { .. } => "bad_checksum",
+            ExtractError::BadMagic { .. } => "bad_magic",
+            ExtractError::BadNumber { .. } => "bad_number",
+            ExtractError::HeaderTrick { .. } => "header_trick",
+            ExtractError::SizeDesync { .. } => "size_desync",
+            ExtractError::UnsupportedPaxKey { .. } => "unsupported_pax_key",
+            ExtractError::MalformedPax { .. } => "malformed_pax",
+            ExtractError::TrailingGarbage { .. } => "trailing_garbage",
+            ExtractError::Truncated { .. } => "truncated",
+            ExtractError::TooManyEntries { .. } => "too_many_entries",
+            ExtractError::TotalSizeExceeded { .. } => "total_size_exceeded",
+            ExtractError::NamesTooLarge { .. } => "names_too_large",
+            ExtractError::FileTooLarge { .. } => "file_too_large",
+            ExtractError::EntryCountMismatch { .. } => "entry_count_mismatch",
+            ExtractError::SizeMismatch { .. } => "size_mismatch",
+            ExtractError::SymlinkLoop { .. } => "symlink_loop",
+            ExtractError::DanglingSymlink { .. } => "dangling_symlink",
+            ExtractError::SameInRoot { .. } => "same_in_root",
+            ExtractError::ResolvedThroughReplaced { .. } => "resolved_through_replaced",
+            ExtractError::WhiteoutOverMount { .. } => "whiteout_over_mount",
+            ExtractError::CrossesMount { .. } => "crosses_mount",
+            ExtractError::RootNotDirectory { .. } => "root_not_directory",
+            ExtractError::Io { .. } => "io",
+            ExtractError::RestoreFailed { .. } => "restore_failed",
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<String>, source: io::Error) -> Self {
         ExtractError::Io {
             op,
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One error of every variant. The exhaustive match in `kind` makes a
+    /// new variant a compile error there; this list must grow with it
+    /// (`every_variant_is_sampled` counts the variants by name).
+    fn samples() -> Vec<ExtractError> {
+        let p = || "etc/x".to_string();
+        vec![
+            ExtractError::AbsolutePath { path: p() },
+            ExtractError::ParentDir { path: p() },
+            ExtractError::NulInName { path: p() },
+            ExtractError::InvalidName {
+                path: p(),
+                reason: "r",
+            },
+            ExtractError::NameTooLong {
+                path: p(),
+                limit: 1,
+            },
+            ExtractError::TooDeep {
+                path: p(),
+                limit: 1,
+            },
+            ExtractError::LinkOutside {
+                path: p(),
+                target: p(),
+            },
+            ExtractError::UnnormalisedLinkTarget {
+                path: p(),
+                target: p(),
+            },
+            ExtractError::InvalidLinkTarget {
+                path: p(),
+                target: p(),
+                reason: "r",
+            },
+            ExtractError::HardlinkTarget {
+                path: p(),
+                target: p(),
+            },
+            ExtractError::ThroughSymlink {
+                path: p(),
+                symlink: p(),
+            },
+            ExtractError::ParentNotDirectory {
+                path: p(),
+                parent: p(),
+            },
+            ExtractError::DirReplacedBySymlink { path: p() },
+            ExtractError::Duplicate { path: p() },
+            ExtractError::TypeConflict {
+                path: p(),
+                reason: "r",
+            },
+            ExtractError::InvalidWhiteout {
+                path: p(),
+                reason: "r",
+            },
+            ExtractError::Device { path: p() },
+            ExtractError::Fifo { path: p() },
+            ExtractError::UnsupportedEntryType {
+                path: p(),
+                typeflag: 'S',
+            },
+            ExtractError::BadChecksum { offset: 0 },
+            ExtractError::BadMagic { offset: 0 },
+            ExtractError::BadNumber {
+                offset: 0,
+                field: "size",
+            },
+            ExtractError::HeaderTrick {
+                offset: 0,
+                path: p(),
+                reason: "r",
+            },
+            ExtractError::SizeDesync {
+                path: p(),
+                header: 1,
+                pax: 0,
+            },
+            ExtractError::UnsupportedPaxKey {
+                offset: 0,
+                key: "k".into(),
+            },
+            ExtractError::MalformedPax {
+                offset: 0,
+                reason: "r",
+            },
+            ExtractError::TrailingGarbage { offset: 0 },
+            ExtractError::Truncated { offset: 0 },
+            ExtractError::TooManyEntries { limit: 1 },
+            ExtractError::TotalSizeExceeded { limit: 1 },
+            ExtractError::NamesTooLarge { limit: 1 },
+            ExtractError::FileTooLarge {
+                path: p(),
+                size: 2,
+                limit: 1,
+            },
+            ExtractError::EntryCountMismatch {
+                expected: 1,
+                actual: 2,
+            },
+            ExtractError::SizeMismatch {
+                expected: 1,
+                actual: 2,
+            },
+            ExtractError::SymlinkLoop {
+                path: p(),
+                symlink: p(),
+                limit: 1,
+            },
+            ExtractError::DanglingSymlink {
+                path: p(),
+                symlink: p(),
+            },
+            ExtractError::SameInRoot {
+                path: p(),
+                other: p(),
+                target: p(),
+            },
+            ExtractError::ResolvedThroughReplaced {
+                path: p(),
+                symlink: p(),
+                by: p(),
+            },
+            ExtractError::WhiteoutOverMount {
+                path: p(),
+                mount: p(),
+            },
+            ExtractError::CrossesMount { path: p() },
+            ExtractError::RootNotDirectory {
+                path: PathBuf::from("root"),
+            },
+            ExtractError::io("open", p(), io::Error::other("e")),
+            ExtractError::RestoreFailed {
+                cause: Box::new(ExtractError::Truncated { offset: 0 }),
+                failures: Vec::new(),
+                staging: Vec::new(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_variant_has_a_distinct_snake_case_kind() {
+        let mut seen = std::collections::BTreeSet::new();
+        for e in samples() {
+            let kind = e.kind();
+            assert!(
+                !kind.is_empty()
+                    && kind
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    && !kind.starts_with('_')
+                    && !kind.ends_with('_')
+                    && !kind.contains("__"),
+                "{kind:?} is not snake_case"
+            );
+            assert!(seen.insert(kind), "{kind:?} is used twice");
+        }
+    }
+
+    #[test]
+    fn every_variant_is_sampled() {
+        // The variants as the source declares them (four-space indented
+        // `Name {` lines of the enum), so a new variant without a sample
+        // fails here.
+        let source = include_str!("error.rs");
+        let declared = source
+            .lines()
+            .filter(|l| {
+                l.strip_prefix("    ")
+                    .and_then(|l| l.strip_suffix(" {"))
+                    .is_some_and(|n| {
+                        n.starts_with(|c: char| c.is_ascii_uppercase())
+                            && n.chars().all(|c| c.is_ascii_alphanumeric())
+                    })
+            })
+            .count();
+        assert_eq!(samples().len(), declared);
+    }
+
+    #[test]
+    fn restore_failed_keeps_its_own_kind() {
+        let e = ExtractError::RestoreFailed {
+            cause: Box::new(ExtractError::Truncated { offset: 0 }),
+            failures: Vec::new(),
+            staging: Vec::new(),
+        };
+        assert_eq!(e.kind(), "restore_failed");
     }
 }
