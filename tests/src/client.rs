@@ -68,3 +68,70 @@ pub fn request(
         .map_err(|_| "request timed out".to_string())?
     })
 }
+
+/// An admin's side of the real server, for the end-to-end tests: the
+/// publishing and inventory requests they all make.
+pub struct Admin<'a> {
+    /// The server's API address.
+    pub addr: SocketAddr,
+    /// The name its certificate carries.
+    pub server_name: &'a str,
+    /// Our CA's certificate (PEM).
+    pub ca_pem: &'a [u8],
+    /// The admin's certificate and key (PEM).
+    pub cert: (&'a [u8], &'a [u8]),
+}
+
+impl std::fmt::Debug for Admin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("addr", &self.addr)
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Admin<'_> {
+    /// `PUT route` with `bundle`; panics unless the server answers 2xx.
+    pub fn publish(&self, route: &str, bundle: Vec<u8>) {
+        let (status, answer) = request(
+            self.addr,
+            self.server_name,
+            self.ca_pem,
+            Some(self.cert),
+            "PUT",
+            route,
+            bundle,
+        )
+        .expect("publish");
+        assert!(
+            (200..300).contains(&status),
+            "PUT {route}: {status} {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+
+    /// The inventory's record of `mac` (`GET /v1/nodes`); panics when the
+    /// request fails or the node is not in it.
+    pub fn node(&self, mac: &str) -> serde_json::Value {
+        let (status, body) = request(
+            self.addr,
+            self.server_name,
+            self.ca_pem,
+            Some(self.cert),
+            "GET",
+            "/v1/nodes",
+            Vec::new(),
+        )
+        .expect("nodes");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        v["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .find(|n| n["mac"] == mac)
+            .cloned()
+            .unwrap_or_else(|| panic!("{mac} not in the inventory: {v}"))
+    }
+}

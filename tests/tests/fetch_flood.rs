@@ -94,6 +94,12 @@ fn real_fetchers_boot_while_one_address_holds_every_connection_slot() {
         .to_string();
     let ca_pem = ca.cert_pem().as_bytes().to_vec();
     let admin_cert = (admin.cert_pem.as_bytes(), admin.key_pem.expose().as_bytes());
+    let admin = client::Admin {
+        addr,
+        server_name: SERVER_NAME,
+        ca_pem: &ca_pem,
+        cert: admin_cert,
+    };
     let (dns, _dns) = DnsServer::for_server(DOMAIN, SERVER_NAME, addr.port()).expect("dns");
 
     // Each node: its image from `enroll`, its bundle, published, its root.
@@ -143,20 +149,9 @@ fn real_fetchers_boot_while_one_address_holds_every_connection_slot() {
             &AtomicU64::new(0),
         )
         .expect("seal");
-        let (status, body) = client::request(
-            addr,
-            SERVER_NAME,
-            &ca_pem,
-            Some(admin_cert),
-            "PUT",
+        admin.publish(
             &format!("/v1/bundles/host/{mac}"),
             std::fs::read(&bundle).expect("bundle"),
-        )
-        .expect("publish");
-        assert!(
-            (200..300).contains(&status),
-            "publish: {status} {}",
-            String::from_utf8_lossy(&body)
         );
         let root = n.join("root");
         std::fs::create_dir_all(root.join("etc")).expect("root");
@@ -229,25 +224,8 @@ fn real_fetchers_boot_while_one_address_holds_every_connection_slot() {
             .any(|l| l == format!("satchel_handshakes_in_progress {PER_SOURCE}")),
         "{text}"
     );
-    let (status, body) = client::request(
-        addr,
-        SERVER_NAME,
-        &ca_pem,
-        Some(admin_cert),
-        "GET",
-        "/v1/nodes",
-        Vec::new(),
-    )
-    .expect("nodes");
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
     for mac in &macs {
-        let node = v["nodes"]
-            .as_array()
-            .expect("nodes")
-            .iter()
-            .find(|n| n["mac"] == mac.to_string())
-            .unwrap_or_else(|| panic!("{mac} not in the inventory: {v}"));
+        let node = admin.node(&mac.to_string());
         assert_eq!(node["last_status"], "applied", "{node}");
     }
     drop(held);

@@ -94,20 +94,15 @@ fn fetches_from_the_real_server_and_reports_to_its_inventory() {
     // The admin publishes the bundle.
     let ca_pem = ca.cert_pem().as_bytes().to_vec();
     let admin_cert = (admin.cert_pem.as_bytes(), admin.key_pem.expose().as_bytes());
-    let (status, body) = client::request(
+    let admin = client::Admin {
         addr,
-        SERVER_NAME,
-        &ca_pem,
-        Some(admin_cert),
-        "PUT",
+        server_name: SERVER_NAME,
+        ca_pem: &ca_pem,
+        cert: admin_cert,
+    };
+    admin.publish(
         &format!("/v1/bundles/host/{mac}"),
         std::fs::read(&bundle_path).expect("bundle"),
-    )
-    .expect("publish");
-    assert!(
-        (200..300).contains(&status),
-        "publish: {status} {}",
-        String::from_utf8_lossy(&body)
     );
 
     // DNS names the server; the fetcher finds it, applies, reports.
@@ -144,24 +139,7 @@ fn fetches_from_the_real_server_and_reports_to_its_inventory() {
     assert!(f.stderr.contains("report "), "{}", f.stderr);
 
     // The report is in the inventory.
-    let (status, body) = client::request(
-        addr,
-        SERVER_NAME,
-        &ca_pem,
-        Some(admin_cert),
-        "GET",
-        "/v1/nodes",
-        Vec::new(),
-    )
-    .expect("nodes");
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
-    let node = v["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .find(|n| n["mac"] == mac.to_string())
-        .unwrap_or_else(|| panic!("node not in inventory: {v}"));
+    let node = admin.node(&mac.to_string());
     assert_eq!(node["last_status"], "applied", "{node}");
     assert_eq!(node["serials"][format!("host/{mac}")], 7, "{node}");
     assert!(

@@ -131,26 +131,18 @@ fn a_site_image_applies_its_site_then_the_host_bundle_naming_that_site() {
 
     let ca_pem = ca.cert_pem().as_bytes().to_vec();
     let admin_cert = (admin.cert_pem.as_bytes(), admin.key_pem.expose().as_bytes());
+    let admin = client::Admin {
+        addr,
+        server_name: SERVER_NAME,
+        ca_pem: &ca_pem,
+        cert: admin_cert,
+    };
     for (route, body) in [
         (format!("/v1/bundles/site/{site}"), site_bundle),
         (format!("/v1/bundles/host/{mac}"), host_bundle),
         (format!("/v1/bundles/host/{other_mac}"), other_bundle),
     ] {
-        let (status, answer) = client::request(
-            addr,
-            SERVER_NAME,
-            &ca_pem,
-            Some(admin_cert),
-            "PUT",
-            &route,
-            body,
-        )
-        .expect("publish");
-        assert!(
-            (200..300).contains(&status),
-            "PUT {route}: {status} {}",
-            String::from_utf8_lossy(&answer)
-        );
+        admin.publish(&route, body);
     }
 
     // The node boots with its MAC on the command line (BOOTIF), the server
@@ -188,24 +180,7 @@ fn a_site_image_applies_its_site_then_the_host_bundle_naming_that_site() {
     assert_eq!(got, want, "fetcher:\n{}", f.stderr);
 
     // The inventory has both serials under the booted MAC.
-    let (status, body) = client::request(
-        addr,
-        SERVER_NAME,
-        &ca_pem,
-        Some(admin_cert),
-        "GET",
-        "/v1/nodes",
-        Vec::new(),
-    )
-    .expect("nodes");
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
-    let node = v["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .find(|n| n["mac"] == mac.to_string())
-        .unwrap_or_else(|| panic!("node not in inventory: {v}"));
+    let node = admin.node(&mac.to_string());
     assert_eq!(node["last_status"], "applied", "{node}");
     assert_eq!(node["serials"][format!("site/{site}")], 3, "{node}");
     assert_eq!(node["serials"][format!("host/{mac}")], 3, "{node}");
