@@ -2,6 +2,14 @@
 //! during publishes and uploads and restarted each time. Nothing
 //! acknowledged is lost, nothing half-written is served, serials never go
 //! back.
+//!
+//! A round ends with the kill once each kind of write has had a random
+//! number (1 to [`MAX_ACKS_PER_ROUND`]) of acknowledgements in it, while
+//! the next writes of every kind are in flight: the kill lands at a
+//! random point of the server's work, and every round makes progress
+//! however slow the machine is (a kill after a fixed time made no
+//! progress on a loaded machine, where a round could end before anything
+//! was acknowledged).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +27,11 @@ const MAX_SERIAL: u64 = 120;
 const MIN_KILLS: usize = 15;
 /// Acknowledged writes each kind must reach.
 const WANT_ACKED: usize = 50;
+/// A round is killed after 1 to this many acknowledgements of each kind.
+const MAX_ACKS_PER_ROUND: usize = 6;
+/// Longest a round may wait for its acknowledgements (a hung server or a
+/// writer that stopped, not a slow machine: every write is a few ms).
+const ROUND_LIMIT: Duration = Duration::from_secs(120);
 
 #[derive(Default)]
 struct Ledger {
@@ -51,6 +64,9 @@ async fn sigkill_at_random_points_loses_nothing_acknowledged() {
          anonymous_max_pending_uploads_per_mac = 100000\n",
     );
     let ledger = Arc::new(Mutex::new(Ledger::default()));
+    // Bumped on every acknowledgement, so the round can wait for them.
+    let (acked_tx, mut acked_rx) = tokio::sync::watch::channel(0u64);
+    let acked_tx = Arc::new(acked_tx);
     let reporter_cert = w.host(3, None);
     let mut rng = rand::thread_rng();
     let mut rounds = 0;
@@ -84,9 +100,15 @@ async fn sigkill_at_random_points_loses_nothing_acknowledged() {
         }
         rounds += 1;
         assert!(rounds < 60, "not enough progress");
+        let at_start = counts(&ledger);
         let publisher = {
-            let (admin, ledger, bundles, t) =
-                (admin.clone(), ledger.clone(), bundles.clone(), t.clone());
+            let (admin, ledger, bundles, t, acked_tx) = (
+                admin.clone(),
+                ledger.clone(),
+                bundles.clone(),
+                t.clone(),
+                acked_tx.clone(),
+            );
             tokio::spawn(async move {
                 loop {
                     let serial = {
@@ -106,6 +128,8 @@ async fn sigkill_at_random_points_loses_nothing_acknowledged() {
                             let mut l = ledger.lock().expect("lock");
                             l.acked_serial = l.acked_serial.max(serial);
                             l.publishes += 1;
+                            drop(l);
+                            acked_tx.send_modify(|n| *n += 1);
                         }
                         Ok((st, _, b)) => {
                             panic!("publish {serial}: {st} {}", String::from_utf8_lossy(&b))
@@ -118,7 +142,11 @@ async fn sigkill_at_random_points_loses_nothing_acknowledged() {
             })
         };
         let uploader = {
-            let (admin, ledger) = (Client::new(&w, srv.addr, None), ledger.clone());
+            let (admin, ledger, acked_tx) = (
+                Client::new(&w, srv.addr, None),
+                ledger.clone(),
+                acked_tx.clone(),
+            );
             tokio::spawn(async move {
                 let mut i = 0u32;
                 loop {
@@ -134,6 +162,7 @@ async fn sigkill_at_random_points_loses_nothing_acknowledged() {
                             let v: serde_json::Value = serde_json::from_slice(&b).expect("json");
                             let id = v["id"].as_str().expect("id").to_string();
                             ledger.lock().expect("lock").uploads.push((id, sha));
+                            acked_tx.send_modify(|n| *n += 1);
                         }
                         Ok((st, _, b)) => panic!("upload: {st} {}", String::from_utf8_lossy(&b)),
                         Err(_) => return,
@@ -144,9 +173,10 @@ async fn sigkill_at_random_points_loses_nothing_acknowledged() {
             })
         };
         let reporter = {
-            let (host, ledger) = (
+            let (host, ledger, acked_tx) = (
                 Client::new(&w, srv.addr, Some(&reporter_cert)),
                 ledger.clone(),
+                acked_tx.clone(),
             );
             tokio::spawn(async move {
                 loop {
@@ -158,7 +188,10 @@ async fn sigkill_at_random_points_loses_nothing_acknowledged() {
                         .try_request("POST", &format!("/v1/reports/{}", mac(3)), body, &[])
                         .await
                     {
-                        Ok((202, _, _)) => ledger.lock().expect("lock").reports += 1,
+                        Ok((202, _, _)) => {
+                            ledger.lock().expect("lock").reports += 1;
+                            acked_tx.send_modify(|n| *n += 1);
+                        }
                         Ok((st, _, b)) => panic!("report: {st} {}", String::from_utf8_lossy(&b)),
                         Err(_) => return,
                     }
@@ -167,11 +200,55 @@ async fn sigkill_at_random_points_loses_nothing_acknowledged() {
                 }
             })
         };
-        tokio::time::sleep(Duration::from_millis(rng.gen_range(20..200))).await;
+        let want = rng.gen_range(1..=MAX_ACKS_PER_ROUND);
+        let waited = tokio::time::timeout(ROUND_LIMIT, async {
+            loop {
+                let now = counts(&ledger);
+                let publishes_over = now.publishing_done;
+                if (publishes_over || now.publishes >= at_start.publishes + want)
+                    && now.uploads >= at_start.uploads + want
+                    && now.reports >= at_start.reports + want as u64
+                {
+                    return;
+                }
+                if acked_rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        assert!(
+            waited.is_ok(),
+            "round {rounds}: {want} acknowledgements of each kind not seen within {ROUND_LIMIT:?} \
+             (at the start {at_start:?}, now {:?})",
+            counts(&ledger)
+        );
+        // A little jitter, so the kill does not always follow an answer.
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(0..10))).await;
         srv.kill9();
         let _ = tokio::time::timeout(Duration::from_secs(10), publisher).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), uploader).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), reporter).await;
+    }
+}
+
+/// What the ledger counts, at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    publishes: usize,
+    uploads: usize,
+    reports: u64,
+    /// Every prepared bundle was sent: no more publishes will come.
+    publishing_done: bool,
+}
+
+fn counts(ledger: &Mutex<Ledger>) -> Counts {
+    let l = ledger.lock().expect("lock");
+    Counts {
+        publishes: l.publishes,
+        uploads: l.uploads.len(),
+        reports: l.reports,
+        publishing_done: l.attempted_serial >= MAX_SERIAL,
     }
 }
 

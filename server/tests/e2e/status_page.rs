@@ -82,7 +82,22 @@ fn nss_home(w: &World, name: &str, cred: &Cred) -> PathBuf {
 
 /// The managed policy that makes chromium present a client certificate of
 /// the test CA to this server without asking; removed on drop.
-struct Policy(PathBuf);
+///
+/// chromium reads every file in [`POLICY_DIR`] and, of two files setting
+/// the same policy, keeps one: with two of these tests running at once
+/// (two checkouts' suites on one machine), one test's server was not in
+/// the list, and chromium waited for someone to pick a certificate until
+/// the test's limit. So a policy is installed only under an exclusive lock
+/// on [`POLICY_LOCK`], held until it is removed: the browser runs of
+/// concurrent suites take turns.
+struct Policy {
+    path: PathBuf,
+    _lock: std::fs::File,
+}
+
+/// The lock file beside the policy folder, which chromium does not read
+/// (see [`Policy`]).
+const POLICY_LOCK: &str = "/etc/chromium/policies/.satchel-test.lock";
 
 impl Policy {
     fn install(port: u16) -> Policy {
@@ -91,6 +106,15 @@ impl Policy {
             "the status page test installs a chromium policy in {POLICY_DIR} and needs root"
         );
         std::fs::create_dir_all(POLICY_DIR).expect("policy dir");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(POLICY_LOCK)
+            .unwrap_or_else(|e| panic!("{POLICY_LOCK}: {e}"));
+        // Blocks this test's thread only: each test has its own runtime.
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+            .unwrap_or_else(|e| panic!("lock {POLICY_LOCK}: {e}"));
         let path = Path::new(POLICY_DIR).join(format!("satchel-test-{}.json", std::process::id()));
         let rule = serde_json::json!({
             "pattern": format!("https://127.0.0.1:{port}"),
@@ -98,13 +122,14 @@ impl Policy {
         });
         let policy = serde_json::json!({ "AutoSelectCertificateForUrls": [rule.to_string()] });
         std::fs::write(&path, policy.to_string()).expect("policy");
-        Policy(path)
+        Policy { path, _lock: lock }
     }
 }
 
 impl Drop for Policy {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        // Removed before the lock is released (fields drop after this).
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 
