@@ -34,7 +34,7 @@ use crate::container::{read_header, Header, Payload};
 use crate::error::OpenError;
 use crate::keys::{Identities, KeyId};
 use crate::manifest::Manifest;
-use crate::pipe::{pipe, CHUNK_BYTES};
+use crate::pipe::{pipe, FillError};
 use crate::verify::{check_payload_size, verify_header, Checks, PayloadCheck};
 use satchel_overlay::{Applied, Layers, Options};
 
@@ -44,6 +44,10 @@ pub const MAX_ZSTD_WINDOW_LOG: u32 = 23;
 
 /// Read buffer for the bundle file.
 const READ_BUFFER: usize = 256 * 1024;
+/// The buffer in front of an encrypted payload that is decrypted on its
+/// way to the overlay: smaller than age's 64 KiB chunk, so that age's reads
+/// bypass it and only its header goes through it.
+const PAYLOAD_READ_BUFFER: usize = 16 * 1024;
 
 /// The `payload.age` bytes of a seekable bundle, as [`PayloadTar`] reads them.
 pub type TakenPayload<R> = BufReader<io::Take<R>>;
@@ -513,27 +517,29 @@ pub fn stage_verified<R: Read + Seek + Send>(
 ) -> Result<(), OpenError> {
     let start = input.stream_position()?;
     input.seek(SeekFrom::Start(start + verified.header.payload_offset))?;
-    let payload = BufReader::with_capacity(READ_BUFFER, input.take(verified.header.payload_size));
+    // age reads its 64 KiB chunks past a buffer smaller than them, straight
+    // from the file (a larger one made every byte one more copy).
+    let payload = BufReader::with_capacity(
+        PAYLOAD_READ_BUFFER,
+        input.take(verified.header.payload_size),
+    );
     let mut tar = decrypt_payload(verified.manifest(), payload, identities)?;
     let opts = overlay_options(verified.manifest(), base);
     let (mut w, r) = pipe();
     let (produced, staged) = std::thread::scope(|s| {
         let producer = s.spawn(move || -> Result<(), OpenError> {
-            let mut buf = vec![0u8; CHUNK_BYTES];
             loop {
-                let n = match tar.read(&mut buf) {
+                // Decompressed straight into the pipe's chunk.
+                match w.fill_from(&mut tar) {
                     Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
+                    Ok(_) => {}
+                    Err(FillError::Read(e)) => {
                         return Err(tar
                             .take_failure()
                             .unwrap_or_else(|| OpenError::Payload(e.to_string())))
                     }
-                };
-                if w.write_all(&buf[..n]).is_err() {
                     // The overlay stopped reading: its error is the cause.
-                    return Ok(());
+                    Err(FillError::Closed) => return Ok(()),
                 }
             }
             w.finish().or(Ok(()))

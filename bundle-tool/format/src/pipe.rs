@@ -9,7 +9,9 @@
 //!
 //! The reader hands spent chunks back for the writer to fill again, so a
 //! long stream reuses the same few buffers instead of allocating (and the
-//! kernel zero-filling) a fresh one per chunk.
+//! kernel zero-filling) a fresh one per chunk. A producing stage can read
+//! straight into the chunk being filled ([`PipeWriter::fill_from`]) instead
+//! of into a buffer of its own that [`Write`] then copies.
 
 use std::io::{self, BufRead, Read, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -33,7 +35,8 @@ pub fn pipe() -> (PipeWriter, PipeReader) {
         PipeWriter {
             tx,
             spare: spent_rx,
-            buf: Vec::with_capacity(CHUNK_BYTES),
+            buf: vec![0; CHUNK_BYTES],
+            filled: 0,
         },
         PipeReader {
             rx,
@@ -51,7 +54,19 @@ pub struct PipeWriter {
     tx: SyncSender<Msg>,
     /// Chunks the reader is done with, to fill again.
     spare: Receiver<Vec<u8>>,
+    /// The chunk being filled: always `CHUNK_BYTES` long (initialised, so
+    /// it can be read into); its first `filled` bytes are the stream's.
     buf: Vec<u8>,
+    filled: usize,
+}
+
+/// Why [`PipeWriter::fill_from`] stopped.
+#[derive(Debug)]
+pub enum FillError {
+    /// Reading the source failed.
+    Read(io::Error),
+    /// The reading end is gone: the next stage stopped reading.
+    Closed,
 }
 
 impl std::fmt::Debug for PipeWriter {
@@ -66,15 +81,42 @@ fn closed() -> io::Error {
 
 impl PipeWriter {
     fn send_buf(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
+        if self.filled == 0 {
             return Ok(());
         }
         let next = match self.spare.try_recv() {
-            Ok(spent) => spent,
-            Err(_) => Vec::with_capacity(CHUNK_BYTES),
+            // A spent chunk keeps the length it was sent with: only a short
+            // last one has a tail to fill again.
+            Ok(mut spent) => {
+                spent.resize(CHUNK_BYTES, 0);
+                spent
+            }
+            Err(_) => vec![0; CHUNK_BYTES],
         };
-        let chunk = std::mem::replace(&mut self.buf, next);
+        let mut chunk = std::mem::replace(&mut self.buf, next);
+        chunk.truncate(self.filled);
+        self.filled = 0;
         self.tx.send(Msg::Data(chunk)).map_err(|_| closed())
+    }
+
+    /// Reads once from `r` into the chunk being filled and sends the chunk
+    /// on when it is full: the bytes go from `r` to the next stage without
+    /// another copy. `Ok(0)` means `r` is at its end (nothing is sent: call
+    /// [`PipeWriter::finish`]).
+    pub fn fill_from<R: Read>(&mut self, r: &mut R) -> Result<usize, FillError> {
+        let n = loop {
+            match r.read(&mut self.buf[self.filled..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(FillError::Read(e)),
+            }
+        };
+        // A reader that claims more than it was given is a bug, not data.
+        self.filled = (self.filled + n).min(CHUNK_BYTES);
+        if self.filled == CHUNK_BYTES {
+            self.send_buf().map_err(|_| FillError::Closed)?;
+        }
+        Ok(n)
     }
 
     /// Flushes and marks the stream complete.
@@ -86,10 +128,11 @@ impl PipeWriter {
 
 impl Write for PipeWriter {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let room = CHUNK_BYTES - self.buf.len();
+        let room = CHUNK_BYTES - self.filled;
         let n = room.min(data.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK_BYTES {
+        self.buf[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+        self.filled += n;
+        if self.filled == CHUNK_BYTES {
             self.send_buf()?;
         }
         Ok(n)
@@ -126,12 +169,12 @@ impl BufRead for PipeReader {
             }
             match self.rx.recv() {
                 Ok(Msg::Data(chunk)) => {
-                    let mut spent = std::mem::replace(&mut self.cur, chunk);
+                    let spent = std::mem::replace(&mut self.cur, chunk);
                     self.pos = 0;
                     if spent.capacity() >= CHUNK_BYTES {
-                        spent.clear();
-                        // A writer that has enough spares, or is gone,
-                        // does not need it.
+                        // Sent back as it is (the writer fills it again
+                        // from the start). A writer that has enough
+                        // spares, or is gone, does not need it.
                         let _ = self.spent.try_send(spent);
                     }
                 }
@@ -220,5 +263,85 @@ mod tests {
         let (mut w, r) = pipe();
         drop(r);
         assert!(w.write_all(&vec![0u8; 2 * CHUNK_BYTES]).is_err());
+    }
+
+    /// A source that hands out `step` bytes at a time, then fails if asked.
+    struct Trickle {
+        data: Vec<u8>,
+        pos: usize,
+        step: usize,
+        fail_at_end: bool,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.pos == self.data.len() && self.fail_at_end {
+                return Err(io::Error::other("source failed"));
+            }
+            let n = out.len().min(self.step).min(self.data.len() - self.pos);
+            out[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn fill_from_streams_what_it_reads_across_chunk_edges() {
+        for step in [1, 4095, CHUNK_BYTES - 1, CHUNK_BYTES, 3 * CHUNK_BYTES] {
+            let (mut w, mut r) = pipe();
+            let data: Vec<u8> = (0..2 * CHUNK_BYTES + 333)
+                .map(|i| (i % 253) as u8)
+                .collect();
+            let want = data.clone();
+            let t = std::thread::spawn(move || {
+                let mut src = Trickle {
+                    data,
+                    pos: 0,
+                    step,
+                    fail_at_end: false,
+                };
+                // Mixed with plain writes: both fill the same chunk.
+                w.write_all(b"head").unwrap();
+                while w.fill_from(&mut src).unwrap() > 0 {}
+                w.write_all(b"tail").unwrap();
+                w.finish().unwrap();
+            });
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).unwrap();
+            t.join().unwrap();
+            let mut expect = b"head".to_vec();
+            expect.extend_from_slice(&want);
+            expect.extend_from_slice(b"tail");
+            assert!(got == expect, "step {step}: {} bytes back", got.len());
+        }
+    }
+
+    #[test]
+    fn fill_from_tells_a_failed_source_from_a_gone_reader() {
+        let (mut w, r) = pipe();
+        let mut src = Trickle {
+            data: vec![7; 10],
+            pos: 0,
+            step: 10,
+            fail_at_end: true,
+        };
+        assert_eq!(w.fill_from(&mut src).unwrap(), 10);
+        assert!(matches!(w.fill_from(&mut src), Err(FillError::Read(_))));
+        drop(r);
+        let mut endless = Trickle {
+            data: vec![1; 4 * CHUNK_BYTES * (CHUNKS_IN_FLIGHT + 2)],
+            pos: 0,
+            step: CHUNK_BYTES,
+            fail_at_end: false,
+        };
+        let closed = loop {
+            match w.fill_from(&mut endless) {
+                Ok(0) => break false,
+                Ok(_) => {}
+                Err(FillError::Closed) => break true,
+                Err(FillError::Read(e)) => panic!("{e}"),
+            }
+        };
+        assert!(closed, "a gone reader is reported as Closed");
     }
 }
