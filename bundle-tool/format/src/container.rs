@@ -848,7 +848,7 @@ mod tests {
             let mut container = good(b"x");
             container[at..at + 512].copy_from_slice(&block(PAYLOAD_NAME));
             let mut payload = block("f").to_vec();
-            payload.extend_from_slice(&[b'x']);
+            payload.push(b'x');
             payload.resize(4 * BLOCK, 0);
             (
                 read_all(&container).map(|_| ()),
