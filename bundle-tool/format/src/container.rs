@@ -12,13 +12,18 @@
 //! change anything. GNU long link names (`K`), contiguous files (`7`) and
 //! every other type are refused. The writer emits plain ustar.
 //!
-//! The tar header code is a pure parser over 512-byte blocks
-//! ([`parse_block`]) with a thin `Read` loop around it.
+//! Header blocks, numbers, names and PAX records are read by `satchel-tar`,
+//! the one header parser the payload's reader (the overlay) uses too: the
+//! checksum and the ustar or GNU magic are checked, a name's NUL hides no
+//! bytes, base-256 numbers are bounded, PAX records are exact. This module
+//! is the container's policy on top, in a thin `Read` loop.
 //!
 //! This module does not check signatures, hashes or targets: that is
 //! [`crate::verify`].
 
 use std::io::{self, Read, Write};
+
+use satchel_tar::{EntryType, HeaderError, Pax};
 
 use crate::error::ContainerError;
 use crate::manifest::{Manifest, MAX_MANIFEST_BYTES};
@@ -31,11 +36,12 @@ pub const SIGNATURE_NAME: &str = "manifest.sig";
 pub const PAYLOAD_NAME: &str = "payload.age";
 
 /// Tar block size.
-pub const BLOCK: usize = 512;
+pub const BLOCK: usize = satchel_tar::BLOCK;
 
 /// Largest PAX or GNU extension header read (member names are short; this
-/// only bounds what a hostile container can make the reader buffer).
-pub const MAX_EXTENSION_BYTES: u64 = 64 * 1024;
+/// only bounds what a hostile container can make the reader buffer). The
+/// payload's reader has the same bound.
+pub const MAX_EXTENSION_BYTES: u64 = satchel_tar::MAX_EXTENSION_BYTES;
 
 /// Most zero bytes accepted after the last member. Tools pad archives to
 /// their record size (GNU tar and Python: 10 KiB by default; `tar -b` up to
@@ -57,159 +63,15 @@ pub struct Header {
     pub payload_offset: u64,
 }
 
-/// What one tar header block says.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BlockInfo {
-    /// Name (ustar prefix joined), raw bytes.
-    pub name: Vec<u8>,
-    /// Size field.
-    pub size: u64,
-    /// Type flag (`b'\0'` is taken as `b'0'`).
-    pub typeflag: u8,
-}
-
-/// Parses one 512-byte tar header block. `Ok(None)` for an all-zero block.
-pub fn parse_block(block: &[u8; BLOCK], offset: u64) -> Result<Option<BlockInfo>, ContainerError> {
-    if block.iter().all(|b| *b == 0) {
-        return Ok(None);
+/// A header refused by `satchel-tar`, as the container names it.
+fn header_error(e: HeaderError, offset: u64) -> ContainerError {
+    match e {
+        HeaderError::Checksum => ContainerError::BadChecksum { offset },
+        other => ContainerError::BadHeader {
+            offset,
+            reason: other.to_string(),
+        },
     }
-    let bad = |reason: &str| ContainerError::BadHeader {
-        offset,
-        reason: reason.into(),
-    };
-    let stored = parse_number(&block[148..156]).ok_or_else(|| bad("checksum field"))?;
-    let unsigned: u64 = block
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u64::from(*b)
-            }
-        })
-        .sum();
-    let signed: i64 = block
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                i64::from(*b as i8)
-            }
-        })
-        .sum();
-    if stored != unsigned && i64::try_from(stored).ok() != Some(signed) {
-        return Err(ContainerError::BadChecksum { offset });
-    }
-    let size = parse_number(&block[124..136]).ok_or_else(|| bad("size field"))?;
-    let typeflag = match block[156] {
-        0 => b'0',
-        t => t,
-    };
-    let mut name = cstr(&block[0..100]).to_vec();
-    // POSIX ustar ("ustar\0" "00") joins the prefix; GNU ("ustar  \0") keeps
-    // other fields there.
-    if &block[257..263] == b"ustar\0" {
-        let prefix = cstr(&block[345..500]);
-        if !prefix.is_empty() {
-            let mut joined = prefix.to_vec();
-            joined.push(b'/');
-            joined.extend_from_slice(&name);
-            name = joined;
-        }
-    }
-    Ok(Some(BlockInfo {
-        name,
-        size,
-        typeflag,
-    }))
-}
-
-fn cstr(field: &[u8]) -> &[u8] {
-    let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
-    &field[..end]
-}
-
-/// Parses a tar number: octal text (spaces/NULs around it) or GNU base-256.
-fn parse_number(field: &[u8]) -> Option<u64> {
-    if field.first().is_some_and(|b| b & 0x80 != 0) {
-        // Base-256: the rest of the first byte (must be a positive number)
-        // then big-endian bytes.
-        if field[0] & 0x40 != 0 {
-            return None;
-        }
-        let mut v: u64 = u64::from(field[0] & 0x3f);
-        for b in &field[1..] {
-            v = v.checked_mul(256)?.checked_add(u64::from(*b))?;
-        }
-        return Some(v);
-    }
-    let text = field
-        .iter()
-        .copied()
-        .skip_while(|b| *b == b' ')
-        .take_while(|b| *b != 0 && *b != b' ')
-        .collect::<Vec<u8>>();
-    if text.is_empty() {
-        return Some(0);
-    }
-    let mut v: u64 = 0;
-    for c in text {
-        if !(b'0'..=b'7').contains(&c) {
-            return None;
-        }
-        v = v.checked_mul(8)?.checked_add(u64::from(c - b'0'))?;
-    }
-    Some(v)
-}
-
-/// Parses PAX records (`LEN key=value\n`…). Returns `(path, size)` overrides.
-fn parse_pax(data: &[u8], offset: u64) -> Result<(Option<Vec<u8>>, Option<u64>), ContainerError> {
-    let bad = |reason: String| ContainerError::BadExtension { offset, reason };
-    let (mut path, mut size) = (None, None);
-    let mut rest = data;
-    while !rest.is_empty() {
-        let sp = rest
-            .iter()
-            .position(|b| *b == b' ')
-            .ok_or_else(|| bad("PAX record without a length".into()))?;
-        let len: usize = std::str::from_utf8(&rest[..sp])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad("PAX record length is not a number".into()))?;
-        if len <= sp + 1 || len > rest.len() || rest[len - 1] != b'\n' {
-            return Err(bad("PAX record length does not match its text".into()));
-        }
-        let record = &rest[sp + 1..len - 1];
-        let eq = record
-            .iter()
-            .position(|b| *b == b'=')
-            .ok_or_else(|| bad("PAX record without '='".into()))?;
-        let (key, value) = (&record[..eq], &record[eq + 1..]);
-        match key {
-            b"path" => {
-                if path.is_some() {
-                    return Err(bad("PAX path given twice".into()));
-                }
-                path = Some(value.to_vec());
-            }
-            b"size" => {
-                let v = std::str::from_utf8(value)
-                    .ok()
-                    .filter(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| bad("PAX size is not a number".into()))?;
-                if size.replace(v).is_some() {
-                    return Err(bad("PAX size given twice".into()));
-                }
-            }
-            _ => {}
-        }
-        rest = &rest[len..];
-    }
-    Ok((path, size))
 }
 
 /// A reader that counts the bytes it has read.
@@ -256,7 +118,8 @@ impl<R: Read> Counting<R> {
 }
 
 fn padding(size: u64) -> usize {
-    ((BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64) as usize
+    // Below one block: the cast cannot truncate.
+    satchel_tar::padding(size) as usize
 }
 
 /// One regular-file member's header, extensions applied.
@@ -279,7 +142,9 @@ fn next_member<R: Read>(
     loop {
         let offset = r.pos;
         let block = r.read_block(what)?;
-        let Some(info) = parse_block(&block, offset)? else {
+        let Some(header) =
+            satchel_tar::Header::parse(&block).map_err(|e| header_error(e, offset))?
+        else {
             if seen_x || seen_g || seen_l {
                 return Err(ContainerError::BadExtension {
                     offset,
@@ -292,67 +157,68 @@ fn next_member<R: Read>(
             offset,
             reason: reason.into(),
         };
-        if matches!(info.typeflag, b'x' | b'g' | b'L') && info.size > MAX_EXTENSION_BYTES {
+        if header.entry_type.is_extension() && header.size > MAX_EXTENSION_BYTES {
             return Err(refuse(&format!(
                 "extension header larger than {MAX_EXTENSION_BYTES} bytes"
             )));
         }
-        match info.typeflag {
-            b'x' | b'g' => {
-                let seen = if info.typeflag == b'x' {
-                    &mut seen_x
-                } else {
-                    &mut seen_g
-                };
+        match header.entry_type {
+            EntryType::PaxLocal | EntryType::PaxGlobal => {
+                let local = header.entry_type == EntryType::PaxLocal;
+                let seen = if local { &mut seen_x } else { &mut seen_g };
                 if std::mem::replace(seen, true) {
-                    return Err(refuse(if info.typeflag == b'x' {
+                    return Err(refuse(if local {
                         "two PAX headers (type x) for one member"
                     } else {
                         "two global PAX headers (type g) in a row"
                     }));
                 }
-                let data = r.read_data(info.size, what)?;
-                let (p, s) = parse_pax(&data, offset)?;
-                if info.typeflag == b'g' {
-                    if p.is_some() || s.is_some() {
+                let data = r.read_data(header.size, what)?;
+                // Records other than path and size are ignored (FORMAT.md),
+                // but read by the same rules as the payload's.
+                let pax = Pax::parse(&data).map_err(|e| refuse(&format!("PAX header: {e}")))?;
+                if !local {
+                    if pax.path.is_some() || pax.size.is_some() {
                         return Err(refuse("global PAX header sets path or size"));
                     }
                     continue;
                 }
-                if p.is_some() && path.is_some() {
+                if pax.path.is_some() && path.is_some() {
                     return Err(refuse("a PAX path and a GNU long name for one member"));
                 }
-                path = path.or(p);
-                size_override = s;
+                path = path.or(pax.path);
+                size_override = pax.size;
             }
-            b'L' => {
+            EntryType::GnuLongName => {
                 if std::mem::replace(&mut seen_l, true) {
                     return Err(refuse("two GNU long names (type L) for one member"));
                 }
-                let data = r.read_data(info.size, what)?;
+                let data = r.read_data(header.size, what)?;
                 if path.is_some() {
                     return Err(refuse("a PAX path and a GNU long name for one member"));
                 }
-                path = Some(cstr(&data).to_vec());
+                let name = satchel_tar::long_name(&data)
+                    .map_err(|e| refuse(&format!("GNU long name: {e}")))?;
+                path = Some(name.to_vec());
             }
-            b'K' => {
+            EntryType::GnuLongLink => {
                 return Err(refuse(
                     "GNU long link name (type K): bundle members are regular files, not links",
                 ))
             }
-            b'0' => {
+            EntryType::Regular => {
                 return Ok(Some(Member {
-                    name: path.unwrap_or(info.name),
-                    size: size_override.unwrap_or(info.size),
+                    name: path.unwrap_or(header.name),
+                    size: size_override.unwrap_or(header.size),
                 }));
             }
-            t => {
+            _ => {
                 return Err(ContainerError::NotARegularFile {
-                    name: String::from_utf8_lossy(&path.unwrap_or(info.name))
+                    name: String::from_utf8_lossy(&path.unwrap_or(header.name))
                         .chars()
                         .take(100)
                         .collect(),
-                    typeflag: char::from(t),
+                    typeflag: char::from(header.typeflag),
                 })
             }
         }
@@ -507,8 +373,7 @@ pub fn ustar_header(name: &str, size: u64, mtime: u64) -> [u8; BLOCK] {
     h[156] = b'0';
     h[257..263].copy_from_slice(b"ustar\0");
     h[263..265].copy_from_slice(b"00");
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u64 = h.iter().map(|b| u64::from(*b)).sum();
+    let sum = satchel_tar::checksum(&h);
     put_octal(&mut h[148..155], sum);
     h[155] = b' ';
     h
@@ -916,27 +781,124 @@ mod tests {
     }
 
     #[test]
-    fn numbers() {
-        assert_eq!(parse_number(b"0000644\0"), Some(0o644));
-        assert_eq!(parse_number(b"  644 \0"), Some(0o644));
-        assert_eq!(parse_number(b"\0\0\0\0"), Some(0));
-        assert_eq!(parse_number(b"0009\0"), None);
-        assert_eq!(
-            parse_number(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
-            Some(256)
-        );
-        assert_eq!(
-            parse_number(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
-            None
-        );
-        let mut f = [0u8; 12];
-        put_octal(&mut f, 1 << 40);
-        assert_eq!(parse_number(&f), Some(1 << 40));
+    fn written_numbers_read_back_octal_or_base_256() {
+        for value in [0, 0o644, 1 << 33, (1 << 33) - 1, 1 << 40, u64::MAX] {
+            let mut f = [0u8; 12];
+            put_octal(&mut f, value);
+            assert_eq!(satchel_tar::number(&f), Ok(value), "{value}");
+        }
+        let h = ustar_header(PAYLOAD_NAME, 1 << 40, 7);
+        let parsed = satchel_tar::Header::parse(&h).unwrap().unwrap();
+        assert_eq!((parsed.size, parsed.mtime()), (1 << 40, Ok(7)));
+    }
+
+    /// The container's reader and the payload's (the overlay's) see a header
+    /// block the same way: each variant is refused by both or read by both.
+    #[test]
+    fn container_and_payload_readers_agree_on_header_blocks() {
+        type Mutation = fn(&mut [u8; BLOCK]);
+        let refused: Vec<(&str, Mutation)> = vec![
+            ("bytes hidden after a name's NUL", |h| h[90] = b'x'),
+            ("a v7 header without magic", |h| h[257..265].fill(0)),
+            ("a digit hidden after the size's terminator", |h| {
+                h[124..136].copy_from_slice(b"1 5\0\0\0\0\0\0\0\0\0")
+            }),
+            ("a negative base-256 size", |h| h[124..136].fill(0xff)),
+            ("a size beyond 2^64 - 1", |h| {
+                h[124..136].fill(0xff);
+                h[124] = 0xbf;
+            }),
+            ("no checksum", |h| h[148..156].fill(b' ')),
+        ];
+        let accepted: Vec<(&str, Mutation)> = vec![
+            ("a base-256 size", |h| {
+                h[124..136].fill(0);
+                h[124] = 0x80;
+                h[135] = 1;
+            }),
+            ("space-terminated numbers with leading spaces", |h| {
+                h[124..136].copy_from_slice(b"          1 ")
+            }),
+            ("GNU magic", |h| {
+                h[257..263].copy_from_slice(b"ustar ");
+                h[263..265].copy_from_slice(b" \0");
+            }),
+        ];
+        let (h, _) = read_header(&good(b"x")[..]).unwrap();
+        let at = (h.payload_offset - 512) as usize;
+        let both = |mutate: Mutation, signed: bool| {
+            let block = |name: &str| {
+                let mut b = ustar_header(name, 1, 0);
+                mutate(&mut b);
+                if b[148..156] != *b"        " {
+                    let sum = satchel_tar::checksum(&b);
+                    put_octal(&mut b[148..155], sum);
+                }
+                if signed {
+                    // A byte above 0x7f where neither reader looks (the
+                    // owner's name), and the signed sum historic tars stored.
+                    b[265] = 0xff;
+                    b[148..156].fill(b' ');
+                    let sum: i64 = b.iter().map(|&x| i64::from(x as i8)).sum();
+                    assert_ne!(sum, i64::try_from(satchel_tar::checksum(&b)).unwrap());
+                    put_octal(&mut b[148..155], u64::try_from(sum).unwrap());
+                }
+                b
+            };
+            let mut container = good(b"x");
+            container[at..at + 512].copy_from_slice(&block(PAYLOAD_NAME));
+            let mut payload = block("f").to_vec();
+            payload.push(b'x');
+            payload.resize(4 * BLOCK, 0);
+            (
+                read_all(&container).map(|_| ()),
+                satchel_overlay::check_archive(&payload[..], &satchel_overlay::Options::default())
+                    .map(|_| ()),
+            )
+        };
+        for (what, mutate) in refused {
+            let (container, payload) = both(mutate, false);
+            assert!(
+                container.is_err() && payload.is_err(),
+                "{what}: {container:?} {payload:?}"
+            ); // Refused as a header, not for anything after it.
+            assert!(
+                matches!(
+                    container,
+                    Err(ContainerError::BadHeader { offset, .. } | ContainerError::BadChecksum { offset })
+                        if offset == at as u64
+                ),
+                "{what}: {container:?}"
+            );
+            let kind = payload.err().map_or("", |e| e.kind());
+            assert!(
+                ["bad_checksum", "bad_magic", "bad_number", "header_trick"].contains(&kind),
+                "{what}: {kind}"
+            );
+        }
+        for (what, mutate) in accepted {
+            for signed in [false, true] {
+                let (container, payload) = both(mutate, signed);
+                assert!(
+                    container.is_ok() && payload.is_ok(),
+                    "{what}: {container:?} {payload:?}"
+                );
+            }
+        }
     }
 
     #[test]
-    fn pax_records() {
-        assert_eq!(parse_pax(b"13 size=1234\n", 0).unwrap(), (None, Some(1234)));
+    fn pax_records_are_read_by_the_shared_rules() {
+        let refused = |data: &[u8]| match read_all(&before_payload(&[ext(b'x', data)])) {
+            Err(ContainerError::BadExtension { reason, .. }) => {
+                assert!(reason.starts_with("PAX header"), "{reason}")
+            }
+            other => panic!(
+                "{:?}: {:?}",
+                String::from_utf8_lossy(data),
+                other.map(|_| ())
+            ),
+        };
         for bad in [
             &b"13 size=12x4\n"[..],
             b"99 size=1\n",
@@ -944,13 +906,20 @@ mod tests {
             b"8 size=1\n",
             b"9 size=1\n9 size=2\n",
             b"7 size\n",
+            // Read as lengths before: "+9", a key twice, an empty key.
+            b"+9 size=4\n",
+            b"11 mtime=1\n11 mtime=2\n",
+            b"6 =abc\n",
         ] {
-            assert!(
-                parse_pax(bad, 0).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+            refused(bad);
         }
+        // A record only the payload's reader applies is ignored here.
+        assert_eq!(
+            read_all(&before_payload(&[ext(b'x', &pax("uid=7"))]))
+                .unwrap()
+                .1,
+            b"data"
+        );
     }
 
     proptest::proptest! {

@@ -109,7 +109,9 @@
 //!
 //! # Layout
 //! - `path`: pure name, link-target and whiteout rules ([`RelPath`]).
-//! - `tar`: a strict streaming tar reader (ustar, PAX, GNU long names).
+//! - `tar`: a strict streaming tar reader (ustar, PAX, GNU long names): the
+//!   overlay's policy over `satchel-tar`, the header parser it shares with
+//!   the bundle container's reader.
 //! - `rules`: the archive-wide rules, entry by entry (pure).
 //! - `plan`: the commit plan against a view of the root (pure), which
 //!   resolves payload paths through the root's symlinks into canonical ones.
