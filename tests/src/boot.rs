@@ -131,19 +131,9 @@ fn target_dir() -> PathBuf {
 }
 
 /// A binary of the workspace, built for the host in this test's profile
-/// (`cargo test --workspace` builds them all first).
+/// (built first when missing or stale, see `satchel_test_support::bin`).
 pub fn host_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.ancestors().nth(2).expect("<target>/<profile>/deps/exe");
-    let p = profile_dir.join(name);
-    assert!(
-        p.is_file(),
-        "{} is not built: run `cargo build -p satchel-server -p satchel-pki -p satchel-bundle` \
-         (cargo test --workspace does it)",
-        p.display()
-    );
-    crate::harness::assert_fresh(&p);
-    p
+    crate::harness::bin(name)
 }
 
 /// Builds `satchel-fetch` statically for the guest (once per test process;
