@@ -12,7 +12,7 @@ use std::borrow::BorrowMut;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,8 @@ impl Shared {
 enum Sinks {
     /// Captured in memory.
     Pipes,
+    /// Captured in memory, and its stdin a pipe the caller writes.
+    PipesAndStdin,
     /// Written to these files (stdout, stderr) by the child itself.
     Files(PathBuf, PathBuf),
 }
@@ -94,6 +96,8 @@ pub struct Proc {
     readers: Vec<std::thread::JoinHandle<()>>,
     /// Dropping (or sending on) it stops the kill timer.
     cancel: Option<mpsc::Sender<()>>,
+    /// The stdin pipe until [`Proc::spawn_with_stdin`] hands it out.
+    stdin: Option<ChildStdin>,
 }
 
 impl std::fmt::Debug for Proc {
@@ -125,15 +129,32 @@ impl Proc {
         )
     }
 
+    /// Like [`Proc::spawn`], with the child's stdin a pipe: returns it, for
+    /// the test to type into (close it by dropping it).
+    pub fn spawn_with_stdin(
+        cmd: impl BorrowMut<Command>,
+        kill_after: Duration,
+    ) -> std::io::Result<(Proc, ChildStdin)> {
+        let mut p = Self::start(cmd, kill_after, Sinks::PipesAndStdin)?;
+        let stdin = p
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("no stdin pipe"))?;
+        Ok((p, stdin))
+    }
+
     fn start(
         mut cmd: impl BorrowMut<Command>,
         kill_after: Duration,
         sinks: Sinks,
     ) -> std::io::Result<Proc> {
         let cmd = cmd.borrow_mut();
-        cmd.stdin(Stdio::null());
+        cmd.stdin(match sinks {
+            Sinks::PipesAndStdin => Stdio::piped(),
+            _ => Stdio::null(),
+        });
         let files = match sinks {
-            Sinks::Pipes => {
+            Sinks::Pipes | Sinks::PipesAndStdin => {
                 cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
                 None
             }
@@ -145,6 +166,7 @@ impl Proc {
         };
         let mut child = cmd.spawn()?;
         let pid = child.id();
+        let stdin = child.stdin.take();
         let (out, err) = (child.stdout.take(), child.stderr.take());
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -185,6 +207,7 @@ impl Proc {
             files,
             readers,
             cancel: Some(tx),
+            stdin,
         })
     }
 
@@ -269,6 +292,41 @@ impl Proc {
             // the process exited): nothing more will come.
             let done = match self.files {
                 None => st.stdout_eof && st.stderr_eof,
+                Some(_) => st.status.is_some(),
+            };
+            let left = end.saturating_duration_since(Instant::now());
+            if done || left.is_zero() {
+                return None;
+            }
+            let step = match self.files {
+                None => left,
+                Some(_) => left.min(FILE_POLL),
+            };
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, step)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Waits until `f` finds what it looks for in everything on stdout so
+    /// far (a prompt without a newline, say) and returns what it found;
+    /// `None` once `within` passed or stdout closed without it.
+    pub fn wait_for_stdout<T>(
+        &self,
+        mut f: impl FnMut(&str) -> Option<T>,
+        within: Duration,
+    ) -> Option<T> {
+        let end = Instant::now() + within;
+        let mut st = self.shared.lock();
+        loop {
+            if let Some(found) = f(&self.texts(&st).0) {
+                return Some(found);
+            }
+            let done = match self.files {
+                None => st.stdout_eof,
                 Some(_) => st.status.is_some(),
             };
             let left = end.saturating_duration_since(Instant::now());
