@@ -293,6 +293,8 @@ fn a_boot_storm_survives_a_replica_and_an_etcd_member_killed() {
     }
     let mut finished: Vec<Option<harness::Finished>> = (0..NODES).map(|_| None).collect();
     let mut booted = 0;
+    // In which order the nodes finished booting.
+    let mut rank = vec![0; NODES];
     let mut killed_replica_at = None;
     let mut killed_etcd_at = None;
     while booted < NODES {
@@ -312,6 +314,7 @@ fn a_boot_storm_survives_a_replica_and_an_etcd_member_killed() {
                 .join("\n---\n")
         );
         finished[i] = Some(f);
+        rank[i] = booted;
         booted += 1;
         if booted == KILL_REPLICA_AFTER {
             if let Some((_, p)) = replicas[0].take() {
@@ -403,13 +406,31 @@ fn a_boot_storm_survives_a_replica_and_an_etcd_member_killed() {
         .iter()
         .map(|(_, id)| u.get(id).copied().unwrap_or(0).saturating_sub(1))
         .sum();
+    // Which nodes' reports came twice: booted before the replica died,
+    // before the etcd member died, after.
+    let mut duplicated = [0usize; 3];
+    for (i, (_, id)) in sent.iter().enumerate() {
+        if u.get(id).is_some_and(|n| *n > 1) {
+            let phase = match rank[i] {
+                r if r < KILL_REPLICA_AFTER => 0,
+                r if r < KILL_ETCD_AFTER => 1,
+                _ => 2,
+            };
+            duplicated[phase] += 1;
+        }
+    }
     eprintln!(
         "{NODES} nodes ({AT_ONCE} at once) booted in {storm_took:?} after {prepared:?} of \
          set-up; replica 0 SIGKILLed at {killed_replica_at:?}, etcd member 1 killed at \
          {killed_etcd_at:?}; {failovers} fetchers met the dead replica and moved on, \
-         {told_to_retry} were answered 503 and tried again; engine: {} deliveries of {} reports, {duplicates} duplicates",
+         {told_to_retry} were answered 503 and tried again; engine: {} deliveries of {} reports, {duplicates} duplicates (reports \
+         duplicated, by the nodes' boot: before the replica's kill {}, before etcd's {}, \
+         after {})",
         seen.lock().map(|s| s.len()).unwrap_or(0),
-        sent.len()
+        sent.len(),
+        duplicated[0],
+        duplicated[1],
+        duplicated[2],
     );
     receiver.abort();
     drop(replicas);
