@@ -8,17 +8,19 @@
 //! checked against the sources it is built from (its package and the
 //! workspace crates it uses): when one of them changed after the binary
 //! was written, or the binary is missing, it is rebuilt with the cargo that
-//! built the test (`cargo build --locked --bin NAME`, same profile and
+//! built the test (`cargo build --locked --bin NAME…`, same profile and
 //! target directory; the build lock is free while tests run) before the
-//! test gets its path. Cargo's own fingerprint then decides: a source cargo
-//! does not compile (a README beside the code) makes a no-op build, and the
-//! binary is taken as current. A failed build fails the test with cargo's
-//! output, never falls back to the old binary.
+//! test gets its path. A process's first lookup checks all four binaries
+//! and builds the stale ones in one go, so no build happens later, while a
+//! process the test started runs on its kill timer. Cargo's own fingerprint
+//! then decides: a source cargo does not compile (a README beside the code)
+//! makes a no-op build, and the binary is taken as current. A failed build
+//! fails the test with cargo's output, never falls back to the old binary.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 /// The crates every binary but the CA's is built from.
 const LIBS: [&str; 4] = [
@@ -27,6 +29,10 @@ const LIBS: [&str; 4] = [
     "bundle-tool/overlay",
     "pki",
 ];
+
+/// Longest the rebuild of one stale binary may take (a cold build of its
+/// dependencies on a loaded 2-core machine) before it is killed.
+pub const BUILD_LIMIT: Duration = Duration::from_secs(20 * 60);
 
 /// Folders below a source folder that no binary is built from.
 const NOT_SOURCES: [&str; 4] = ["target", "tests", "benches", "fuzz"];
@@ -120,53 +126,88 @@ fn stale(binary: &Path) -> Option<String> {
     })
 }
 
+/// The workspace's binaries, all checked (and the stale ones built, in one
+/// cargo run) at a process's first lookup.
+pub const BINARIES: [&str; 4] = [
+    "satchel-fetch",
+    "satchel-server",
+    "satchel-bundle",
+    "satchel-pki",
+];
+
 /// Makes sure `binary` (a workspace binary's path in this test's profile
-/// directory) is current, building it when it is not; once per binary and
-/// test process (every spawn asks).
+/// directory) is current, building it when it is not. The first call of a
+/// process checks every one of [`BINARIES`] beside it too and builds the
+/// stale ones together: a test looks its binaries up before it starts
+/// them, so a build never eats into the kill timer of a process the test
+/// already started (a server waiting for a fetcher that is still being
+/// compiled).
 pub fn ensure_current(binary: &Path) {
     // Binaries already checked (or built) by this process. Held across the
-    // build, so two tests of one process never build the same binary at once.
+    // build, so two tests of one process never build at once.
     static CHECKED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
     let mut checked = CHECKED.lock().unwrap_or_else(|p| p.into_inner());
     if checked.iter().any(|c| c == binary) {
         return;
     }
-    if let Some(why) = stale(binary) {
-        build(binary, &why);
+    let dir = binary.parent().unwrap_or(Path::new("."));
+    let mut todo: Vec<PathBuf> = vec![binary.to_path_buf()];
+    if checked.is_empty() {
+        todo.extend(BINARIES.iter().map(|b| dir.join(b)).filter(|p| p != binary));
     }
-    checked.push(binary.to_path_buf());
+    let stale: Vec<(PathBuf, String)> = todo
+        .iter()
+        .filter_map(|p| stale(p).map(|why| (p.clone(), why)))
+        .collect();
+    if !stale.is_empty() {
+        build(dir, &stale);
+    }
+    checked.extend(todo);
 }
 
-/// `cargo build --locked --bin NAME` in the profile and target directory
-/// `binary` lives in.
-fn build(binary: &Path, why: &str) {
-    let name = binary
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let profile_dir = binary.parent().unwrap_or(Path::new("."));
+/// `cargo build --locked --bin NAME…` of the `stale` binaries (with why
+/// each is), in the profile and target directory `profile_dir` names.
+fn build(profile_dir: &Path, stale: &[(PathBuf, String)]) {
     let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => "dev",
         Some(other) => other,
     };
     let target_dir = profile_dir.parent().unwrap_or(Path::new("target"));
-    eprintln!("{why}: building it (cargo build --bin {name} --profile {profile})");
-    let out = Command::new(env!("CARGO"))
+    let names: Vec<&str> = stale
+        .iter()
+        .filter_map(|(p, _)| p.file_name()?.to_str())
+        .collect();
+    let why = stale
+        .iter()
+        .map(|(_, w)| w.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let bins: Vec<String> = names.iter().map(|n| format!("--bin {n}")).collect();
+    let bins = bins.join(" ");
+    eprintln!("{why}: building (cargo build {bins} --profile {profile})");
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
         .current_dir(workspace_root())
-        .args(["build", "--locked", "--bin", name, "--profile", profile])
+        .args(["build", "--locked", "--profile", profile])
         .arg("--target-dir")
-        .arg(target_dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{why}, and cargo could not be run to build it: {e}"));
+        .arg(target_dir);
+    for n in &names {
+        cargo.args(["--bin", n]);
+    }
+    let (out, killed) = crate::proc::Proc::spawn(cargo, BUILD_LIMIT)
+        .unwrap_or_else(|e| panic!("{why}, and cargo could not be run to build it: {e}"))
+        .wait_output();
     assert!(
-        out.status.success(),
-        "{why}, and `cargo build --bin {name}` failed (run `cargo build --workspace --bins` \
-         and look):\n{}",
+        !killed && out.status.success(),
+        "{why}, and `cargo build {bins}` failed or ran past {BUILD_LIMIT:?} (run \
+         `cargo build --workspace --bins` and look):\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        binary.is_file(),
-        "`cargo build --bin {name}` succeeded but {} is not there",
-        binary.display()
-    );
+    for (p, _) in stale {
+        assert!(
+            p.is_file(),
+            "`cargo build {bins}` succeeded but {} is not there",
+            p.display()
+        );
+    }
 }
