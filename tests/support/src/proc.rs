@@ -533,3 +533,124 @@ pub fn output(mut cmd: impl BorrowMut<Command>, kill_after: Duration) -> Output 
     assert!(!killed, "{what} ran longer than {kill_after:?}");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Command {
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(script);
+        c
+    }
+
+    #[test]
+    fn the_kill_timer_kills_a_hung_child_and_says_so() {
+        let started = Instant::now();
+        let f = run(
+            sh("echo before; exec sleep 600"),
+            Duration::from_millis(300),
+        );
+        assert!(f.killed, "{f:?}");
+        assert_eq!(f.code(), -1);
+        assert_eq!(f.stdout, "before\n");
+        assert!(started.elapsed() < Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_child_that_ends_in_time_is_not_marked_killed() {
+        let f = run(
+            sh("printf 'no newline'; echo err >&2; exit 3"),
+            Duration::from_secs(60),
+        );
+        assert!(!f.killed);
+        assert_eq!(f.code(), 3);
+        assert_eq!(
+            (f.stdout.as_str(), f.stderr.as_str()),
+            ("no newline", "err\n")
+        );
+    }
+
+    #[test]
+    fn a_line_and_its_address_are_found_as_they_are_written() {
+        let p = Proc::spawn(
+            sh("echo starting; echo 'listening on 127.0.0.1:4431' >&2; exec sleep 600"),
+            Duration::from_secs(60),
+        )
+        .expect("spawn");
+        let addr = p.wait_for_addr("listening", Duration::from_secs(30));
+        assert_eq!(addr, Some("127.0.0.1:4431".parse().expect("addr")));
+        // The child still runs: the wait ended on the line, not on its exit.
+        assert!(p.exit_status().is_none());
+        p.kill();
+        assert!(p.exit_status().is_some());
+    }
+
+    #[test]
+    fn waits_end_when_the_child_exits_without_what_they_wait_for() {
+        let p = Proc::spawn(sh("echo nothing useful"), Duration::from_secs(60)).expect("spawn");
+        let started = Instant::now();
+        assert_eq!(
+            p.wait_for_line(|l| l.contains("ready"), Duration::from_secs(60)),
+            None
+        );
+        let dir = tempfile::tempdir().expect("tmp");
+        let missing = dir.path().join("ready.json");
+        let err = p
+            .wait_for_file(&missing, Duration::from_secs(60))
+            .expect_err("no ready file");
+        assert!(err.contains("exited"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_prompt_without_a_newline_is_answered_through_stdin() {
+        let (p, mut stdin) = Proc::spawn_with_stdin(
+            sh("printf 'name: '; read n; echo \"hello $n\""),
+            Duration::from_secs(60),
+        )
+        .expect("spawn");
+        let at = p.wait_for_stdout(|t| t.find("name: "), Duration::from_secs(30));
+        assert_eq!(at, Some(0));
+        std::io::Write::write_all(&mut stdin, b"node\n").expect("answer");
+        drop(stdin);
+        let f = p.wait();
+        assert_eq!(f.stdout, "name: hello node\n");
+    }
+
+    #[test]
+    fn signals_reach_the_child_and_files_hold_its_output() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (out, err) = (dir.path().join("out"), dir.path().join("err"));
+        let p = Proc::spawn_logging(
+            sh("trap 'echo got TERM; exit 7' TERM; echo up >&2; while :; do sleep 0.05; done"),
+            Duration::from_secs(60),
+            &out,
+            &err,
+        )
+        .expect("spawn");
+        assert!(p
+            .wait_for_line(|l| l == "up", Duration::from_secs(30))
+            .is_some());
+        p.signal(Signal::TERM);
+        let status = p.wait_exit(Duration::from_secs(30)).expect("exits on TERM");
+        assert_eq!(status.code(), Some(7));
+        assert_eq!(std::fs::read_to_string(&out).expect("out"), "got TERM\n");
+    }
+
+    #[test]
+    fn addresses_are_read_from_the_usual_log_shapes() {
+        for (line, want) in [
+            ("listening on 127.0.0.1:80", Some("127.0.0.1:80")),
+            ("addr=\"[::1]:8443\", ok", Some("[::1]:8443")),
+            ("bound (127.0.0.2:9)", Some("127.0.0.2:9")),
+            ("no address here", None),
+        ] {
+            assert_eq!(
+                addr_in(line),
+                want.map(|w| w.parse().expect("addr")),
+                "{line}"
+            );
+        }
+    }
+}
