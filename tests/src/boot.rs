@@ -14,6 +14,8 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::harness::Proc;
+
 /// The SRV domain the guest looks up.
 pub const DOMAIN: &str = "boot.test";
 /// The live server's SRV target; its certificate names it.
@@ -39,6 +41,9 @@ const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 const BUILD_TIMEOUT: Duration = Duration::from_secs(20 * 60);
 /// Time the server gets to write its ready file.
 const SERVER_START: Duration = Duration::from_secs(30);
+/// Longest a fleet's server may live (its kill timer): past every boot
+/// test's own QEMU limits.
+const SERVER_LIFETIME: Duration = Duration::from_secs(60 * 60);
 /// The static fetcher's build flags: static glibc, no debug info (keeps the
 /// initrd small). The dev profile, so no LTO.
 const STATIC_RUSTFLAGS: &str = "-C target-feature=+crt-static -C strip=debuginfo";
@@ -109,7 +114,8 @@ pub fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<i32> {
     }
 }
 
-/// Kills the child (QEMU, a server, a build) if the test panics first.
+/// Kills the child (QEMU, whose console and stdin the boot tests wire
+/// themselves) if the test panics first.
 #[derive(Debug)]
 pub struct KillOnDrop(pub Child);
 
@@ -131,19 +137,9 @@ fn target_dir() -> PathBuf {
 }
 
 /// A binary of the workspace, built for the host in this test's profile
-/// (`cargo test --workspace` builds them all first).
+/// (built first when missing or stale, see `satchel_test_support::bin`).
 pub fn host_bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.ancestors().nth(2).expect("<target>/<profile>/deps/exe");
-    let p = profile_dir.join(name);
-    assert!(
-        p.is_file(),
-        "{} is not built: run `cargo build -p satchel-server -p satchel-pki -p satchel-bundle` \
-         (cargo test --workspace does it)",
-        p.display()
-    );
-    crate::harness::assert_fresh(&p);
-    p
+    crate::harness::bin(name)
 }
 
 /// Builds `satchel-fetch` statically for the guest (once per test process;
@@ -164,19 +160,17 @@ pub fn static_fetcher() -> &'static Path {
                 STATIC_TARGET,
             ])
             .env("RUSTFLAGS", STATIC_RUSTFLAGS)
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        // A file, not a pipe: the kill timer must apply even if cargo hangs.
-        let log = tempfile::NamedTempFile::new().expect("temp file");
-        cargo.stderr(log.reopen().expect("reopen"));
-        let mut child = KillOnDrop(cargo.spawn().expect("spawn cargo"));
-        let code = wait_or_kill(&mut child.0, BUILD_TIMEOUT);
-        let err = std::fs::read_to_string(log.path()).unwrap_or_default();
-        assert_eq!(
-            code,
-            Some(0),
-            "static build of satchel-fetch failed or ran past {BUILD_TIMEOUT:?}:\n{err}"
+            .env_remove("CARGO_ENCODED_RUSTFLAGS");
+        // Files, not pipes: the kill timer must apply even if cargo hangs.
+        let logs = tempfile::tempdir().expect("temp dir");
+        let (out, log) = (logs.path().join("out"), logs.path().join("err"));
+        let f = Proc::spawn_logging(cargo, BUILD_TIMEOUT, &out, &log)
+            .expect("spawn cargo")
+            .wait();
+        assert!(
+            !f.killed && f.code() == 0,
+            "static build of satchel-fetch failed or ran past {BUILD_TIMEOUT:?}:\n{}",
+            f.stderr
         );
         let bin = target_dir().join(STATIC_TARGET).join("debug/satchel-fetch");
         let ldd = Command::new("ldd").arg(&bin).output().expect("ldd");
@@ -199,17 +193,17 @@ pub fn static_fetcher() -> &'static Path {
 /// Runs a satchel CLI in `dir`, failing the test with its output if it fails.
 pub fn cli(bin: &str, args: &[&str], dir: &Path) -> String {
     let mut cmd = Command::new(host_bin(bin));
-    cmd.current_dir(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(dir.join(".out")).expect("out"))
-        .stderr(std::fs::File::create(dir.join(".err")).expect("err"));
-    let mut child = KillOnDrop(cmd.spawn().expect("spawn"));
-    let code = wait_or_kill(&mut child.0, CLI_TIMEOUT);
-    let out = std::fs::read_to_string(dir.join(".out")).unwrap_or_default();
-    let err = std::fs::read_to_string(dir.join(".err")).unwrap_or_default();
-    assert_eq!(code, Some(0), "{bin} {args:?} failed:\n{out}\n{err}");
-    out
+    cmd.current_dir(dir).args(args);
+    let f = Proc::spawn_logging(cmd, CLI_TIMEOUT, &dir.join(".out"), &dir.join(".err"))
+        .expect("spawn")
+        .wait();
+    assert!(
+        !f.killed && f.code() == 0,
+        "{bin} {args:?} failed:\n{}\n{}",
+        f.stdout,
+        f.stderr
+    );
+    f.stdout
 }
 
 /// A file of a test tree: path, contents, mode.
@@ -327,7 +321,7 @@ pub enum Image {
 
 /// A running `satchel-server` on 127.0.0.1.
 struct Server {
-    _proc: KillOnDrop,
+    _proc: Proc,
     port: u16,
 }
 
@@ -467,30 +461,22 @@ impl Fleet {
                     .iter()
                     .flat_map(|s| ["--trusted-signers".to_string(), self.s(s)]),
             )
-            .args(["--ready-file", &self.s("ready.json")])
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(self.path("server.out")).expect("out"))
-            .stderr(std::fs::File::create(self.path("server.err")).expect("err"));
-        let mut proc = KillOnDrop(cmd.spawn().expect("spawn satchel-server"));
-        let start = Instant::now();
-        let port = loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-                    let listen = v["listen"].as_str().unwrap_or_default();
-                    if let Ok(a) = listen.parse::<std::net::SocketAddr>() {
-                        break a.port();
-                    }
-                }
-            }
-            let exited = proc.0.try_wait().expect("try_wait");
-            if exited.is_some() || start.elapsed() > SERVER_START {
-                panic!(
-                    "satchel-server did not start ({exited:?}):\n{}",
-                    std::fs::read_to_string(self.path("server.err")).unwrap_or_default()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
+            .args(["--ready-file", &self.s("ready.json")]);
+        let proc = Proc::spawn_logging(
+            cmd,
+            SERVER_LIFETIME,
+            &self.path("server.out"),
+            &self.path("server.err"),
+        )
+        .expect("spawn satchel-server");
+        let text = proc
+            .wait_for_file(&ready, SERVER_START)
+            .unwrap_or_else(|e| panic!("satchel-server did not start: {e}"));
+        let port = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["listen"].as_str()?.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.port())
+            .unwrap_or_else(|| panic!("satchel-server's ready file: {text}"));
         self.server = Some(Server { _proc: proc, port });
     }
 

@@ -7,7 +7,8 @@
 //! Modules:
 //! - [`boot`]: what the QEMU boot tests share (tools, the static
 //!   fetcher, the satchel CLIs, the guest network, the host-side fleet).
-//! - [`harness`]: temp dirs, binaries, child processes with a kill timer.
+//! - [`harness`]: the node's fetcher command, the real server and its PKI,
+//!   over `satchel-test-support` (temp dirs, binaries, child processes).
 //! - [`client`]: a minimal blocking HTTPS client (admin calls in tests).
 //! - [`dns`]: an in-process authoritative DNS server (SRV, A, AAAA).
 //! - [`node`]: a test CA, node images (`satchel.toml` + credentials) and

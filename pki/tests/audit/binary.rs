@@ -4,8 +4,8 @@
 //! child process runs under a kill timer.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -21,45 +21,20 @@ struct Output {
 }
 
 fn pki(dir: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_satchel-pki"))
-        .arg("--dir")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_satchel-pki"));
+    cmd.arg("--dir")
         .arg(dir)
         .args(args)
-        .env_remove("SATCHEL_PKI_PASSPHRASE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Drain the pipes on threads so a chatty child cannot block on a full pipe.
-    let mut out_pipe = child.stdout.take().unwrap();
-    let mut err_pipe = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut out_pipe, &mut s).unwrap();
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut err_pipe, &mut s).unwrap();
-        s
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if start.elapsed() > CHILD_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("satchel-pki {args:?} did not finish within {CHILD_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        .env_remove("SATCHEL_PKI_PASSPHRASE");
+    let f = satchel_test_support::run(cmd, CHILD_TIMEOUT);
+    assert!(
+        !f.killed,
+        "satchel-pki {args:?} did not finish within {CHILD_TIMEOUT:?}"
+    );
     Output {
-        code: status.code().unwrap_or(-1),
-        stdout: out_t.join().unwrap(),
-        stderr: err_t.join().unwrap(),
+        code: f.code(),
+        stdout: f.stdout,
+        stderr: f.stderr,
     }
 }
 

@@ -639,62 +639,30 @@ fn passphrase_protects_the_ca_key() {
 /// `answers`, each after its prompt appears. Returns everything the
 /// terminal showed.
 fn on_terminal(args: &str, answers: &[(&str, &str)]) -> String {
-    use std::io::{Read, Write};
-    use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant};
-    let mut child = Command::new("script")
-        .args(["-qec", &format!("{BIN} {args}"), "/dev/null"])
-        .env_remove("SATCHEL_PKI_PASSPHRASE")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let shown = Arc::new(Mutex::new(Vec::new()));
-    let mut stdout = child.stdout.take().unwrap();
-    let sink = shown.clone();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = stdout.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let deadline = Instant::now() + crate::harness::PROCESS_TIMEOUT;
-    let mut stdin = child.stdin.take().unwrap();
+    use std::io::Write;
+    let timeout = crate::harness::PROCESS_TIMEOUT;
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &format!("{BIN} {args}"), "/dev/null"])
+        .env_remove("SATCHEL_PKI_PASSPHRASE");
+    let (child, mut stdin) = satchel_test_support::Proc::spawn_with_stdin(cmd, timeout).unwrap();
     let mut seen = 0;
     for (prompt, answer) in answers {
-        loop {
-            let text = String::from_utf8_lossy(&shown.lock().unwrap()).into_owned();
-            if let Some(i) = text[seen..].find(prompt) {
-                seen += i + prompt.len();
-                break;
-            }
-            if Instant::now() > deadline {
-                child.kill().unwrap();
-                panic!("no {prompt:?} prompt; the terminal showed {text:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        match child.wait_for_stdout(|text| text.get(seen..)?.find(prompt), timeout) {
+            Some(i) => seen += i + prompt.len(),
+            None => panic!(
+                "no {prompt:?} prompt; the terminal showed {:?}",
+                child.stdout_so_far()
+            ),
         }
         stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
         stdin.flush().unwrap();
     }
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("satchel-pki on a terminal did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(
+        child.wait_exit(timeout).is_some(),
+        "satchel-pki on a terminal did not finish"
+    );
     drop(stdin);
-    reader.join().unwrap();
-    let v = shown.lock().unwrap().clone();
-    String::from_utf8_lossy(&v).into_owned()
+    child.wait().stdout
 }
 
 #[test]

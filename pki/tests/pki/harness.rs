@@ -1,8 +1,9 @@
-//! Shared helpers: a test CA in a temp dir, processes with a kill timer.
+//! Shared helpers: a test CA in a temp dir; processes with a kill timer
+//! (`satchel-test-support`'s).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use satchel_names::{Mac, SiteName};
 use satchel_pki::ca::{Ca, Issued};
@@ -60,43 +61,11 @@ pub fn issue_set(ca: &Ca) -> Set {
     }
 }
 
-/// Runs a command with stdin closed; kills it after [`PROCESS_TIMEOUT`].
-/// Output is drained while it runs, so a chatty child cannot block on a
-/// full pipe.
+/// Runs a command with stdin closed; kills it after [`PROCESS_TIMEOUT`]
+/// and fails the test then. Output is drained while it runs, so a chatty
+/// child cannot block on a full pipe.
 pub fn run(cmd: &mut Command) -> Output {
-    use std::io::Read;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let drain = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + PROCESS_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            let _ = child.wait();
-            panic!("{cmd:?} ran longer than {PROCESS_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+    satchel_test_support::output(cmd, PROCESS_TIMEOUT)
 }
 
 /// Runs openssl with these arguments.

@@ -305,20 +305,26 @@ async fn curl_fetches_a_bundle_that_verifies() {
     let host = w.host(1, None);
     let out = w.path().join("fetched.bundle");
     let url = format!("https://127.0.0.1:{}/v1/bundles/{t}", srv.addr.port());
-    let st = std::process::Command::new("curl")
-        .args(["--silent", "--show-error", "--fail", "--max-time", "20"])
-        .arg("--cert")
-        .arg(&host.cert)
-        .arg("--key")
-        .arg(&host.key)
-        .arg("--cacert")
-        .arg(&w.ca_pem)
-        .arg("--output")
-        .arg(&out)
-        .arg(&url)
-        .status()
-        .expect("curl runs");
-    assert!(st.success(), "curl failed: {st}");
+    let got = output(
+        std::process::Command::new("curl")
+            .args(["--silent", "--show-error", "--fail", "--max-time", "20"])
+            .arg("--cert")
+            .arg(&host.cert)
+            .arg("--key")
+            .arg(&host.key)
+            .arg("--cacert")
+            .arg(&w.ca_pem)
+            .arg("--output")
+            .arg(&out)
+            .arg(&url),
+        KILL_AFTER,
+    );
+    assert!(
+        got.status.success(),
+        "curl failed: {}: {}",
+        got.status,
+        String::from_utf8_lossy(&got.stderr)
+    );
     let fetched = std::fs::read(&out).expect("fetched");
     assert_eq!(fetched, bundle);
     let mut checks = satchel_format::verify::Checks::new(vec![w.signer.verifying_key()]);
@@ -327,43 +333,45 @@ async fn curl_fetches_a_bundle_that_verifies() {
     assert_eq!(v.manifest().serial, 7);
 
     // HTTP/2 by ALPN.
-    let out = std::process::Command::new("curl")
-        .args([
-            "--silent",
-            "--http2",
-            "--max-time",
-            "20",
-            "--output",
-            "/dev/null",
-        ])
-        .args(["--write-out", "%{http_version} %{http_code}"])
-        .arg("--cert")
-        .arg(&host.cert)
-        .arg("--key")
-        .arg(&host.key)
-        .arg("--cacert")
-        .arg(&w.ca_pem)
-        .arg(&url)
-        .output()
-        .expect("curl runs");
+    let out = output(
+        std::process::Command::new("curl")
+            .args([
+                "--silent",
+                "--http2",
+                "--max-time",
+                "20",
+                "--output",
+                "/dev/null",
+            ])
+            .args(["--write-out", "%{http_version} %{http_code}"])
+            .arg("--cert")
+            .arg(&host.cert)
+            .arg("--key")
+            .arg(&host.key)
+            .arg("--cacert")
+            .arg(&w.ca_pem)
+            .arg(&url),
+        KILL_AFTER,
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2 200");
 
     // Without a client certificate curl gets 401.
-    let st = std::process::Command::new("curl")
-        .args([
-            "--silent",
-            "--max-time",
-            "20",
-            "--output",
-            "/dev/null",
-            "--write-out",
-            "%{http_code}",
-        ])
-        .arg("--cacert")
-        .arg(&w.ca_pem)
-        .arg(&url)
-        .output()
-        .expect("curl runs");
+    let st = output(
+        std::process::Command::new("curl")
+            .args([
+                "--silent",
+                "--max-time",
+                "20",
+                "--output",
+                "/dev/null",
+                "--write-out",
+                "%{http_code}",
+            ])
+            .arg("--cacert")
+            .arg(&w.ca_pem)
+            .arg(&url),
+        KILL_AFTER,
+    );
     assert_eq!(String::from_utf8_lossy(&st.stdout), "401");
 }
 

@@ -2,73 +2,19 @@
 //! restarted mid-stream; the server is also killed while reports wait.
 //! Every report arrives; duplicates are few and carry the same report id.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
-use tokio::task::JoinSet;
 
 use crate::harness::*;
 
-pub type Seen = Arc<Mutex<Vec<String>>>;
+pub use satchel_test_support::engine::{start_receiver, unique, Seen};
 
-/// The engine: records the report id of every POST and answers 200.
 /// The engine's address, held for the whole test by a socket that is bound
 /// but never listens: while no receiver runs, connecting is refused, and no
-/// other program can take the port (only sockets that also ask for
-/// `SO_REUSEPORT` may share it, and only a listening one is connected to).
+/// other program can take the port.
 pub fn reserve_engine_port() -> (tokio::net::TcpSocket, SocketAddr) {
-    let s = tokio::net::TcpSocket::new_v4().expect("socket");
-    s.set_reuseport(true).expect("SO_REUSEPORT");
-    s.bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
-    let addr = s.local_addr().expect("addr");
-    (s, addr)
-}
-
-pub fn start_receiver(addr: SocketAddr, seen: Seen) -> tokio::task::JoinHandle<()> {
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_reuseport(true).expect("SO_REUSEPORT");
-    socket.bind(addr).expect("bind the reserved engine port");
-    let listener = socket.listen(128).expect("listen");
-    tokio::spawn(async move {
-        let mut conns = JoinSet::new();
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let seen = seen.clone();
-            conns.spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
-                        async move {
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|c| c.to_bytes())
-                                .unwrap_or_default();
-                            let v: serde_json::Value =
-                                serde_json::from_slice(&body).unwrap_or_default();
-                            if let Some(id) = v["report_id"].as_str() {
-                                seen.lock().expect("lock").push(id.to_string());
-                            }
-                            Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
-                                b"ok",
-                            ))))
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    })
+    satchel_test_support::reserved_reuseport()
 }
 
 async fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
@@ -77,14 +23,6 @@ async fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-pub fn unique(seen: &Seen) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for id in seen.lock().expect("lock").iter() {
-        *m.entry(id.clone()).or_insert(0) += 1;
-    }
-    m
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,14 @@
 //! Test harness: a throwaway PKI (the PKI library's CA), signed bundles (the
 //! bundle library), the real `satchel-server` binary on 127.0.0.1 port 0
-//! with a kill timer, and a small mutual-TLS HTTP client.
+//! (a `satchel-test-support` process: kill timer, killed on drop, logs in
+//! files), and a small mutual-TLS HTTP client.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -21,23 +22,7 @@ use time::OffsetDateTime;
 /// Longest a server process may live in a test.
 pub const KILL_AFTER: Duration = Duration::from_secs(120);
 
-/// How often [`eventually`] looks at its condition again.
-pub const POLL: Duration = Duration::from_millis(20);
-
-/// Waits until `cond` holds, looking every [`POLL`]; panics naming `what`
-/// once `within` has passed. A wait for an event, not a guess at how long
-/// it takes: a loaded machine only makes it look more often.
-pub async fn eventually<F, Fut>(what: &str, within: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(POLL).await;
-    }
-}
+pub use satchel_test_support::{eventually, output, workspace_bin, Proc, Signal};
 
 pub fn mac(n: u8) -> Mac {
     Mac::from_octets([0x02, 0, 0, 0, 0, n])
@@ -256,13 +241,15 @@ pub fn write_cred(dir: &Path, name: &str, issued: &satchel_pki::ca::Issued) -> C
 
 /// A running `satchel-server`, killed on drop or after [`KILL_AFTER`].
 pub struct Server {
-    child: Arc<Mutex<Option<Child>>>,
+    proc: Proc,
     pub addr: SocketAddr,
     pub metrics: SocketAddr,
-    pub pid: u32,
     pub log: PathBuf,
     pub out: PathBuf,
 }
+
+/// Longest a started server may take to write its ready file.
+const READY_WITHIN: Duration = Duration::from_secs(30);
 
 impl Server {
     pub fn start(config: &Path) -> Server {
@@ -282,55 +269,26 @@ impl Server {
         let ready = dir.join(format!("ready-{}.json", rand::random::<u32>()));
         let log = dir.join(format!("server-{}.log", rand::random::<u32>()));
         let out = dir.join(format!("server-{}.out", rand::random::<u32>()));
-        let child = Command::new(env!("CARGO_BIN_EXE_satchel-server"))
-            .args(args)
+        let mut cmd = Command::new(workspace_bin("satchel-server"));
+        cmd.args(args)
             .arg("--ready-file")
             .arg(&ready)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&out).expect("out"))
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("spawn satchel-server");
-        let pid = child.id();
-        let child = Arc::new(Mutex::new(Some(child)));
-        let timer = child.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(KILL_AFTER);
-            if let Some(mut c) = timer.lock().expect("lock").take() {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let (addr, metrics) = loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                let v: serde_json::Value = serde_json::from_str(&text).expect("ready json");
-                break (
-                    v["listen"].as_str().expect("listen").parse().expect("addr"),
-                    v["metrics"]
-                        .as_str()
-                        .expect("metrics")
-                        .parse()
-                        .expect("addr"),
-                );
-            }
-            if let Some(c) = child.lock().expect("lock").as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!(
-                        "satchel-server exited with {status}: {}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
-                }
-            }
-            assert!(Instant::now() < deadline, "server did not become ready");
-            std::thread::sleep(Duration::from_millis(20));
+            .env("RUST_LOG", "info");
+        let proc = Proc::spawn_logging(cmd, KILL_AFTER, &out, &log).expect("spawn satchel-server");
+        let text = proc
+            .wait_for_file(&ready, READY_WITHIN)
+            .unwrap_or_else(|e| panic!("satchel-server did not become ready: {e}"));
+        let v: serde_json::Value = serde_json::from_str(&text).expect("ready json");
+        let addr = |k: &str| -> SocketAddr {
+            v[k].as_str()
+                .unwrap_or_else(|| panic!("{k} in the ready file"))
+                .parse()
+                .expect("addr")
         };
         Server {
-            child,
-            addr,
-            metrics,
-            pid,
+            addr: addr("listen"),
+            metrics: addr("metrics"),
+            proc,
             log,
             out,
         }
@@ -341,45 +299,24 @@ impl Server {
     }
 
     pub fn signal(&self, sig: &str) {
-        use rustix::process::{kill_process, Pid, Signal};
         let sig = match sig {
             "TERM" => Signal::TERM,
             "HUP" => Signal::HUP,
             "INT" => Signal::INT,
             other => panic!("signal {other} not used by the tests"),
         };
-        let pid = Pid::from_raw(self.pid as i32).expect("pid");
-        kill_process(pid, sig).expect("signal the server");
+        self.proc.signal(sig);
     }
 
     /// SIGKILL and reap.
     pub fn kill9(&self) {
-        if let Some(mut c) = self.child.lock().expect("lock").take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.proc.kill();
     }
 
-    /// Waits for the process to exit on its own; its exit code.
+    /// Waits for the process to exit on its own; its exit code (None when
+    /// it did not exit within `within`, or was killed by a signal).
     pub fn wait_exit(&self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        loop {
-            {
-                let mut g = self.child.lock().expect("lock");
-                match g.as_mut().map(|c| c.try_wait()) {
-                    Some(Ok(Some(s))) => {
-                        g.take();
-                        return s.code();
-                    }
-                    None => return None,
-                    _ => {}
-                }
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.proc.wait_exit(within).and_then(|s| s.code())
     }
 
     pub fn log_text(&self) -> String {
@@ -399,12 +336,6 @@ impl Server {
         let (status, _, body) = plain_request(self.metrics, "GET", "/metrics", Bytes::new()).await;
         assert_eq!(status, 200);
         String::from_utf8(body.to_vec()).expect("utf8")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 

@@ -161,7 +161,7 @@ async fn hostile_requests_and_slow_clients() {
 fn bad_configuration_stops_the_binary_with_a_message() {
     let w = World::new();
     let data = w.path().join("data");
-    let bin = env!("CARGO_BIN_EXE_satchel-server");
+    let bin = workspace_bin("satchel-server");
     for (label, extra, want) in [
         ("zero limit", "max_connections = 0", "max_connections"),
         ("unknown key", "no_such_key = 1", "no_such_key"),
@@ -182,46 +182,42 @@ fn bad_configuration_stops_the_binary_with_a_message() {
         ),
     ] {
         let cfg = w.config(&data, extra);
-        let out = Command::new(bin)
-            .arg("--config")
-            .arg(&cfg)
-            .output()
-            .expect("run");
+        let out = output(Command::new(&bin).arg("--config").arg(&cfg), KILL_AFTER);
         assert_eq!(out.status.code(), Some(1), "{label}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(want), "{label}: {err}");
     }
     // Missing TLS material and missing config file.
     let cfg = w.config(&data, "");
-    let out = Command::new(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--crl")
-        .arg(w.path().join("missing.crl"))
-        .output()
-        .expect("run");
+    let out = output(
+        Command::new(&bin)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--crl")
+            .arg(w.path().join("missing.crl")),
+        KILL_AFTER,
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.crl"));
-    let out = Command::new(bin)
-        .arg("--config")
-        .arg(w.path().join("none.toml"))
-        .output()
-        .expect("run");
+    let out = output(
+        Command::new(&bin)
+            .arg("--config")
+            .arg(w.path().join("none.toml")),
+        KILL_AFTER,
+    );
     assert_eq!(out.status.code(), Some(1));
-    let out = Command::new(bin)
-        .arg("--no-such-flag")
-        .output()
-        .expect("run");
+    let out = output(Command::new(&bin).arg("--no-such-flag"), KILL_AFTER);
     assert_eq!(out.status.code(), Some(2));
     // A CRL from another CA is refused.
     let other = World::new();
-    let out = Command::new(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--crl")
-        .arg(&other.crl)
-        .output()
-        .expect("run");
+    let out = output(
+        Command::new(&bin)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--crl")
+            .arg(&other.crl),
+        KILL_AFTER,
+    );
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -232,10 +228,10 @@ fn bad_configuration_stops_the_binary_with_a_message() {
 
 #[test]
 fn example_config_in_contrib_matches_the_binary() {
-    let out = Command::new(env!("CARGO_BIN_EXE_satchel-server"))
-        .arg("example-config")
-        .output()
-        .expect("run");
+    let out = output(
+        Command::new(workspace_bin("satchel-server")).arg("example-config"),
+        KILL_AFTER,
+    );
     assert!(out.status.success());
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -257,10 +253,10 @@ fn the_api_socket_listens_with_the_configured_backlog() {
     let w = World::new();
     let data = w.path().join("data");
     let srv = Server::start(&w.config(&data, "listen_backlog = 777\n"));
-    let out = Command::new("ss")
-        .args(["-Hltn", &format!("sport = :{}", srv.addr.port())])
-        .output()
-        .expect("run ss (iproute2)");
+    let out = output(
+        Command::new("ss").args(["-Hltn", &format!("sport = :{}", srv.addr.port())]),
+        KILL_AFTER,
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let send_q = text
         .split_whitespace()

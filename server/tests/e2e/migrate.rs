@@ -12,14 +12,15 @@ use crate::etcd::EtcdCluster;
 use crate::harness::*;
 
 fn migrate(endpoints: &str, prefix: &str, dir: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_satchel-server"))
-        .args(["--store", "etcd", "--etcd-endpoints", endpoints])
-        .args(["--etcd-prefix", prefix, "--bundle-history", "3"])
-        .arg("migrate")
-        .arg("--from-sled")
-        .arg(dir)
-        .output()
-        .expect("run migrate");
+    let out = output(
+        Command::new(workspace_bin("satchel-server"))
+            .args(["--store", "etcd", "--etcd-endpoints", endpoints])
+            .args(["--etcd-prefix", prefix, "--bundle-history", "3"])
+            .arg("migrate")
+            .arg("--from-sled")
+            .arg(dir),
+        KILL_AFTER,
+    );
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

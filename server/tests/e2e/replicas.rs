@@ -377,11 +377,12 @@ async fn replicas_reach_etcd_over_mutual_tls() {
             w.ca_pem
         ),
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_satchel-server"))
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .expect("run");
+    let out = output(
+        std::process::Command::new(workspace_bin("satchel-server"))
+            .arg("--config")
+            .arg(&cfg),
+        KILL_AFTER,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("opening the etcd store"), "{err}");

@@ -9,8 +9,8 @@
 //! `server/ui/screenshot.png`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use bytes::Bytes;
 use satchel_names::Target;
@@ -21,11 +21,14 @@ use crate::harness::*;
 const BROWSER_LIMIT: Duration = Duration::from_secs(90);
 const POLICY_DIR: &str = "/etc/chromium/policies/managed";
 
+/// Longest certutil or pk12util may take before it is killed.
+const TOOL_LIMIT: Duration = Duration::from_secs(60);
+
 fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
+    let p = Proc::spawn(cmd, TOOL_LIMIT)
         .unwrap_or_else(|e| panic!("{what}: {e} (tests/run installs chromium and libnss3-tools)"));
+    let (out, killed) = p.wait_output();
+    assert!(!killed, "{what} did not finish within {TOOL_LIMIT:?}");
     assert!(
         out.status.success(),
         "{what}: {}\n{}",
@@ -150,29 +153,17 @@ fn chromium(home: &Path, profile: &Path, args: &[String], url: &str) -> String {
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
-        .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .stdin(Stdio::null());
-    let mut child = cmd
-        .spawn()
+        .arg(url);
+    // Its output is read while it runs, so a large DOM dump cannot fill
+    // the pipe and stall it.
+    let p = Proc::spawn(cmd, BROWSER_LIMIT)
         .unwrap_or_else(|e| panic!("chromium: {e} (tests/run installs it)"));
-    let started = Instant::now();
-    loop {
-        match child.try_wait().expect("wait") {
-            Some(_) => break,
-            None if started.elapsed() > BROWSER_LIMIT => {
-                let _ = child.kill();
-                panic!("chromium did not finish within {BROWSER_LIMIT:?}");
-            }
-            None => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-    let mut out = String::new();
-    if let Some(mut so) = child.stdout.take() {
-        std::io::Read::read_to_string(&mut so, &mut out).expect("stdout");
-    }
-    out
+    let f = p.wait();
+    assert!(
+        !f.killed,
+        "chromium did not finish within {BROWSER_LIMIT:?}"
+    );
+    f.stdout
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
