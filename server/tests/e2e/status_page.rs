@@ -159,9 +159,12 @@ fn chromium(home: &Path, profile: &Path, args: &[String], url: &str) -> String {
     let p = Proc::spawn(cmd, BROWSER_LIMIT)
         .unwrap_or_else(|e| panic!("chromium: {e} (tests/run installs it)"));
     let f = p.wait();
+    // What chromium said last is what tells a hang's cause.
+    let said: Vec<&str> = f.stderr.lines().rev().take(40).collect();
     assert!(
         !f.killed,
-        "chromium did not finish within {BROWSER_LIMIT:?}"
+        "chromium did not finish within {BROWSER_LIMIT:?}; the end of its stderr:\n{}",
+        said.into_iter().rev().collect::<Vec<_>>().join("\n")
     );
     f.stdout
 }
