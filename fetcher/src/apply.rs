@@ -289,19 +289,21 @@ impl Seek for FreeBehind {
 
 /// Removes download files a killed earlier run left directly in `dir`
 /// (regular files named [`DOWNLOAD_PREFIX`]…, never followed through a
-/// symlink). Returns how many were removed.
-pub fn remove_stale_downloads(dir: &Path) -> usize {
+/// symlink), but not this run's own downloads, named in `ours`. Returns
+/// how many were removed.
+pub fn remove_stale_downloads(dir: &Path, ours: &[&Path]) -> usize {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
     };
     let mut n = 0;
     for e in rd.flatten() {
         let name = e.file_name();
-        let ours = name
+        let download = name
             .to_str()
             .is_some_and(|s| s.starts_with(DOWNLOAD_PREFIX));
+        let this_run = ours.iter().any(|p| p.file_name() == Some(name.as_os_str()));
         let regular = e.file_type().is_ok_and(|t| t.is_file());
-        if ours && regular && std::fs::remove_file(e.path()).is_ok() {
+        if download && !this_run && regular && std::fs::remove_file(e.path()).is_ok() {
             n += 1;
         }
     }
@@ -328,11 +330,14 @@ mod tests {
         std::fs::write(d.join("target"), "x").expect("w");
         std::os::unix::fs::symlink(d.join("target"), d.join(format!("{DOWNLOAD_PREFIX}link")))
             .expect("ln");
-        assert_eq!(remove_stale_downloads(d), 1);
+        let current = d.join(format!("{DOWNLOAD_PREFIX}current"));
+        std::fs::write(&current, "this run's").expect("w");
+        assert_eq!(remove_stale_downloads(d, &[current.as_path()]), 1);
+        assert!(current.exists(), "this run's own download is kept");
         assert!(d.join("keep-me").exists());
         assert!(d.join("target").exists());
         assert!(d.join(format!("{DOWNLOAD_PREFIX}dir")).is_dir());
-        assert_eq!(remove_stale_downloads(&d.join("missing")), 0);
+        assert_eq!(remove_stale_downloads(&d.join("missing"), &[]), 0);
     }
 
     fn entry(target: &str, serial: u64, size: u64) -> Entry {

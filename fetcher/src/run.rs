@@ -541,7 +541,8 @@ async fn steps(
 
     // Only now, with every bundle verified, may anything already in the
     // root be removed: the files a killed earlier run left.
-    let stale = apply::remove_stale_downloads(&dir);
+    let ours: Vec<&Path> = checked.iter().map(|(_, f, _, _)| f.path()).collect();
+    let stale = apply::remove_stale_downloads(&dir, &ours);
     if stale > 0 {
         log.warn(&format!(
             "removed {stale} download files an earlier run left"

@@ -172,6 +172,13 @@ fn fetches_from_the_real_server_and_reports_to_its_inventory() {
         !stale.exists(),
         "stale download file kept after a good boot"
     );
+    // That one file, not this boot's own download besides.
+    assert!(
+        f.stderr
+            .contains("removed 1 download files an earlier run left"),
+        "{}",
+        f.stderr
+    );
 
     // Capture: files a person changed on the node go to the quarantine,
     // sealed to the admins; the admin can read them, the server cannot.
