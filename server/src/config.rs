@@ -236,6 +236,12 @@ settings! {
     forward_backoff_initial_ms: u64 = 500;
     /// Maximum seconds between forward retries.
     forward_backoff_max_secs: u64 = 300;
+    /// Seconds between two looks at an empty forward queue when nothing
+    /// said a report was queued: a safety net only. A report stored by
+    /// this server wakes its forwarder at once, and on etcd the forwarding
+    /// replica watches the queue, so reports stored by the other replicas
+    /// wake it too.
+    forward_poll_secs: u64 = 5;
 }
 
 /// The backend of the store.
@@ -380,6 +386,7 @@ impl Config {
                 self.forward_backoff_initial_ms,
             ),
             ("forward_backoff_max_secs", self.forward_backoff_max_secs),
+            ("forward_poll_secs", self.forward_poll_secs),
             ("etcd_request_timeout_ms", self.etcd_request_timeout_ms),
             ("etcd_chunk_bytes", self.etcd_chunk_bytes),
             ("etcd_retry_after_secs", self.etcd_retry_after_secs),

@@ -8,6 +8,12 @@
 //! at-least-once and in order; a crash between the 2xx and the removal sends
 //! that report again, and the engine recognises it by its `report_id`.
 //!
+//! It looks at the queue when a report of this server was queued
+//! ([`crate::routes::App::forward_wakeup`]), when the store signals one
+//! queued elsewhere ([`crate::store::Store::forward_signal`]: on etcd, a
+//! watch on the queue while this replica forwards), and every
+//! `forward_poll_secs` in case a signal was missed.
+//!
 //! The webhook may be `http://` or `https://` (verified against `engine_ca`,
 //! or the server's own CA, with the PKI library's client configuration).
 
@@ -21,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::metrics::Metrics;
 use crate::routes::App;
@@ -163,12 +169,25 @@ fn update_depth(app: &Arc<App>, metrics: &Metrics) {
     }
 }
 
+/// Resolves when the store signals a report queued by another server;
+/// never without such a signal.
+async fn queued_elsewhere(signal: Option<&Notify>) {
+    match signal {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Delivers queued reports until `stop` changes.
 pub async fn run_forwarder(app: Arc<App>, hook: Webhook, mut stop: watch::Receiver<bool>) {
     let cfg = &app.config;
     let initial = Duration::from_millis(cfg.forward_backoff_initial_ms);
     let max = Duration::from_secs(cfg.forward_backoff_max_secs);
     let timeout = Duration::from_secs(cfg.forward_timeout_secs);
+    let poll = Duration::from_secs(cfg.forward_poll_secs);
+    // Reports other servers queue (etcd's watch on the queue), if the
+    // store can tell.
+    let elsewhere = app.store.forward_signal();
     let mut backoff = initial;
     loop {
         if *stop.borrow() {
@@ -187,9 +206,10 @@ pub async fn run_forwarder(app: Arc<App>, hook: Webhook, mut stop: watch::Receiv
         if batch.is_empty() {
             tokio::select! {
                 _ = app.forward_wakeup.notified() => {}
+                _ = queued_elsewhere(elsewhere.as_deref()) => {}
                 _ = stop.changed() => return,
                 // Also look again now and then, in case a wakeup was missed.
-                _ = tokio::time::sleep(max.min(Duration::from_secs(5))) => {}
+                _ = tokio::time::sleep(poll) => {}
             }
             continue;
         }

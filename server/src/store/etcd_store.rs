@@ -38,6 +38,10 @@
 //!   forwarding once it can no longer renew its lease; a report it
 //!   delivered but could not remove is delivered again by the next one
 //!   (at least once; the engine tells duplicates by `report_id`).
+//! - The forwarding replica watches `forward/` while it holds the lease
+//!   and wakes its forwarder for every report queued, by any replica:
+//!   delivery does not wait for a poll (`forward_poll_secs` is only the
+//!   safety net).
 //! - Audit lines are queued here and written in batches (one transaction
 //!   per batch); they are durable within the queue's flush, as the trait
 //!   allows, and [`Store::flush`] waits for them.
@@ -54,7 +58,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KvClient, SortOrder,
-    SortTarget, Txn, TxnOp, WatchOptions,
+    SortTarget, Txn, TxnOp, WatchFilterType, WatchOptions,
 };
 use satchel_names::Target;
 use serde::{Deserialize, Serialize};
@@ -238,6 +242,10 @@ struct Inner {
     health: EtcdHealth,
     /// The forwarder lease while this replica holds it (revoked on drop).
     forwarder_lease: std::sync::Mutex<Option<i64>>,
+    /// Raised while this replica forwards, when the watch on `forward/`
+    /// sees a report queued (by any replica) and when the lease is taken
+    /// (the queue may hold reports already): the forwarder waits on it.
+    forward_queued: Arc<tokio::sync::Notify>,
 }
 
 /// The etcd-backed store.
@@ -831,13 +839,70 @@ impl Inner {
             .unwrap_or_else(|p| p.into_inner()) = Some(id);
         self.health.forwarder.store(true, Ordering::Relaxed);
         let (mut keeper, mut answers) = self.ok(lease.keep_alive(id).await)?;
-        loop {
-            tokio::time::sleep(every).await;
-            self.ok(keeper.keep_alive().await)?;
-            match self.ok(answers.message().await)? {
-                Some(r) if r.ttl() > 0 => {}
-                _ => return Err(StoreError::Backend("the forwarder lease expired".into())),
+        let renew = async {
+            loop {
+                tokio::time::sleep(every).await;
+                self.ok(keeper.keep_alive().await)?;
+                match self.ok(answers.message().await)? {
+                    Some(r) if r.ttl() > 0 => {}
+                    _ => return Err(StoreError::Backend("the forwarder lease expired".into())),
+                }
             }
+        };
+        // The watch lives exactly as long as the lease is held.
+        tokio::select! {
+            r = renew => r,
+            () = self.watch_forward_queue() => Ok(()),
+        }
+    }
+
+    /// While this replica forwards: raises [`Inner::forward_queued`] for
+    /// every report queued in `forward/`, by any replica, so delivery does
+    /// not wait for the forwarder's poll. Raised once too whenever the
+    /// watch (re)starts, for what was queued before it. On a failure the
+    /// watch starts again after a pause. Runs until dropped.
+    async fn watch_forward_queue(&self) {
+        let prefix = self.key("forward/");
+        let mut pause = RETRY_MIN;
+        loop {
+            let opts = WatchOptions::new()
+                .with_prefix()
+                .with_filters([WatchFilterType::NoDelete]);
+            let watched = self.ok(self
+                .client
+                .watch_client()
+                .watch(prefix.clone(), Some(opts))
+                .await);
+            match watched {
+                Ok(stream) => {
+                    // Kept while the watch runs (it carries its requests).
+                    let (_requests, mut stream) = stream.split();
+                    loop {
+                        match self.ok(stream.message().await) {
+                            Ok(Some(resp)) if !resp.canceled() => {
+                                pause = RETRY_MIN;
+                                // Once created, what was queued before is
+                                // found by the look this raises; later
+                                // reports come as events.
+                                if resp.created() || !resp.events().is_empty() {
+                                    self.forward_queued.notify_one();
+                                }
+                            }
+                            Ok(_) => break,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "forward queue watch interrupted");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot watch the forward queue"),
+            }
+            // Whatever was queued while the watch was down is found by
+            // the look this raises.
+            self.forward_queued.notify_one();
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_MAX);
         }
     }
 
@@ -1242,6 +1307,7 @@ impl EtcdStore {
             cache: RwLock::new(Cache::default()),
             health: EtcdHealth::default(),
             forwarder_lease: std::sync::Mutex::new(None),
+            forward_queued: Arc::new(tokio::sync::Notify::new()),
             settings: settings.clone(),
         });
         {
@@ -1621,6 +1687,10 @@ impl Store for EtcdStore {
                 })
                 .collect()
         })
+    }
+
+    fn forward_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.inner.forward_queued.clone())
     }
 
     fn forward_ack(&self, seq: u64) -> Result<(), StoreError> {

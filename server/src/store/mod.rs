@@ -24,9 +24,12 @@
 pub mod etcd_store;
 pub mod sled_store;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use satchel_names::{Mac, SiteName, Target};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 pub use etcd_store::{EtcdSettings, EtcdStore};
 pub use sled_store::SledStore;
@@ -425,6 +428,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn forward_ack(&self, seq: u64) -> Result<(), StoreError>;
     /// Queued forwards.
     fn forward_depth(&self) -> Result<u64, StoreError>;
+    /// A signal the backend raises when another server may have queued a
+    /// forward (so the forwarder looks at once, whichever server stored
+    /// the report); `None` when only this process queues them.
+    fn forward_signal(&self) -> Option<Arc<Notify>> {
+        None
+    }
 
     /// Appends an audit line (assigns `seq`) to its log (`entry.log`),
     /// dropping that log's oldest lines beyond `max_entries`; the other log
