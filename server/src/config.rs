@@ -115,6 +115,12 @@ settings! {
     /// Seconds of the forwarder's etcd lease: one replica at a time forwards
     /// reports, and when it dies another takes over within about this long.
     etcd_forwarder_lease_secs: u64 = 10;
+    /// Batches of reports (up to 50 nodes' each, two etcd transactions per
+    /// batch) one replica writes at once. A new batch starts while others
+    /// are written only once a whole batch waits, so more in flight raise
+    /// a busy replica's report rate without splitting a quiet one's
+    /// batches; 1 writes one batch at a time.
+    etcd_report_batches_in_flight: usize = 4;
     /// PEM CA certificate that issued every client certificate (also served at /v1/ca).
     ca_cert: PathBuf = PathBuf::from("/etc/satchel-server/ca.pem");
     /// PEM server certificate chain.
@@ -392,6 +398,10 @@ impl Config {
             ("etcd_retry_after_secs", self.etcd_retry_after_secs),
             ("etcd_audit_queue_lines", self.etcd_audit_queue_lines as u64),
             ("etcd_forwarder_lease_secs", self.etcd_forwarder_lease_secs),
+            (
+                "etcd_report_batches_in_flight",
+                self.etcd_report_batches_in_flight as u64,
+            ),
         ];
         for (name, v) in positive {
             if *v == 0 {

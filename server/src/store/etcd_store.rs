@@ -116,6 +116,8 @@ pub struct EtcdSettings {
     /// Time to live of the forwarder's lease: how long the other replicas
     /// wait for a forwarder that died before one of them takes over.
     pub forwarder_lease: Duration,
+    /// Report batches written at once (`etcd_report_batches_in_flight`).
+    pub report_batches_in_flight: usize,
 }
 
 /// Where a bundle's or upload's bytes are, and what they must hash to.
@@ -209,15 +211,54 @@ pub struct EtcdHealth {
 const REPORT_BATCH: usize = 50;
 
 /// Reports queued for the writer before senders wait for room (the
-/// blocking pool bounds how many wait at once anyway).
+/// connection limit bounds how many wait at once anyway).
 const REPORT_QUEUE: usize = 1024;
 
+/// Takes from `held` the next batch: at most [`REPORT_BATCH`] reports of
+/// distinct nodes, none of them among `busy` (nodes whose previous report
+/// is being written); the rest stay in `held`, in order.
+fn take_batch<'a>(
+    held: &mut std::collections::VecDeque<ReportMsg>,
+    busy: impl Iterator<Item = &'a satchel_names::Mac>,
+) -> Vec<ReportMsg> {
+    let mut taken: std::collections::HashSet<satchel_names::Mac> = busy.copied().collect();
+    let mut batch = Vec::new();
+    let mut rest = std::collections::VecDeque::with_capacity(held.len());
+    while let Some(m) = held.pop_front() {
+        if batch.len() < REPORT_BATCH && taken.insert(m.0.mac) {
+            batch.push(m);
+        } else {
+            rest.push_back(m);
+        }
+    }
+    *held = rest;
+    batch
+}
+
 /// A report waiting for the report writer, and where its outcome goes.
-type ReportMsg = (
-    StoredReport,
-    bool,
-    std::sync::mpsc::SyncSender<Result<(), StoreError>>,
-);
+type ReportMsg = (StoredReport, bool, Reply);
+
+/// Where a report's outcome goes: a caller blocked on a thread of its own
+/// ([`Store::report_record`]) or a task awaiting it
+/// ([`Store::report_record_later`]).
+enum Reply {
+    Blocked(std::sync::mpsc::SyncSender<Result<u64, StoreError>>),
+    Awaited(tokio::sync::oneshot::Sender<Result<u64, StoreError>>),
+}
+
+impl Reply {
+    fn send(self, r: Result<u64, StoreError>) {
+        // A caller that gave up (its timeout) no longer listens.
+        match self {
+            Reply::Blocked(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Awaited(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
 
 /// The same error again (one batch's failure answers every sender).
 fn clone_err(e: &StoreError) -> StoreError {
@@ -246,6 +287,10 @@ struct Inner {
     /// sees a report queued (by any replica) and when the lease is taken
     /// (the queue may hold reports already): the forwarder waits on it.
     forward_queued: Arc<tokio::sync::Notify>,
+    /// The forward queue's depth as counted in this replica's last report
+    /// transaction that queued a report (what `report_record` answers, so
+    /// a report costs no etcd request of its own for `/metrics`).
+    forward_depth_seen: AtomicU64,
 }
 
 /// The etcd-backed store.
@@ -1015,53 +1060,89 @@ impl Inner {
     /// each record's revision. If another replica changed one of them
     /// meanwhile, that batch's reports go one by one. Every sender hears
     /// its own outcome, after etcd committed.
+    ///
+    /// A batch starts whenever none is being written; while one is, the
+    /// next starts only once a whole batch waits, up to
+    /// `report_batches_in_flight` at once: a quiet writer still gathers
+    /// what arrives during one round trip into one batch, a busy one keeps
+    /// etcd's pipeline full. A node's report never joins a batch while
+    /// its previous one is being written, so its records stay in order.
     async fn report_writer(self: Arc<Self>, mut rx: mpsc::Receiver<ReportMsg>) {
         let mut held: std::collections::VecDeque<ReportMsg> = Default::default();
+        let mut writing: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+        // The nodes of each batch being written, by its task.
+        let mut busy: HashMap<tokio::task::Id, Vec<satchel_names::Mac>> = HashMap::new();
+        let mut open = true;
         loop {
-            if held.is_empty() {
-                match rx.recv().await {
-                    Some(m) => held.push_back(m),
-                    None => return,
+            while writing.len() < self.settings.report_batches_in_flight.max(1)
+                && !held.is_empty()
+                && (writing.is_empty() || held.len() >= REPORT_BATCH)
+            {
+                let batch = take_batch(&mut held, busy.values().flatten());
+                if batch.is_empty() {
+                    break;
+                }
+                let macs = batch.iter().map(|(r, _, _)| r.mac).collect();
+                let me = self.clone();
+                let task = writing.spawn(async move { me.write_batch(batch).await });
+                busy.insert(task.id(), macs);
+            }
+            if !open && held.is_empty() && writing.is_empty() {
+                return;
+            }
+            tokio::select! {
+                m = rx.recv(), if open && held.len() < 4 * REPORT_BATCH => match m {
+                    Some(m) => {
+                        held.push_back(m);
+                        while held.len() < 4 * REPORT_BATCH {
+                            match rx.try_recv() {
+                                Ok(m) => held.push_back(m),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => open = false,
+                },
+                Some(done) = writing.join_next_with_id(), if !writing.is_empty() => {
+                    let id = match done {
+                        Ok((id, ())) => id,
+                        Err(e) => {
+                            tracing::error!(error = %e, "a report batch's task failed");
+                            e.id()
+                        }
+                    };
+                    busy.remove(&id);
                 }
             }
-            while held.len() < 4 * REPORT_BATCH {
-                match rx.try_recv() {
-                    Ok(m) => held.push_back(m),
-                    Err(_) => break,
+        }
+    }
+
+    /// Writes one batch and answers each of its senders.
+    async fn write_batch(&self, batch: Vec<ReportMsg>) {
+        let result = if batch.len() == 1 {
+            self.report_record(&batch[0].0, batch[0].1)
+                .await
+                .map(|()| true)
+        } else {
+            self.report_batch(&batch).await
+        };
+        match result {
+            Ok(true) => {
+                let depth = self.forward_depth_seen.load(Ordering::Relaxed);
+                for (_, _, done) in batch {
+                    done.send(Ok(depth));
                 }
             }
-            let mut batch: Vec<ReportMsg> = Vec::new();
-            let mut later = std::collections::VecDeque::new();
-            while let Some(m) = held.pop_front() {
-                if batch.len() < REPORT_BATCH && !batch.iter().any(|b| b.0.mac == m.0.mac) {
-                    batch.push(m);
-                } else {
-                    later.push_back(m);
+            Ok(false) => {
+                for (report, forward, done) in batch {
+                    let r = self.report_record(&report, forward).await;
+                    let depth = self.forward_depth_seen.load(Ordering::Relaxed);
+                    done.send(r.map(|()| depth));
                 }
             }
-            held = later;
-            let result = if batch.len() == 1 {
-                self.report_record(&batch[0].0, batch[0].1)
-                    .await
-                    .map(|()| true)
-            } else {
-                self.report_batch(&batch).await
-            };
-            match result {
-                Ok(true) => {
-                    for (_, _, done) in batch {
-                        let _ = done.send(Ok(()));
-                    }
-                }
-                Ok(false) => {
-                    for (report, forward, done) in batch {
-                        let _ = done.send(self.report_record(&report, forward).await);
-                    }
-                }
-                Err(e) => {
-                    for (_, _, done) in batch {
-                        let _ = done.send(Err(clone_err(&e)));
-                    }
+            Err(e) => {
+                for (_, _, done) in batch {
+                    done.send(Err(clone_err(&e)));
                 }
             }
         }
@@ -1106,7 +1187,38 @@ impl Inner {
                 ops.push(TxnOp::put(fkey, to_json(report)?, None));
             }
         }
-        Ok(self.txn(Txn::new().when(when).and_then(ops)).await?.0)
+        let counted = batch.iter().any(|(_, forward, _)| *forward);
+        self.write_reports(when, ops, counted).await
+    }
+
+    /// Commits a report transaction; with `count`, it also counts the
+    /// forward queue (after its own puts, in the same transaction) into
+    /// `forward_depth_seen`. Whether the compares held.
+    async fn write_reports(
+        &self,
+        when: Vec<Compare>,
+        mut ops: Vec<TxnOp>,
+        count: bool,
+    ) -> Result<bool, StoreError> {
+        if count {
+            let prefix = self.key("forward/");
+            let end = prefix_end(prefix.as_bytes());
+            ops.push(TxnOp::get(
+                prefix,
+                Some(GetOptions::new().with_range(end).with_count_only()),
+            ));
+        }
+        let resp = self.ok(self.kv().txn(Txn::new().when(when).and_then(ops)).await)?;
+        if !resp.succeeded() {
+            return Ok(false);
+        }
+        if count {
+            if let Some(etcd_client::TxnOpResponse::Get(got)) = resp.op_responses().last() {
+                self.forward_depth_seen
+                    .store(got.count().max(0) as u64, Ordering::Relaxed);
+            }
+        }
+        Ok(true)
     }
 
     async fn report_record(&self, report: &StoredReport, forward: bool) -> Result<(), StoreError> {
@@ -1123,7 +1235,7 @@ impl Inner {
                 when.push(Compare::create_revision(fkey.clone(), CompareOp::Equal, 0));
                 ops.push(TxnOp::put(fkey, body.clone(), None));
             }
-            if self.txn(Txn::new().when(when).and_then(ops)).await?.0 {
+            if self.write_reports(when, ops, forward).await? {
                 return Ok(());
             }
         }
@@ -1308,6 +1420,7 @@ impl EtcdStore {
             health: EtcdHealth::default(),
             forwarder_lease: std::sync::Mutex::new(None),
             forward_queued: Arc::new(tokio::sync::Notify::new()),
+            forward_depth_seen: AtomicU64::new(0),
             settings: settings.clone(),
         });
         {
@@ -1646,11 +1759,11 @@ impl Store for EtcdStore {
         })
     }
 
-    fn report_record(&self, report: &StoredReport, forward: bool) -> Result<(), StoreError> {
+    fn report_record(&self, report: &StoredReport, forward: bool) -> Result<u64, StoreError> {
         // Called on the blocking pool: waiting here is allowed.
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.report_tx
-            .blocking_send((report.clone(), forward, tx))
+            .blocking_send((report.clone(), forward, Reply::Blocked(tx)))
             .map_err(|_| StoreError::Backend("the report writer stopped".into()))?;
         match rx.recv_timeout(self.inner.settings.request_timeout) {
             Ok(r) => r,
@@ -1658,6 +1771,31 @@ impl Store for EtcdStore {
                 .inner
                 .unavailable("no answer within the request timeout")),
         }
+    }
+
+    fn report_record_later(
+        self: Arc<Self>,
+        report: StoredReport,
+        forward: bool,
+    ) -> super::Later<u64> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (queue, inner) = (self.report_tx.clone(), self.inner.clone());
+        Box::pin(async move {
+            let timeout = inner.settings.request_timeout;
+            let answer = tokio::time::timeout(timeout, async {
+                queue
+                    .send((report, forward, Reply::Awaited(tx)))
+                    .await
+                    .map_err(|_| StoreError::Backend("the report writer stopped".into()))?;
+                rx.await
+                    .map_err(|_| StoreError::Backend("the report writer stopped".into()))?
+            })
+            .await;
+            match answer {
+                Ok(r) => r,
+                Err(_) => Err(inner.unavailable("no answer within the request timeout")),
+            }
+        })
     }
 
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
@@ -1842,6 +1980,39 @@ mod tests {
         c.apply(t, 12, entry(4));
         assert_eq!(c.get(t).map(|e| e.meta.serial), Some(4));
         assert!(c.bytes_of(&format!("{:064x}", 4)).is_some());
+    }
+
+    #[test]
+    fn a_batch_takes_each_node_once_and_none_being_written() {
+        let mac = |n: u8| satchel_names::Mac::from_octets([2, 0, 0, 0, 0, n]);
+        let msg = |n: u8| {
+            let (tx, _) = std::sync::mpsc::sync_channel(1);
+            (
+                StoredReport {
+                    report_id: format!("r{n}"),
+                    mac: mac(n),
+                    received: String::new(),
+                    reporter: String::new(),
+                    report: serde_json::Value::Null,
+                },
+                false,
+                Reply::Blocked(tx),
+            )
+        };
+        let mut held: std::collections::VecDeque<ReportMsg> =
+            [1, 2, 1, 3, 4].into_iter().map(msg).collect();
+        let busy = [mac(3)];
+        let batch = take_batch(&mut held, busy.iter());
+        let macs = |v: &mut dyn Iterator<Item = &ReportMsg>| -> Vec<u8> {
+            v.map(|(r, _, _)| r.mac.octets()[5]).collect()
+        };
+        assert_eq!(macs(&mut batch.iter()), [1, 2, 4]);
+        // The second report of node 1 and node 3's (being written) wait, in order.
+        assert_eq!(macs(&mut held.iter()), [1, 3]);
+        let mut many: std::collections::VecDeque<ReportMsg> =
+            (0..=REPORT_BATCH as u8 + 1).map(msg).collect();
+        assert_eq!(take_batch(&mut many, [].iter()).len(), REPORT_BATCH);
+        assert_eq!(many.len(), 2);
     }
 
     #[test]

@@ -364,6 +364,10 @@ pub struct ForwardItem {
     pub body: Bytes,
 }
 
+/// A store call's outcome, to be awaited ([`Store::report_record_later`]).
+pub type Later<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send>>;
+
 /// The storage interface. Methods block (call them from a blocking context).
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Metadata of the bundle published for `target`, if any.
@@ -418,8 +422,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn quarantine_usage(&self) -> Result<(u64, u64), StoreError>;
 
     /// Records a report: updates the node's inventory and enqueues it for
-    /// forwarding (if `forward`), atomically; durable on `Ok`.
-    fn report_record(&self, report: &StoredReport, forward: bool) -> Result<(), StoreError>;
+    /// forwarding (if `forward`), atomically; durable on `Ok`. Answers the
+    /// forward queue's depth once the report is in it (for `/metrics`):
+    /// exact when `forward`, else the depth this server last saw.
+    fn report_record(&self, report: &StoredReport, forward: bool) -> Result<u64, StoreError>;
+    /// [`Store::report_record`] for an async caller, answered through a
+    /// future. The default runs `report_record` on the blocking pool; a
+    /// backend whose writes wait on a runtime of its own (etcd) answers
+    /// without holding a blocking thread while etcd commits.
+    fn report_record_later(self: Arc<Self>, report: StoredReport, forward: bool) -> Later<u64> {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || self.report_record(&report, forward))
+                .await
+                .map_err(|e| StoreError::Backend(format!("the report's task failed: {e}")))?
+        })
+    }
     /// The inventory.
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
     /// Up to `max` queued forwards, oldest first.
