@@ -270,6 +270,19 @@ fn clone_err(e: &StoreError) -> StoreError {
     }
 }
 
+/// What the audit writer knows from its last transactions.
+#[derive(Debug, Default)]
+struct AuditSeen {
+    /// The shared sequence's value and mod revision after this writer's
+    /// last answer (`None` until read, or when an answer was lost).
+    next: Option<(u64, i64)>,
+    /// Per log ([`AuditLog`] as index): the lines it held at its last
+    /// count, and the sequence's value then. Their sum with the lines
+    /// written since bounds what it holds, so it is counted (and trimmed)
+    /// only once that bound passes its limit.
+    counted: [Option<(u64, u64)>; AuditLog::ALL.len()],
+}
+
 enum AuditMsg {
     Line(AuditEntry, u64),
     Flush(std::sync::mpsc::SyncSender<()>),
@@ -1254,6 +1267,7 @@ impl Inner {
         let mut batch: Vec<(AuditEntry, u64)> = Vec::new();
         let mut waiting: Vec<std::sync::mpsc::SyncSender<()>> = Vec::new();
         let mut pause = RETRY_MIN;
+        let mut seen = AuditSeen::default();
         loop {
             if batch.is_empty() && waiting.is_empty() {
                 match rx.recv().await {
@@ -1270,7 +1284,7 @@ impl Inner {
                 }
             }
             if !batch.is_empty() {
-                if let Err(e) = self.audit_write(&batch).await {
+                if let Err(e) = self.audit_write(&batch, &mut seen).await {
                     tracing::warn!(error = %e, lines = batch.len(), "audit lines not written yet; retrying");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(RETRY_MAX);
@@ -1285,15 +1299,29 @@ impl Inner {
         }
     }
 
-    async fn audit_write(&self, batch: &[(AuditEntry, u64)]) -> Result<(), StoreError> {
+    /// Writes one batch of audit lines in one transaction that moves the
+    /// shared sequence, comparing it with the value this writer last saw:
+    /// one round trip while no other replica wrote since; when one did,
+    /// the failed transaction answers the new value and the batch goes
+    /// again. Then trims each log the batch wrote to.
+    async fn audit_write(
+        &self,
+        batch: &[(AuditEntry, u64)],
+        seen: &mut AuditSeen,
+    ) -> Result<(), StoreError> {
         let next_key = self.key("audit_next");
+        let parse = |v: &[u8]| -> Result<u64, StoreError> {
+            String::from_utf8_lossy(v)
+                .parse()
+                .map_err(|_| StoreError::Backend("corrupt audit sequence".into()))
+        };
         for _ in 0..TXN_TRIES {
-            let (v, rev) = self.get_one(&next_key).await?;
-            let next: u64 = match v {
-                Some(v) => String::from_utf8_lossy(&v)
-                    .parse()
-                    .map_err(|_| StoreError::Backend("corrupt audit sequence".into()))?,
-                None => 1,
+            let (next, rev) = match seen.next {
+                Some(known) => known,
+                None => match self.get_one(&next_key).await? {
+                    (Some(v), rev) => (parse(&v)?, rev),
+                    (None, rev) => (1, rev),
+                },
             };
             let mut ops = vec![TxnOp::put(
                 next_key.clone(),
@@ -1312,28 +1340,52 @@ impl Inner {
                     CompareOp::Equal,
                     rev,
                 )])
-                .and_then(ops);
-            if self.txn(txn).await?.0 {
-                for log in AuditLog::ALL {
-                    if let Some(max) = batch
-                        .iter()
-                        .filter(|(e, _)| e.log == log)
-                        .map(|(_, m)| *m)
-                        .max()
-                    {
-                        self.audit_trim(log, max).await?;
+                .and_then(ops)
+                .or_else([TxnOp::get(next_key.clone(), None)]);
+            // Not known until etcd answers (an answer lost on the way
+            // leaves a value that only a compare can tell is stale).
+            seen.next = None;
+            let resp = self.ok(self.kv().txn(txn).await)?;
+            if !resp.succeeded() {
+                // Another replica moved the sequence: the answer has it.
+                if let Some(etcd_client::TxnOpResponse::Get(got)) = resp.op_responses().first() {
+                    seen.next = Some(match got.kvs().first() {
+                        Some(kv) => (parse(kv.value())?, kv.mod_revision()),
+                        None => (1, 0),
+                    });
+                }
+                continue;
+            }
+            let committed = resp.header().map(|h| h.revision()).unwrap_or(0);
+            let after = next + batch.len() as u64;
+            seen.next = Some((after, committed));
+            for log in AuditLog::ALL {
+                if let Some(max) = batch
+                    .iter()
+                    .filter(|(e, _)| e.log == log)
+                    .map(|(_, m)| *m)
+                    .max()
+                {
+                    // At most this many lines: the last count, plus every
+                    // line of any log written since (the sequence moved by
+                    // that much, whoever wrote them).
+                    let bound = seen.counted[log as usize]
+                        .map(|(count, at)| count.saturating_add(after.saturating_sub(at)));
+                    if bound.is_none_or(|b| b > max) {
+                        let count = self.audit_trim(log, max).await?;
+                        seen.counted[log as usize] = Some((count, after));
                     }
                 }
-                return Ok(());
             }
+            return Ok(());
         }
         Err(StoreError::Backend(format!(
             "the audit sequence kept changing during {TXN_TRIES} tries"
         )))
     }
 
-    /// Drops a log's oldest lines beyond `max`.
-    async fn audit_trim(&self, log: AuditLog, max: u64) -> Result<(), StoreError> {
+    /// Drops a log's oldest lines beyond `max`; how many it holds then.
+    async fn audit_trim(&self, log: AuditLog, max: u64) -> Result<u64, StoreError> {
         let prefix = self.key(&format!("audit/{}/", log.name()));
         let end = prefix_end(prefix.as_bytes());
         let resp = self.ok(self
@@ -1345,7 +1397,7 @@ impl Inner {
             .await)?;
         let count = resp.count().max(0) as u64;
         if count <= max {
-            return Ok(());
+            return Ok(count);
         }
         let excess = (count - max) as usize;
         let (old, _) = self.scan(&prefix, None, Some(excess), true).await?;
@@ -1360,7 +1412,7 @@ impl Inner {
                 )
                 .await)?;
         }
-        Ok(())
+        Ok(max)
     }
 }
 
