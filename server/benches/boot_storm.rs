@@ -19,6 +19,8 @@
 //! `--compare-config 'LINE\nLINE'` adds settings to that row's server
 //! (alone, it compares this build with itself under other settings).
 //! `--peers sled,etcd,nginx` (the default) chooses the other rows.
+//! `--etcd-pids PID,…` (the members' processes) adds the etcd members'
+//! CPU per node to the etcd rows.
 //!
 //! Identities: issuing thousands of certificates through the CA's signed
 //! ledger dominates setup, so `--identities` distinct host certificates (and
@@ -222,6 +224,8 @@ struct Outcome {
     peak_rss_kib: u64,
     /// CPU time (user + system) per node: the peer's, the generator's.
     cpu_ms_per_node: (f64, f64),
+    /// The etcd members' CPU time per node (`--etcd-pids`, etcd rows).
+    etcd_ms_per_node: Option<f64>,
 }
 
 /// CPU seconds (user + system) `pid` has used so far (`/proc/PID/stat`,
@@ -481,6 +485,11 @@ fn main() {
         .collect();
     let wants = |p: &str| peers.iter().any(|q| q == p);
     let this_build = PathBuf::from(env!("CARGO_BIN_EXE_satchel-server"));
+    // The etcd members' processes, to count their CPU too.
+    let etcd_pids: Vec<u32> = get("--etcd-pids")
+        .map(|p| p.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    let etcd_cpu = || etcd_pids.iter().map(|p| cpu_secs(*p)).sum::<f64>();
     let compared_config = get("--compare-config").map(|c| c.replace("\\n", "\n"));
     let compared = get("--compare-bin")
         .map(PathBuf::from)
@@ -517,12 +526,14 @@ fn main() {
             let (proc_, addr) = start_satchel(&s, &bin, threads, &store);
             rt.block_on(publish(&s, addr));
             let me = std::process::id();
-            let (peer0, gen0) = (cpu_secs(proc_.0.id()), cpu_secs(me));
+            let on_etcd = !store.is_empty() && !etcd_pids.is_empty();
+            let (peer0, gen0, etcd0) = (cpu_secs(proc_.0.id()), cpu_secs(me), etcd_cpu());
             let (nps, lat, errors) = rt.block_on(storm(&s, addr, nodes, 202));
             let cpu = (
                 (cpu_secs(proc_.0.id()) - peer0) * 1000.0 / nodes as f64,
                 (cpu_secs(me) - gen0) * 1000.0 / nodes as f64,
             );
+            let etcd_ms = on_etcd.then(|| (etcd_cpu() - etcd0) * 1000.0 / nodes as f64);
             let rss = vm_hwm_kib(proc_.0.id());
             drop(proc_);
             results.insert(
@@ -534,6 +545,7 @@ fn main() {
                     errors,
                     peak_rss_kib: rss,
                     cpu_ms_per_node: cpu,
+                    etcd_ms_per_node: etcd_ms,
                 },
             );
             eprintln!("{label} {nodes}: {nps:.0} nodes/s, {errors} errors");
@@ -561,6 +573,7 @@ fn main() {
                     errors,
                     peak_rss_kib: rss,
                     cpu_ms_per_node: cpu,
+                    etcd_ms_per_node: None,
                 },
             );
             eprintln!("nginx {nodes}: {nps:.0} nodes/s, {errors} errors");
@@ -569,12 +582,16 @@ fn main() {
         }
     }
     println!(
-        "| nodes | peer | nodes/s | p50 | p99 | errors | peak RSS | CPU ms/node, peer | CPU ms/node, generator |"
+        "| nodes | peer | nodes/s | p50 | p99 | errors | peak RSS | CPU ms/node, peer | CPU ms/node, generator | CPU ms/node, etcd |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for ((nodes, peer), o) in &results {
+        let etcd = o
+            .etcd_ms_per_node
+            .map(|e| format!("{e:.2}"))
+            .unwrap_or_else(|| "-".into());
         println!(
-            "| {nodes} | {peer} | {:.0} | {:.0} ms | {:.0} ms | {} | {:.1} MiB | {:.2} | {:.2} |",
+            "| {nodes} | {peer} | {:.0} | {:.0} ms | {:.0} ms | {} | {:.1} MiB | {:.2} | {:.2} | {etcd} |",
             o.nodes_per_sec,
             o.p50.as_secs_f64() * 1000.0,
             o.p99.as_secs_f64() * 1000.0,
