@@ -12,6 +12,11 @@
 //!
 //! Run: `cargo bench -p satchel-server --bench replicas -- --etcd-endpoints URL,… [--replicas 3] [--publishes 200] [--payload-bytes 4096]`
 //!
+//! With `--chunk-sweep SIZE,…` it measures `etcd_chunk_bytes` instead:
+//! per size, the time of each publish (`--publishes` of them, of
+//! `--payload-bytes` each) and a replica's cold start that loads the
+//! bundle from etcd (see [`chunk_sweep`]).
+//!
 //! The replicas' caches are kept current by etcd's watch (see the
 //! consistency model in ARCHITECTURE.md); what this measures is that path:
 //! the commit, the watch event, the bytes' load from etcd and check.
@@ -168,8 +173,15 @@ fn main() {
     let mut bundles = Vec::new();
     eprint!("sealing {publishes} bundles of {payload_bytes} bytes");
     for serial in 1..=publishes {
+        // Incompressible, so the bundle is about as large as the payload.
+        let mut x = serial.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
         let content: Vec<u8> = (0..payload_bytes)
-            .map(|i| (i as u64 ^ serial.wrapping_mul(0x9e37_79b9)) as u8)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
             .collect();
         write(&src.join("payload"), &content);
         let out = p.join("bundle.tmp");
@@ -198,54 +210,24 @@ fn main() {
     eprintln!();
 
     let list: Vec<String> = endpoints.split(',').map(|u| format!("{u:?}")).collect();
-    let prefix = format!("/bench-replicas-{}/", std::process::id());
-    let mut procs = Vec::new();
-    let mut addrs = Vec::new();
-    for i in 0..replicas {
-        let cfg = p.join(format!("replica{i}.toml"));
-        write(
-            &cfg,
-            format!(
-                "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\n\
-                 ca_cert = {ca:?}\nserver_cert = {crt:?}\nserver_key = {key:?}\ncrl = {crl:?}\n\
-                 trusted_signers = [{signer:?}]\nstore = \"etcd\"\netcd_endpoints = [{list}]\n\
-                 etcd_prefix = {prefix:?}\n",
-                data = p.join(format!("data{i}")),
-                ca = ca_pem,
-                crt = p.join("server.crt"),
-                key = p.join("server.key"),
-                crl = p.join("crl.pem"),
-                signer = p.join("signer.pub"),
-                list = list.join(", "),
-            ),
-        );
-        let ready = p.join(format!("ready{i}.json"));
-        let child = Command::new(env!("CARGO_BIN_EXE_satchel-server"))
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--ready-file")
-            .arg(&ready)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("satchel-server");
-        procs.push(Proc(child));
-        let deadline = Instant::now() + START_LIMIT;
-        let addr: SocketAddr = loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                let v: serde_json::Value = serde_json::from_str(&text).expect("ready file");
-                break v["listen"].as_str().expect("listen").parse().expect("addr");
-            }
-            assert!(Instant::now() < deadline, "replica {i} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        addrs.push(addr);
-    }
+    let list = list.join(", ");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    if let Some(sizes) = get("--chunk-sweep") {
+        let sizes: Vec<usize> = sizes.split(',').filter_map(|n| n.parse().ok()).collect();
+        chunk_sweep(p, &list, &sizes, &bundles, &admin, &target, &rt);
+        return;
+    }
+    let prefix = format!("/bench-replicas-{}/", std::process::id());
+    let mut procs = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..replicas {
+        let (proc_, addr, _) = start_replica(p, &format!("r{i}"), &list, &prefix, "");
+        procs.push(proc_);
+        addrs.push(addr);
+    }
     let url = format!("/v1/bundles/{target}");
     let per_replica: Vec<Vec<Duration>> = rt.block_on(async {
         let mut conns = Vec::new();
@@ -313,4 +295,111 @@ fn main() {
         ms(pct(&everywhere, 0.99)),
         ms(pct(&everywhere, 1.0))
     );
+}
+
+/// Starts a replica named `name` on the etcd `list`, below `prefix`, with
+/// `extra` settings; its address and how long it took to be ready (which
+/// includes loading every current bundle from etcd into its cache).
+fn start_replica(
+    p: &Path,
+    name: &str,
+    list: &str,
+    prefix: &str,
+    extra: &str,
+) -> (Proc, SocketAddr, Duration) {
+    let cfg = p.join(format!("{name}.toml"));
+    write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\n\
+             ca_cert = {ca:?}\nserver_cert = {crt:?}\nserver_key = {key:?}\ncrl = {crl:?}\n\
+             trusted_signers = [{signer:?}]\nstore = \"etcd\"\netcd_endpoints = [{list}]\n\
+             etcd_prefix = {prefix:?}\n{extra}\n",
+            data = p.join(format!("data-{name}")),
+            ca = p.join("ca.pem"),
+            crt = p.join("server.crt"),
+            key = p.join("server.key"),
+            crl = p.join("crl.pem"),
+            signer = p.join("signer.pub"),
+        ),
+    );
+    let ready = p.join(format!("ready-{name}.json"));
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_satchel-server"))
+        .arg("--config")
+        .arg(&cfg)
+        .arg("--ready-file")
+        .arg(&ready)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("satchel-server");
+    let proc_ = Proc(child);
+    let deadline = started + START_LIMIT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&ready) {
+            let v: serde_json::Value = serde_json::from_str(&text).expect("ready file");
+            let addr = v["listen"].as_str().expect("listen").parse().expect("addr");
+            return (proc_, addr, started.elapsed());
+        }
+        assert!(Instant::now() < deadline, "replica {name} did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// For each chunk size: publish every bundle through a replica with that
+/// `etcd_chunk_bytes` (time of each PUT to its 201), then start a second
+/// replica on the same prefix and time it to ready (cold: it loads the
+/// current bundle's chunks from etcd). Prints one row per size.
+fn chunk_sweep(
+    p: &Path,
+    list: &str,
+    sizes: &[usize],
+    bundles: &[Bytes],
+    admin: &Arc<rustls::ClientConfig>,
+    target: &Target,
+    rt: &tokio::runtime::Runtime,
+) {
+    let url = format!("/v1/bundles/{target}");
+    let bytes = bundles.first().map(|b| b.len()).unwrap_or(0);
+    // The same empty store, for the start of a replica with nothing to load.
+    let empty = format!("/bench-chunks-{}-empty/", std::process::id());
+    let (bare, _, _) = start_replica(p, "bare", list, &empty, "");
+    drop(bare);
+    let (bare, _, empty_start) = start_replica(p, "bare2", list, &empty, "");
+    drop(bare);
+    println!(
+        "bundle of {bytes} bytes; a replica with nothing to load starts in {}",
+        ms(empty_start)
+    );
+    println!("| etcd_chunk_bytes | chunks | publishes | publish p50 | publish worst | cold start, loading it |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for &size in sizes {
+        let prefix = format!("/bench-chunks-{}-{size}/", std::process::id());
+        let extra = format!("etcd_chunk_bytes = {size}");
+        let (first, addr, _) = start_replica(p, &format!("w{size}"), list, &prefix, &extra);
+        let mut times: Vec<Duration> = rt.block_on(async {
+            let mut c = Conn::open(admin.clone(), addr).await;
+            let mut out = Vec::new();
+            for b in bundles {
+                let t0 = Instant::now();
+                let (st, _) = c.send(http::Method::PUT, &url, b.clone()).await;
+                assert_eq!(st, 201, "publish with chunks of {size}");
+                out.push(t0.elapsed());
+            }
+            out
+        });
+        times.sort();
+        let (second, _, cold) = start_replica(p, &format!("c{size}"), list, &prefix, &extra);
+        drop((first, second));
+        println!(
+            "| {size} | {} | {} | {} | {} | {} |",
+            bytes.div_ceil(size.max(1)),
+            times.len(),
+            ms(pct(&times, 0.5)),
+            ms(pct(&times, 1.0)),
+            ms(cold)
+        );
+    }
 }
