@@ -29,7 +29,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{watch, Notify};
 
-use crate::metrics::Metrics;
 use crate::routes::App;
 
 /// Reports fetched from the queue per store read.
@@ -163,12 +162,6 @@ pub fn next_backoff(current: Duration, max: Duration) -> Duration {
     current.saturating_mul(2).min(max)
 }
 
-fn update_depth(app: &Arc<App>, metrics: &Metrics) {
-    if let Ok(d) = app.store.forward_depth() {
-        metrics.set_forward_depth(d);
-    }
-}
-
 /// Resolves when the store signals a report queued by another server;
 /// never without such a signal.
 async fn queued_elsewhere(signal: Option<&Notify>) {
@@ -194,15 +187,31 @@ pub async fn run_forwarder(app: Arc<App>, hook: Webhook, mut stop: watch::Receiv
             return;
         }
         let store = app.store.clone();
-        let batch = match tokio::task::spawn_blocking(move || store.forward_peek(PEEK_BATCH)).await
-        {
-            Ok(Ok(b)) => b,
+        let peeked = tokio::task::spawn_blocking(move || {
+            let batch = store.forward_peek(PEEK_BATCH)?;
+            // An empty look says nothing of the depth (on etcd, a replica
+            // that does not forward sees none of the queue): the depth
+            // stays what the last report or removal answered.
+            let depth = if batch.is_empty() {
+                None
+            } else {
+                Some(store.forward_depth()?)
+            };
+            Ok::<_, crate::store::StoreError>((batch, depth))
+        })
+        .await;
+        let batch = match peeked {
+            Ok(Ok((b, depth))) => {
+                if let Some(d) = depth {
+                    app.metrics.set_forward_depth(d);
+                }
+                b
+            }
             other => {
                 tracing::error!(?other, "cannot read the forward queue");
                 Vec::new()
             }
         };
-        update_depth(&app, &app.metrics);
         if batch.is_empty() {
             tokio::select! {
                 _ = app.forward_wakeup.notified() => {}
@@ -224,14 +233,15 @@ pub async fn run_forwarder(app: Arc<App>, hook: Webhook, mut stop: watch::Receiv
                     Ok(()) => {
                         let store = app.store.clone();
                         let seq = item.seq;
-                        if let Ok(Err(e)) =
-                            tokio::task::spawn_blocking(move || store.forward_ack(seq)).await
-                        {
-                            tracing::error!(error = %e, "cannot remove a forwarded report");
+                        match tokio::task::spawn_blocking(move || store.forward_ack(seq)).await {
+                            Ok(Ok(depth)) => app.metrics.set_forward_depth(depth),
+                            Ok(Err(e)) => {
+                                tracing::error!(error = %e, "cannot remove a forwarded report")
+                            }
+                            Err(e) => tracing::error!(error = %e, "the forward ack task failed"),
                         }
                         app.metrics
                             .forward_succeeded(time::OffsetDateTime::now_utc().unix_timestamp());
-                        update_depth(&app, &app.metrics);
                         backoff = initial;
                         break;
                     }

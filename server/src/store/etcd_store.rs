@@ -1883,11 +1883,26 @@ impl Store for EtcdStore {
         Some(self.inner.forward_queued.clone())
     }
 
-    fn forward_ack(&self, seq: u64) -> Result<(), StoreError> {
+    fn forward_ack(&self, seq: u64) -> Result<u64, StoreError> {
         self.call(move |i| async move {
             let key = i.key(&format!("forward/{seq:020}"));
-            i.ok(i.kv().delete(key, None).await)?;
-            Ok(())
+            let prefix = i.key("forward/");
+            let end = prefix_end(prefix.as_bytes());
+            // The removal and the count of what is left in one round trip.
+            let txn = Txn::new().and_then([
+                TxnOp::delete(key, None),
+                TxnOp::get(
+                    prefix,
+                    Some(GetOptions::new().with_range(end).with_count_only()),
+                ),
+            ]);
+            let resp = i.ok(i.kv().txn(txn).await)?;
+            match resp.op_responses().last() {
+                Some(etcd_client::TxnOpResponse::Get(got)) => Ok(got.count().max(0) as u64),
+                _ => Err(StoreError::Backend(
+                    "etcd answered a count with something else".into(),
+                )),
+            }
         })
     }
 

@@ -441,8 +441,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
     /// Up to `max` queued forwards, oldest first.
     fn forward_peek(&self, max: usize) -> Result<Vec<ForwardItem>, StoreError>;
-    /// Removes a forwarded item; durable on `Ok`.
-    fn forward_ack(&self, seq: u64) -> Result<(), StoreError>;
+    /// Removes a forwarded item; durable on `Ok`. Answers the queue's
+    /// depth after it (for `/metrics`, without a request of its own).
+    fn forward_ack(&self, seq: u64) -> Result<u64, StoreError>;
     /// Queued forwards.
     fn forward_depth(&self) -> Result<u64, StoreError>;
     /// A signal the backend raises when another server may have queued a

@@ -600,7 +600,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn forward_ack(&self, seq: u64) -> Result<(), StoreError> {
+    fn forward_ack(&self, seq: u64) -> Result<u64, StoreError> {
         if self
             .forward
             .remove(seq.to_be_bytes())
@@ -609,7 +609,8 @@ impl Store for SledStore {
         {
             self.forward_len.fetch_sub(1, Ordering::Relaxed);
         }
-        self.durable()
+        self.durable()?;
+        self.forward_depth()
     }
 
     fn forward_depth(&self) -> Result<u64, StoreError> {
