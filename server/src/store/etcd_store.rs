@@ -279,7 +279,9 @@ struct AuditSeen {
     /// Per log ([`AuditLog`] as index): the lines it held at its last
     /// count, and the sequence's value then. Their sum with the lines
     /// written since bounds what it holds, so it is counted (and trimmed)
-    /// only once that bound passes its limit.
+    /// only once that bound passes its limit. Lines `migrate` imports keep
+    /// their old numbers and are not in the bound: a replica running
+    /// during a migration trims them once its bound next passes the limit.
     counted: [Option<(u64, u64)>; AuditLog::ALL.len()],
 }
 
