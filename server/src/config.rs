@@ -121,6 +121,13 @@ settings! {
     /// a busy replica's report rate without splitting a quiet one's
     /// batches; 1 writes one batch at a time.
     etcd_report_batches_in_flight: usize = 4;
+    /// Milliseconds a replica gathers audit lines before it writes them
+    /// to etcd as one transaction (sooner when a full batch of 99 waits,
+    /// or when an admin reads the log): fewer, fuller transactions for
+    /// etcd under a steady trickle of fetches. Audit lines are durable
+    /// within this (lines lost with a replica that dies meanwhile); 0
+    /// writes them as soon as the last write is done.
+    etcd_audit_flush_ms: u64 = 50;
     /// PEM CA certificate that issued every client certificate (also served at /v1/ca).
     ca_cert: PathBuf = PathBuf::from("/etc/satchel-server/ca.pem");
     /// PEM server certificate chain.

@@ -43,8 +43,8 @@
 //!   delivery does not wait for a poll (`forward_poll_secs` is only the
 //!   safety net).
 //! - Audit lines are queued here and written in batches (one transaction
-//!   per batch); they are durable within the queue's flush, as the trait
-//!   allows, and [`Store::flush`] waits for them.
+//!   per batch, gathered for `etcd_audit_flush_ms`); they are durable
+//!   within that, as the trait allows, and [`Store::flush`] waits for them.
 //!
 //! The trait is synchronous; etcd's client is not. The store runs its own
 //! small runtime: a call sends its future there and waits for the answer,
@@ -118,6 +118,8 @@ pub struct EtcdSettings {
     pub forwarder_lease: Duration,
     /// Report batches written at once (`etcd_report_batches_in_flight`).
     pub report_batches_in_flight: usize,
+    /// How long audit lines are gathered before a write (`etcd_audit_flush_ms`).
+    pub audit_flush: Duration,
 }
 
 /// Where a bundle's or upload's bytes are, and what they must hash to.
@@ -1283,6 +1285,16 @@ impl Inner {
                     Ok(AuditMsg::Line(e, max)) => batch.push((e, max)),
                     Ok(AuditMsg::Flush(done)) => waiting.push(done),
                     Err(_) => break,
+                }
+            }
+            // Gathers more for a while (a flush request or a full batch
+            // ends it): one transaction for many fetches' lines.
+            let gather = tokio::time::Instant::now() + self.settings.audit_flush;
+            while waiting.is_empty() && !batch.is_empty() && batch.len() < AUDIT_BATCH {
+                match tokio::time::timeout_at(gather, rx.recv()).await {
+                    Ok(Some(AuditMsg::Line(e, max))) => batch.push((e, max)),
+                    Ok(Some(AuditMsg::Flush(done))) => waiting.push(done),
+                    Ok(None) | Err(_) => break,
                 }
             }
             if !batch.is_empty() {
