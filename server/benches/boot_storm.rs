@@ -8,11 +8,19 @@
 //! certificates and CRL, the same bundle files served statically, report
 //! POSTs answered 204, as many workers as the server has runtime threads).
 //!
-//! Run: `cargo bench -p satchel-server --bench boot_storm -- [--nodes 100,1000,5000] [--identities 200] [--etcd-endpoints URL,…]`
+//! Run: `cargo bench -p satchel-server --bench boot_storm -- [--nodes 100,1000,5000] [--identities 200] [--etcd-endpoints URL,…] [--compare-bin PATH] [--peers sled,etcd,nginx]`
 //!
 //! With `--etcd-endpoints` (a running etcd cluster), satchel-server is also
 //! measured on the etcd store, in the same run: a row `satchel-server
 //! (etcd)` per level, each level below a key prefix of its own.
+//! `--compare-bin PATH` (a `satchel-server` of another build, say the
+//! commit before) adds a row `satchel-server (etcd, compared build)`, run
+//! first at each level, so two builds are compared in one run;
+//! `--compare-config 'LINE\nLINE'` adds settings to that row's server
+//! (alone, it compares this build with itself under other settings).
+//! `--peers sled,etcd,nginx` (the default) chooses the other rows.
+//! `--etcd-pids PID,…` (the members' processes) adds the etcd members'
+//! CPU per node to the etcd rows.
 //!
 //! Identities: issuing thousands of certificates through the CA's signed
 //! ledger dominates setup, so `--identities` distinct host certificates (and
@@ -216,6 +224,8 @@ struct Outcome {
     peak_rss_kib: u64,
     /// CPU time (user + system) per node: the peer's, the generator's.
     cpu_ms_per_node: (f64, f64),
+    /// The etcd members' CPU time per node (`--etcd-pids`, etcd rows).
+    etcd_ms_per_node: Option<f64>,
 }
 
 /// CPU seconds (user + system) `pid` has used so far (`/proc/PID/stat`,
@@ -344,7 +354,7 @@ fn free_port() -> SocketAddr {
         .expect("port")
 }
 
-fn start_satchel(s: &Setup, threads: usize, store: &str) -> (Proc, SocketAddr) {
+fn start_satchel(s: &Setup, bin: &Path, threads: usize, store: &str) -> (Proc, SocketAddr) {
     let addr = free_port();
     let cfg = s.dir.path().join("server.toml");
     write(
@@ -365,7 +375,7 @@ fn start_satchel(s: &Setup, threads: usize, store: &str) -> (Proc, SocketAddr) {
             signer = s.signer_pub,
         ),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_satchel-server"))
+    let child = Command::new(bin)
         .arg("--config")
         .arg(&cfg)
         .env("RUST_LOG", "warn")
@@ -468,30 +478,62 @@ fn main() {
     let s = setup(identities);
     let mut results: BTreeMap<(usize, &str), Outcome> = BTreeMap::new();
     let etcd = get("--etcd-endpoints");
+    let peers: Vec<String> = get("--peers")
+        .unwrap_or_else(|| "sled,etcd,nginx".into())
+        .split(',')
+        .map(|p| p.trim().to_string())
+        .collect();
+    let wants = |p: &str| peers.iter().any(|q| q == p);
+    let this_build = PathBuf::from(env!("CARGO_BIN_EXE_satchel-server"));
+    // The etcd members' processes, to count their CPU too.
+    let etcd_pids: Vec<u32> = get("--etcd-pids")
+        .map(|p| p.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_default();
+    let etcd_cpu = || etcd_pids.iter().map(|p| cpu_secs(*p)).sum::<f64>();
+    let compared_config = get("--compare-config").map(|c| c.replace("\\n", "\n"));
+    let compared = get("--compare-bin")
+        .map(PathBuf::from)
+        .or_else(|| compared_config.as_ref().map(|_| this_build.clone()));
     for &nodes in &levels {
-        let mut stores = vec![("satchel-server", String::new())];
+        let mut stores: Vec<(&str, PathBuf, String)> = Vec::new();
+        if wants("sled") {
+            stores.push(("satchel-server", this_build.clone(), String::new()));
+        }
         if let Some(e) = &etcd {
             let list: Vec<String> = e.split(',').map(|u| format!("{u:?}")).collect();
-            stores.push((
-                "satchel-server (etcd)",
+            let store = |tag: &str| {
                 format!(
-                "store = \"etcd\"\netcd_endpoints = [{}]\netcd_prefix = \"/bench-{}-{nodes}/\"\n",
-                list.join(", "),
-                std::process::id()
-            ),
-            ));
+                    "store = \"etcd\"\netcd_endpoints = [{}]\netcd_prefix = \"/bench-{}-{tag}{nodes}/\"\n",
+                    list.join(", "),
+                    std::process::id()
+                )
+            };
+            // The compared build first: neither gets an etcd warmed by the other.
+            if let Some(bin) = &compared {
+                let extra = compared_config.clone().unwrap_or_default();
+                stores.push((
+                    "satchel-server (etcd, compared build)",
+                    bin.clone(),
+                    format!("{}{extra}\n", store("c")),
+                ));
+            }
+            if wants("etcd") {
+                stores.push(("satchel-server (etcd)", this_build.clone(), store("")));
+            }
         }
-        for (label, store) in stores {
+        for (label, bin, store) in stores {
             // satchel-server: a fresh process per level, so its peak RSS is this level's.
-            let (proc_, addr) = start_satchel(&s, threads, &store);
+            let (proc_, addr) = start_satchel(&s, &bin, threads, &store);
             rt.block_on(publish(&s, addr));
             let me = std::process::id();
-            let (peer0, gen0) = (cpu_secs(proc_.0.id()), cpu_secs(me));
+            let on_etcd = !store.is_empty() && !etcd_pids.is_empty();
+            let (peer0, gen0, etcd0) = (cpu_secs(proc_.0.id()), cpu_secs(me), etcd_cpu());
             let (nps, lat, errors) = rt.block_on(storm(&s, addr, nodes, 202));
             let cpu = (
                 (cpu_secs(proc_.0.id()) - peer0) * 1000.0 / nodes as f64,
                 (cpu_secs(me) - gen0) * 1000.0 / nodes as f64,
             );
+            let etcd_ms = on_etcd.then(|| (etcd_cpu() - etcd0) * 1000.0 / nodes as f64);
             let rss = vm_hwm_kib(proc_.0.id());
             drop(proc_);
             results.insert(
@@ -503,9 +545,13 @@ fn main() {
                     errors,
                     peak_rss_kib: rss,
                     cpu_ms_per_node: cpu,
+                    etcd_ms_per_node: etcd_ms,
                 },
             );
             eprintln!("{label} {nodes}: {nps:.0} nodes/s, {errors} errors");
+        }
+        if !wants("nginx") {
+            continue;
         }
         if let Some((proc_, addr)) = start_nginx(&s, threads) {
             let pid = proc_.0.id();
@@ -527,6 +573,7 @@ fn main() {
                     errors,
                     peak_rss_kib: rss,
                     cpu_ms_per_node: cpu,
+                    etcd_ms_per_node: None,
                 },
             );
             eprintln!("nginx {nodes}: {nps:.0} nodes/s, {errors} errors");
@@ -535,12 +582,16 @@ fn main() {
         }
     }
     println!(
-        "| nodes | peer | nodes/s | p50 | p99 | errors | peak RSS | CPU ms/node, peer | CPU ms/node, generator |"
+        "| nodes | peer | nodes/s | p50 | p99 | errors | peak RSS | CPU ms/node, peer | CPU ms/node, generator | CPU ms/node, etcd |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for ((nodes, peer), o) in &results {
+        let etcd = o
+            .etcd_ms_per_node
+            .map(|e| format!("{e:.2}"))
+            .unwrap_or_else(|| "-".into());
         println!(
-            "| {nodes} | {peer} | {:.0} | {:.0} ms | {:.0} ms | {} | {:.1} MiB | {:.2} | {:.2} |",
+            "| {nodes} | {peer} | {:.0} | {:.0} ms | {:.0} ms | {} | {:.1} MiB | {:.2} | {:.2} | {etcd} |",
             o.nodes_per_sec,
             o.p50.as_secs_f64() * 1000.0,
             o.p99.as_secs_f64() * 1000.0,
@@ -551,15 +602,31 @@ fn main() {
         );
     }
     for &nodes in &levels {
-        if let (Some(a), Some(b)) = (
-            results.get(&(nodes, "satchel-server")),
-            results.get(&(nodes, "nginx")),
-        ) {
-            println!(
-                "\n{nodes} nodes: satchel-server / nginx = {:.2}× nodes/s, p99 {:.2}×",
-                a.nodes_per_sec / b.nodes_per_sec.max(1e-9),
-                a.p99.as_secs_f64() / b.p99.as_secs_f64().max(1e-9)
-            );
+        println!();
+        let row = |peer: &'static str| results.get(&(nodes, peer));
+        for peer in ["satchel-server", "satchel-server (etcd)"] {
+            if let (Some(a), Some(b)) = (row(peer), row("nginx")) {
+                println!(
+                    "{nodes} nodes: {peer} / nginx = {:.2}× nodes/s, p99 {:.2}×",
+                    a.nodes_per_sec / b.nodes_per_sec.max(1e-9),
+                    a.p99.as_secs_f64() / b.p99.as_secs_f64().max(1e-9)
+                );
+            }
+        }
+        for (a, b) in [
+            ("satchel-server (etcd)", "satchel-server"),
+            (
+                "satchel-server (etcd)",
+                "satchel-server (etcd, compared build)",
+            ),
+        ] {
+            if let (Some(x), Some(y)) = (row(a), row(b)) {
+                println!(
+                    "{nodes} nodes: {a} / {b} = {:.2}× server CPU per node, {:.2}× nodes/s",
+                    x.cpu_ms_per_node.0 / y.cpu_ms_per_node.0.max(1e-9),
+                    x.nodes_per_sec / y.nodes_per_sec.max(1e-9)
+                );
+            }
         }
     }
 }

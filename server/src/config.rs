@@ -115,6 +115,19 @@ settings! {
     /// Seconds of the forwarder's etcd lease: one replica at a time forwards
     /// reports, and when it dies another takes over within about this long.
     etcd_forwarder_lease_secs: u64 = 10;
+    /// Batches of reports (up to 50 nodes' each, two etcd transactions per
+    /// batch) one replica writes at once. A new batch starts while others
+    /// are written only once a whole batch waits, so more in flight raise
+    /// a busy replica's report rate without splitting a quiet one's
+    /// batches; 1 writes one batch at a time.
+    etcd_report_batches_in_flight: usize = 4;
+    /// Milliseconds a replica gathers audit lines before it writes them
+    /// to etcd as one transaction (sooner when a full batch of 99 waits,
+    /// or when an admin reads the log): fewer, fuller transactions for
+    /// etcd under a steady trickle of fetches. Audit lines are durable
+    /// within this (lines lost with a replica that dies meanwhile); 0
+    /// writes them as soon as the last write is done.
+    etcd_audit_flush_ms: u64 = 50;
     /// PEM CA certificate that issued every client certificate (also served at /v1/ca).
     ca_cert: PathBuf = PathBuf::from("/etc/satchel-server/ca.pem");
     /// PEM server certificate chain.
@@ -236,6 +249,12 @@ settings! {
     forward_backoff_initial_ms: u64 = 500;
     /// Maximum seconds between forward retries.
     forward_backoff_max_secs: u64 = 300;
+    /// Seconds between two looks at an empty forward queue when nothing
+    /// said a report was queued: a safety net only. A report stored by
+    /// this server wakes its forwarder at once, and on etcd the forwarding
+    /// replica watches the queue, so reports stored by the other replicas
+    /// wake it too.
+    forward_poll_secs: u64 = 5;
 }
 
 /// The backend of the store.
@@ -380,11 +399,16 @@ impl Config {
                 self.forward_backoff_initial_ms,
             ),
             ("forward_backoff_max_secs", self.forward_backoff_max_secs),
+            ("forward_poll_secs", self.forward_poll_secs),
             ("etcd_request_timeout_ms", self.etcd_request_timeout_ms),
             ("etcd_chunk_bytes", self.etcd_chunk_bytes),
             ("etcd_retry_after_secs", self.etcd_retry_after_secs),
             ("etcd_audit_queue_lines", self.etcd_audit_queue_lines as u64),
             ("etcd_forwarder_lease_secs", self.etcd_forwarder_lease_secs),
+            (
+                "etcd_report_batches_in_flight",
+                self.etcd_report_batches_in_flight as u64,
+            ),
         ];
         for (name, v) in positive {
             if *v == 0 {

@@ -8,6 +8,12 @@
 //! at-least-once and in order; a crash between the 2xx and the removal sends
 //! that report again, and the engine recognises it by its `report_id`.
 //!
+//! It looks at the queue when a report of this server was queued
+//! ([`crate::routes::App::forward_wakeup`]), when the store signals one
+//! queued elsewhere ([`crate::store::Store::forward_signal`]: on etcd, a
+//! watch on the queue while this replica forwards), and every
+//! `forward_poll_secs` in case a signal was missed.
+//!
 //! The webhook may be `http://` or `https://` (verified against `engine_ca`,
 //! or the server's own CA, with the PKI library's client configuration).
 
@@ -21,9 +27,8 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
-use crate::metrics::Metrics;
 use crate::routes::App;
 
 /// Reports fetched from the queue per store read.
@@ -157,9 +162,12 @@ pub fn next_backoff(current: Duration, max: Duration) -> Duration {
     current.saturating_mul(2).min(max)
 }
 
-fn update_depth(app: &Arc<App>, metrics: &Metrics) {
-    if let Ok(d) = app.store.forward_depth() {
-        metrics.set_forward_depth(d);
+/// Resolves when the store signals a report queued by another server;
+/// never without such a signal.
+async fn queued_elsewhere(signal: Option<&Notify>) {
+    match signal {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -169,27 +177,48 @@ pub async fn run_forwarder(app: Arc<App>, hook: Webhook, mut stop: watch::Receiv
     let initial = Duration::from_millis(cfg.forward_backoff_initial_ms);
     let max = Duration::from_secs(cfg.forward_backoff_max_secs);
     let timeout = Duration::from_secs(cfg.forward_timeout_secs);
+    let poll = Duration::from_secs(cfg.forward_poll_secs);
+    // Reports other servers queue (etcd's watch on the queue), if the
+    // store can tell.
+    let elsewhere = app.store.forward_signal();
     let mut backoff = initial;
     loop {
         if *stop.borrow() {
             return;
         }
         let store = app.store.clone();
-        let batch = match tokio::task::spawn_blocking(move || store.forward_peek(PEEK_BATCH)).await
-        {
-            Ok(Ok(b)) => b,
+        let peeked = tokio::task::spawn_blocking(move || {
+            let batch = store.forward_peek(PEEK_BATCH)?;
+            // An empty look says nothing of the depth (on etcd, a replica
+            // that does not forward sees none of the queue): the depth
+            // stays what the last report or removal answered.
+            let depth = if batch.is_empty() {
+                None
+            } else {
+                Some(store.forward_depth()?)
+            };
+            Ok::<_, crate::store::StoreError>((batch, depth))
+        })
+        .await;
+        let batch = match peeked {
+            Ok(Ok((b, depth))) => {
+                if let Some(d) = depth {
+                    app.metrics.set_forward_depth(d);
+                }
+                b
+            }
             other => {
                 tracing::error!(?other, "cannot read the forward queue");
                 Vec::new()
             }
         };
-        update_depth(&app, &app.metrics);
         if batch.is_empty() {
             tokio::select! {
                 _ = app.forward_wakeup.notified() => {}
+                _ = queued_elsewhere(elsewhere.as_deref()) => {}
                 _ = stop.changed() => return,
                 // Also look again now and then, in case a wakeup was missed.
-                _ = tokio::time::sleep(max.min(Duration::from_secs(5))) => {}
+                _ = tokio::time::sleep(poll) => {}
             }
             continue;
         }
@@ -204,14 +233,15 @@ pub async fn run_forwarder(app: Arc<App>, hook: Webhook, mut stop: watch::Receiv
                     Ok(()) => {
                         let store = app.store.clone();
                         let seq = item.seq;
-                        if let Ok(Err(e)) =
-                            tokio::task::spawn_blocking(move || store.forward_ack(seq)).await
-                        {
-                            tracing::error!(error = %e, "cannot remove a forwarded report");
+                        match tokio::task::spawn_blocking(move || store.forward_ack(seq)).await {
+                            Ok(Ok(depth)) => app.metrics.set_forward_depth(depth),
+                            Ok(Err(e)) => {
+                                tracing::error!(error = %e, "cannot remove a forwarded report")
+                            }
+                            Err(e) => tracing::error!(error = %e, "the forward ack task failed"),
                         }
                         app.metrics
                             .forward_succeeded(time::OffsetDateTime::now_utc().unix_timestamp());
-                        update_depth(&app, &app.metrics);
                         backoff = initial;
                         break;
                     }

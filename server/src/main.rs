@@ -413,6 +413,8 @@ fn etcd_settings(config: &Config) -> anyhow::Result<EtcdSettings> {
         audit_queue_lines: config.etcd_audit_queue_lines,
         campaign_forwarder: !config.engine_webhook.is_empty(),
         forwarder_lease: std::time::Duration::from_secs(config.etcd_forwarder_lease_secs),
+        report_batches_in_flight: config.etcd_report_batches_in_flight,
+        audit_flush: std::time::Duration::from_millis(config.etcd_audit_flush_ms),
     })
 }
 

@@ -202,11 +202,11 @@ pub async fn post(
         report: whole,
     };
     let forward = !app.config.engine_webhook.is_empty();
-    let depth = blocking(app, move |s| {
-        s.report_record(&stored, forward)?;
-        s.forward_depth()
-    })
-    .await?;
+    let depth = app
+        .store
+        .clone()
+        .report_record_later(stored, forward)
+        .await?;
     app.metrics.set_forward_depth(depth);
     if forward {
         app.forward_wakeup.notify_one();

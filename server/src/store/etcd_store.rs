@@ -38,9 +38,13 @@
 //!   forwarding once it can no longer renew its lease; a report it
 //!   delivered but could not remove is delivered again by the next one
 //!   (at least once; the engine tells duplicates by `report_id`).
+//! - The forwarding replica watches `forward/` while it holds the lease
+//!   and wakes its forwarder for every report queued, by any replica:
+//!   delivery does not wait for a poll (`forward_poll_secs` is only the
+//!   safety net).
 //! - Audit lines are queued here and written in batches (one transaction
-//!   per batch); they are durable within the queue's flush, as the trait
-//!   allows, and [`Store::flush`] waits for them.
+//!   per batch, gathered for `etcd_audit_flush_ms`); they are durable
+//!   within that, as the trait allows, and [`Store::flush`] waits for them.
 //!
 //! The trait is synchronous; etcd's client is not. The store runs its own
 //! small runtime: a call sends its future there and waits for the answer,
@@ -54,7 +58,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, KvClient, SortOrder,
-    SortTarget, Txn, TxnOp, WatchOptions,
+    SortTarget, Txn, TxnOp, WatchFilterType, WatchOptions,
 };
 use satchel_names::Target;
 use serde::{Deserialize, Serialize};
@@ -112,6 +116,10 @@ pub struct EtcdSettings {
     /// Time to live of the forwarder's lease: how long the other replicas
     /// wait for a forwarder that died before one of them takes over.
     pub forwarder_lease: Duration,
+    /// Report batches written at once (`etcd_report_batches_in_flight`).
+    pub report_batches_in_flight: usize,
+    /// How long audit lines are gathered before a write (`etcd_audit_flush_ms`).
+    pub audit_flush: Duration,
 }
 
 /// Where a bundle's or upload's bytes are, and what they must hash to.
@@ -205,15 +213,54 @@ pub struct EtcdHealth {
 const REPORT_BATCH: usize = 50;
 
 /// Reports queued for the writer before senders wait for room (the
-/// blocking pool bounds how many wait at once anyway).
+/// connection limit bounds how many wait at once anyway).
 const REPORT_QUEUE: usize = 1024;
 
+/// Takes from `held` the next batch: at most [`REPORT_BATCH`] reports of
+/// distinct nodes, none of them among `busy` (nodes whose previous report
+/// is being written); the rest stay in `held`, in order.
+fn take_batch<'a>(
+    held: &mut std::collections::VecDeque<ReportMsg>,
+    busy: impl Iterator<Item = &'a satchel_names::Mac>,
+) -> Vec<ReportMsg> {
+    let mut taken: std::collections::HashSet<satchel_names::Mac> = busy.copied().collect();
+    let mut batch = Vec::new();
+    let mut rest = std::collections::VecDeque::with_capacity(held.len());
+    while let Some(m) = held.pop_front() {
+        if batch.len() < REPORT_BATCH && taken.insert(m.0.mac) {
+            batch.push(m);
+        } else {
+            rest.push_back(m);
+        }
+    }
+    *held = rest;
+    batch
+}
+
 /// A report waiting for the report writer, and where its outcome goes.
-type ReportMsg = (
-    StoredReport,
-    bool,
-    std::sync::mpsc::SyncSender<Result<(), StoreError>>,
-);
+type ReportMsg = (StoredReport, bool, Reply);
+
+/// Where a report's outcome goes: a caller blocked on a thread of its own
+/// ([`Store::report_record`]) or a task awaiting it
+/// ([`Store::report_record_later`]).
+enum Reply {
+    Blocked(std::sync::mpsc::SyncSender<Result<u64, StoreError>>),
+    Awaited(tokio::sync::oneshot::Sender<Result<u64, StoreError>>),
+}
+
+impl Reply {
+    fn send(self, r: Result<u64, StoreError>) {
+        // A caller that gave up (its timeout) no longer listens.
+        match self {
+            Reply::Blocked(tx) => {
+                let _ = tx.send(r);
+            }
+            Reply::Awaited(tx) => {
+                let _ = tx.send(r);
+            }
+        }
+    }
+}
 
 /// The same error again (one batch's failure answers every sender).
 fn clone_err(e: &StoreError) -> StoreError {
@@ -223,6 +270,21 @@ fn clone_err(e: &StoreError) -> StoreError {
         },
         other => StoreError::Backend(other.to_string()),
     }
+}
+
+/// What the audit writer knows from its last transactions.
+#[derive(Debug, Default)]
+struct AuditSeen {
+    /// The shared sequence's value and mod revision after this writer's
+    /// last answer (`None` until read, or when an answer was lost).
+    next: Option<(u64, i64)>,
+    /// Per log ([`AuditLog`] as index): the lines it held at its last
+    /// count, and the sequence's value then. Their sum with the lines
+    /// written since bounds what it holds, so it is counted (and trimmed)
+    /// only once that bound passes its limit. Lines `migrate` imports keep
+    /// their old numbers and are not in the bound: a replica running
+    /// during a migration trims them once its bound next passes the limit.
+    counted: [Option<(u64, u64)>; AuditLog::ALL.len()],
 }
 
 enum AuditMsg {
@@ -238,6 +300,14 @@ struct Inner {
     health: EtcdHealth,
     /// The forwarder lease while this replica holds it (revoked on drop).
     forwarder_lease: std::sync::Mutex<Option<i64>>,
+    /// Raised while this replica forwards, when the watch on `forward/`
+    /// sees a report queued (by any replica) and when the lease is taken
+    /// (the queue may hold reports already): the forwarder waits on it.
+    forward_queued: Arc<tokio::sync::Notify>,
+    /// The forward queue's depth as counted in this replica's last report
+    /// transaction that queued a report (what `report_record` answers, so
+    /// a report costs no etcd request of its own for `/metrics`).
+    forward_depth_seen: AtomicU64,
 }
 
 /// The etcd-backed store.
@@ -831,13 +901,70 @@ impl Inner {
             .unwrap_or_else(|p| p.into_inner()) = Some(id);
         self.health.forwarder.store(true, Ordering::Relaxed);
         let (mut keeper, mut answers) = self.ok(lease.keep_alive(id).await)?;
-        loop {
-            tokio::time::sleep(every).await;
-            self.ok(keeper.keep_alive().await)?;
-            match self.ok(answers.message().await)? {
-                Some(r) if r.ttl() > 0 => {}
-                _ => return Err(StoreError::Backend("the forwarder lease expired".into())),
+        let renew = async {
+            loop {
+                tokio::time::sleep(every).await;
+                self.ok(keeper.keep_alive().await)?;
+                match self.ok(answers.message().await)? {
+                    Some(r) if r.ttl() > 0 => {}
+                    _ => return Err(StoreError::Backend("the forwarder lease expired".into())),
+                }
             }
+        };
+        // The watch lives exactly as long as the lease is held.
+        tokio::select! {
+            r = renew => r,
+            () = self.watch_forward_queue() => Ok(()),
+        }
+    }
+
+    /// While this replica forwards: raises [`Inner::forward_queued`] for
+    /// every report queued in `forward/`, by any replica, so delivery does
+    /// not wait for the forwarder's poll. Raised once too whenever the
+    /// watch (re)starts, for what was queued before it. On a failure the
+    /// watch starts again after a pause. Runs until dropped.
+    async fn watch_forward_queue(&self) {
+        let prefix = self.key("forward/");
+        let mut pause = RETRY_MIN;
+        loop {
+            let opts = WatchOptions::new()
+                .with_prefix()
+                .with_filters([WatchFilterType::NoDelete]);
+            let watched = self.ok(self
+                .client
+                .watch_client()
+                .watch(prefix.clone(), Some(opts))
+                .await);
+            match watched {
+                Ok(stream) => {
+                    // Kept while the watch runs (it carries its requests).
+                    let (_requests, mut stream) = stream.split();
+                    loop {
+                        match self.ok(stream.message().await) {
+                            Ok(Some(resp)) if !resp.canceled() => {
+                                pause = RETRY_MIN;
+                                // Once created, what was queued before is
+                                // found by the look this raises; later
+                                // reports come as events.
+                                if resp.created() || !resp.events().is_empty() {
+                                    self.forward_queued.notify_one();
+                                }
+                            }
+                            Ok(_) => break,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "forward queue watch interrupted");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot watch the forward queue"),
+            }
+            // Whatever was queued while the watch was down is found by
+            // the look this raises.
+            self.forward_queued.notify_one();
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_MAX);
         }
     }
 
@@ -950,53 +1077,89 @@ impl Inner {
     /// each record's revision. If another replica changed one of them
     /// meanwhile, that batch's reports go one by one. Every sender hears
     /// its own outcome, after etcd committed.
+    ///
+    /// A batch starts whenever none is being written; while one is, the
+    /// next starts only once a whole batch waits, up to
+    /// `report_batches_in_flight` at once: a quiet writer still gathers
+    /// what arrives during one round trip into one batch, a busy one keeps
+    /// etcd's pipeline full. A node's report never joins a batch while
+    /// its previous one is being written, so its records stay in order.
     async fn report_writer(self: Arc<Self>, mut rx: mpsc::Receiver<ReportMsg>) {
         let mut held: std::collections::VecDeque<ReportMsg> = Default::default();
+        let mut writing: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+        // The nodes of each batch being written, by its task.
+        let mut busy: HashMap<tokio::task::Id, Vec<satchel_names::Mac>> = HashMap::new();
+        let mut open = true;
         loop {
-            if held.is_empty() {
-                match rx.recv().await {
-                    Some(m) => held.push_back(m),
-                    None => return,
+            while writing.len() < self.settings.report_batches_in_flight.max(1)
+                && !held.is_empty()
+                && (writing.is_empty() || held.len() >= REPORT_BATCH)
+            {
+                let batch = take_batch(&mut held, busy.values().flatten());
+                if batch.is_empty() {
+                    break;
+                }
+                let macs = batch.iter().map(|(r, _, _)| r.mac).collect();
+                let me = self.clone();
+                let task = writing.spawn(async move { me.write_batch(batch).await });
+                busy.insert(task.id(), macs);
+            }
+            if !open && held.is_empty() && writing.is_empty() {
+                return;
+            }
+            tokio::select! {
+                m = rx.recv(), if open && held.len() < 4 * REPORT_BATCH => match m {
+                    Some(m) => {
+                        held.push_back(m);
+                        while held.len() < 4 * REPORT_BATCH {
+                            match rx.try_recv() {
+                                Ok(m) => held.push_back(m),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => open = false,
+                },
+                Some(done) = writing.join_next_with_id(), if !writing.is_empty() => {
+                    let id = match done {
+                        Ok((id, ())) => id,
+                        Err(e) => {
+                            tracing::error!(error = %e, "a report batch's task failed");
+                            e.id()
+                        }
+                    };
+                    busy.remove(&id);
                 }
             }
-            while held.len() < 4 * REPORT_BATCH {
-                match rx.try_recv() {
-                    Ok(m) => held.push_back(m),
-                    Err(_) => break,
+        }
+    }
+
+    /// Writes one batch and answers each of its senders.
+    async fn write_batch(&self, batch: Vec<ReportMsg>) {
+        let result = if batch.len() == 1 {
+            self.report_record(&batch[0].0, batch[0].1)
+                .await
+                .map(|()| true)
+        } else {
+            self.report_batch(&batch).await
+        };
+        match result {
+            Ok(true) => {
+                let depth = self.forward_depth_seen.load(Ordering::Relaxed);
+                for (_, _, done) in batch {
+                    done.send(Ok(depth));
                 }
             }
-            let mut batch: Vec<ReportMsg> = Vec::new();
-            let mut later = std::collections::VecDeque::new();
-            while let Some(m) = held.pop_front() {
-                if batch.len() < REPORT_BATCH && !batch.iter().any(|b| b.0.mac == m.0.mac) {
-                    batch.push(m);
-                } else {
-                    later.push_back(m);
+            Ok(false) => {
+                for (report, forward, done) in batch {
+                    let r = self.report_record(&report, forward).await;
+                    let depth = self.forward_depth_seen.load(Ordering::Relaxed);
+                    done.send(r.map(|()| depth));
                 }
             }
-            held = later;
-            let result = if batch.len() == 1 {
-                self.report_record(&batch[0].0, batch[0].1)
-                    .await
-                    .map(|()| true)
-            } else {
-                self.report_batch(&batch).await
-            };
-            match result {
-                Ok(true) => {
-                    for (_, _, done) in batch {
-                        let _ = done.send(Ok(()));
-                    }
-                }
-                Ok(false) => {
-                    for (report, forward, done) in batch {
-                        let _ = done.send(self.report_record(&report, forward).await);
-                    }
-                }
-                Err(e) => {
-                    for (_, _, done) in batch {
-                        let _ = done.send(Err(clone_err(&e)));
-                    }
+            Err(e) => {
+                for (_, _, done) in batch {
+                    done.send(Err(clone_err(&e)));
                 }
             }
         }
@@ -1041,7 +1204,38 @@ impl Inner {
                 ops.push(TxnOp::put(fkey, to_json(report)?, None));
             }
         }
-        Ok(self.txn(Txn::new().when(when).and_then(ops)).await?.0)
+        let counted = batch.iter().any(|(_, forward, _)| *forward);
+        self.write_reports(when, ops, counted).await
+    }
+
+    /// Commits a report transaction; with `count`, it also counts the
+    /// forward queue (after its own puts, in the same transaction) into
+    /// `forward_depth_seen`. Whether the compares held.
+    async fn write_reports(
+        &self,
+        when: Vec<Compare>,
+        mut ops: Vec<TxnOp>,
+        count: bool,
+    ) -> Result<bool, StoreError> {
+        if count {
+            let prefix = self.key("forward/");
+            let end = prefix_end(prefix.as_bytes());
+            ops.push(TxnOp::get(
+                prefix,
+                Some(GetOptions::new().with_range(end).with_count_only()),
+            ));
+        }
+        let resp = self.ok(self.kv().txn(Txn::new().when(when).and_then(ops)).await)?;
+        if !resp.succeeded() {
+            return Ok(false);
+        }
+        if count {
+            if let Some(etcd_client::TxnOpResponse::Get(got)) = resp.op_responses().last() {
+                self.forward_depth_seen
+                    .store(got.count().max(0) as u64, Ordering::Relaxed);
+            }
+        }
+        Ok(true)
     }
 
     async fn report_record(&self, report: &StoredReport, forward: bool) -> Result<(), StoreError> {
@@ -1058,7 +1252,7 @@ impl Inner {
                 when.push(Compare::create_revision(fkey.clone(), CompareOp::Equal, 0));
                 ops.push(TxnOp::put(fkey, body.clone(), None));
             }
-            if self.txn(Txn::new().when(when).and_then(ops)).await?.0 {
+            if self.write_reports(when, ops, forward).await? {
                 return Ok(());
             }
         }
@@ -1077,6 +1271,7 @@ impl Inner {
         let mut batch: Vec<(AuditEntry, u64)> = Vec::new();
         let mut waiting: Vec<std::sync::mpsc::SyncSender<()>> = Vec::new();
         let mut pause = RETRY_MIN;
+        let mut seen = AuditSeen::default();
         loop {
             if batch.is_empty() && waiting.is_empty() {
                 match rx.recv().await {
@@ -1092,8 +1287,18 @@ impl Inner {
                     Err(_) => break,
                 }
             }
+            // Gathers more for a while (a flush request or a full batch
+            // ends it): one transaction for many fetches' lines.
+            let gather = tokio::time::Instant::now() + self.settings.audit_flush;
+            while waiting.is_empty() && !batch.is_empty() && batch.len() < AUDIT_BATCH {
+                match tokio::time::timeout_at(gather, rx.recv()).await {
+                    Ok(Some(AuditMsg::Line(e, max))) => batch.push((e, max)),
+                    Ok(Some(AuditMsg::Flush(done))) => waiting.push(done),
+                    Ok(None) | Err(_) => break,
+                }
+            }
             if !batch.is_empty() {
-                if let Err(e) = self.audit_write(&batch).await {
+                if let Err(e) = self.audit_write(&batch, &mut seen).await {
                     tracing::warn!(error = %e, lines = batch.len(), "audit lines not written yet; retrying");
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(RETRY_MAX);
@@ -1108,15 +1313,29 @@ impl Inner {
         }
     }
 
-    async fn audit_write(&self, batch: &[(AuditEntry, u64)]) -> Result<(), StoreError> {
+    /// Writes one batch of audit lines in one transaction that moves the
+    /// shared sequence, comparing it with the value this writer last saw:
+    /// one round trip while no other replica wrote since; when one did,
+    /// the failed transaction answers the new value and the batch goes
+    /// again. Then trims each log the batch wrote to.
+    async fn audit_write(
+        &self,
+        batch: &[(AuditEntry, u64)],
+        seen: &mut AuditSeen,
+    ) -> Result<(), StoreError> {
         let next_key = self.key("audit_next");
+        let parse = |v: &[u8]| -> Result<u64, StoreError> {
+            String::from_utf8_lossy(v)
+                .parse()
+                .map_err(|_| StoreError::Backend("corrupt audit sequence".into()))
+        };
         for _ in 0..TXN_TRIES {
-            let (v, rev) = self.get_one(&next_key).await?;
-            let next: u64 = match v {
-                Some(v) => String::from_utf8_lossy(&v)
-                    .parse()
-                    .map_err(|_| StoreError::Backend("corrupt audit sequence".into()))?,
-                None => 1,
+            let (next, rev) = match seen.next {
+                Some(known) => known,
+                None => match self.get_one(&next_key).await? {
+                    (Some(v), rev) => (parse(&v)?, rev),
+                    (None, rev) => (1, rev),
+                },
             };
             let mut ops = vec![TxnOp::put(
                 next_key.clone(),
@@ -1135,28 +1354,52 @@ impl Inner {
                     CompareOp::Equal,
                     rev,
                 )])
-                .and_then(ops);
-            if self.txn(txn).await?.0 {
-                for log in AuditLog::ALL {
-                    if let Some(max) = batch
-                        .iter()
-                        .filter(|(e, _)| e.log == log)
-                        .map(|(_, m)| *m)
-                        .max()
-                    {
-                        self.audit_trim(log, max).await?;
+                .and_then(ops)
+                .or_else([TxnOp::get(next_key.clone(), None)]);
+            // Not known until etcd answers (an answer lost on the way
+            // leaves a value that only a compare can tell is stale).
+            seen.next = None;
+            let resp = self.ok(self.kv().txn(txn).await)?;
+            if !resp.succeeded() {
+                // Another replica moved the sequence: the answer has it.
+                if let Some(etcd_client::TxnOpResponse::Get(got)) = resp.op_responses().first() {
+                    seen.next = Some(match got.kvs().first() {
+                        Some(kv) => (parse(kv.value())?, kv.mod_revision()),
+                        None => (1, 0),
+                    });
+                }
+                continue;
+            }
+            let committed = resp.header().map(|h| h.revision()).unwrap_or(0);
+            let after = next + batch.len() as u64;
+            seen.next = Some((after, committed));
+            for log in AuditLog::ALL {
+                if let Some(max) = batch
+                    .iter()
+                    .filter(|(e, _)| e.log == log)
+                    .map(|(_, m)| *m)
+                    .max()
+                {
+                    // At most this many lines: the last count, plus every
+                    // line of any log written since (the sequence moved by
+                    // that much, whoever wrote them).
+                    let bound = seen.counted[log as usize]
+                        .map(|(count, at)| count.saturating_add(after.saturating_sub(at)));
+                    if bound.is_none_or(|b| b > max) {
+                        let count = self.audit_trim(log, max).await?;
+                        seen.counted[log as usize] = Some((count, after));
                     }
                 }
-                return Ok(());
             }
+            return Ok(());
         }
         Err(StoreError::Backend(format!(
             "the audit sequence kept changing during {TXN_TRIES} tries"
         )))
     }
 
-    /// Drops a log's oldest lines beyond `max`.
-    async fn audit_trim(&self, log: AuditLog, max: u64) -> Result<(), StoreError> {
+    /// Drops a log's oldest lines beyond `max`; how many it holds then.
+    async fn audit_trim(&self, log: AuditLog, max: u64) -> Result<u64, StoreError> {
         let prefix = self.key(&format!("audit/{}/", log.name()));
         let end = prefix_end(prefix.as_bytes());
         let resp = self.ok(self
@@ -1168,7 +1411,7 @@ impl Inner {
             .await)?;
         let count = resp.count().max(0) as u64;
         if count <= max {
-            return Ok(());
+            return Ok(count);
         }
         let excess = (count - max) as usize;
         let (old, _) = self.scan(&prefix, None, Some(excess), true).await?;
@@ -1183,7 +1426,7 @@ impl Inner {
                 )
                 .await)?;
         }
-        Ok(())
+        Ok(max)
     }
 }
 
@@ -1242,6 +1485,8 @@ impl EtcdStore {
             cache: RwLock::new(Cache::default()),
             health: EtcdHealth::default(),
             forwarder_lease: std::sync::Mutex::new(None),
+            forward_queued: Arc::new(tokio::sync::Notify::new()),
+            forward_depth_seen: AtomicU64::new(0),
             settings: settings.clone(),
         });
         {
@@ -1580,11 +1825,11 @@ impl Store for EtcdStore {
         })
     }
 
-    fn report_record(&self, report: &StoredReport, forward: bool) -> Result<(), StoreError> {
+    fn report_record(&self, report: &StoredReport, forward: bool) -> Result<u64, StoreError> {
         // Called on the blocking pool: waiting here is allowed.
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.report_tx
-            .blocking_send((report.clone(), forward, tx))
+            .blocking_send((report.clone(), forward, Reply::Blocked(tx)))
             .map_err(|_| StoreError::Backend("the report writer stopped".into()))?;
         match rx.recv_timeout(self.inner.settings.request_timeout) {
             Ok(r) => r,
@@ -1592,6 +1837,31 @@ impl Store for EtcdStore {
                 .inner
                 .unavailable("no answer within the request timeout")),
         }
+    }
+
+    fn report_record_later(
+        self: Arc<Self>,
+        report: StoredReport,
+        forward: bool,
+    ) -> super::Later<u64> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (queue, inner) = (self.report_tx.clone(), self.inner.clone());
+        Box::pin(async move {
+            let timeout = inner.settings.request_timeout;
+            let answer = tokio::time::timeout(timeout, async {
+                queue
+                    .send((report, forward, Reply::Awaited(tx)))
+                    .await
+                    .map_err(|_| StoreError::Backend("the report writer stopped".into()))?;
+                rx.await
+                    .map_err(|_| StoreError::Backend("the report writer stopped".into()))?
+            })
+            .await;
+            match answer {
+                Ok(r) => r,
+                Err(_) => Err(inner.unavailable("no answer within the request timeout")),
+            }
+        })
     }
 
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
@@ -1623,11 +1893,30 @@ impl Store for EtcdStore {
         })
     }
 
-    fn forward_ack(&self, seq: u64) -> Result<(), StoreError> {
+    fn forward_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.inner.forward_queued.clone())
+    }
+
+    fn forward_ack(&self, seq: u64) -> Result<u64, StoreError> {
         self.call(move |i| async move {
             let key = i.key(&format!("forward/{seq:020}"));
-            i.ok(i.kv().delete(key, None).await)?;
-            Ok(())
+            let prefix = i.key("forward/");
+            let end = prefix_end(prefix.as_bytes());
+            // The removal and the count of what is left in one round trip.
+            let txn = Txn::new().and_then([
+                TxnOp::delete(key, None),
+                TxnOp::get(
+                    prefix,
+                    Some(GetOptions::new().with_range(end).with_count_only()),
+                ),
+            ]);
+            let resp = i.ok(i.kv().txn(txn).await)?;
+            match resp.op_responses().last() {
+                Some(etcd_client::TxnOpResponse::Get(got)) => Ok(got.count().max(0) as u64),
+                _ => Err(StoreError::Backend(
+                    "etcd answered a count with something else".into(),
+                )),
+            }
         })
     }
 
@@ -1772,6 +2061,39 @@ mod tests {
         c.apply(t, 12, entry(4));
         assert_eq!(c.get(t).map(|e| e.meta.serial), Some(4));
         assert!(c.bytes_of(&format!("{:064x}", 4)).is_some());
+    }
+
+    #[test]
+    fn a_batch_takes_each_node_once_and_none_being_written() {
+        let mac = |n: u8| satchel_names::Mac::from_octets([2, 0, 0, 0, 0, n]);
+        let msg = |n: u8| {
+            let (tx, _) = std::sync::mpsc::sync_channel(1);
+            (
+                StoredReport {
+                    report_id: format!("r{n}"),
+                    mac: mac(n),
+                    received: String::new(),
+                    reporter: String::new(),
+                    report: serde_json::Value::Null,
+                },
+                false,
+                Reply::Blocked(tx),
+            )
+        };
+        let mut held: std::collections::VecDeque<ReportMsg> =
+            [1, 2, 1, 3, 4].into_iter().map(msg).collect();
+        let busy = [mac(3)];
+        let batch = take_batch(&mut held, busy.iter());
+        let macs = |v: &mut dyn Iterator<Item = &ReportMsg>| -> Vec<u8> {
+            v.map(|(r, _, _)| r.mac.octets()[5]).collect()
+        };
+        assert_eq!(macs(&mut batch.iter()), [1, 2, 4]);
+        // The second report of node 1 and node 3's (being written) wait, in order.
+        assert_eq!(macs(&mut held.iter()), [1, 3]);
+        let mut many: std::collections::VecDeque<ReportMsg> =
+            (0..=REPORT_BATCH as u8 + 1).map(msg).collect();
+        assert_eq!(take_batch(&mut many, [].iter()).len(), REPORT_BATCH);
+        assert_eq!(many.len(), 2);
     }
 
     #[test]

@@ -24,9 +24,12 @@
 pub mod etcd_store;
 pub mod sled_store;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use satchel_names::{Mac, SiteName, Target};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 pub use etcd_store::{EtcdSettings, EtcdStore};
 pub use sled_store::SledStore;
@@ -361,6 +364,10 @@ pub struct ForwardItem {
     pub body: Bytes,
 }
 
+/// A store call's outcome, to be awaited ([`Store::report_record_later`]).
+pub type Later<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send>>;
+
 /// The storage interface. Methods block (call them from a blocking context).
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Metadata of the bundle published for `target`, if any.
@@ -415,16 +422,36 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     fn quarantine_usage(&self) -> Result<(u64, u64), StoreError>;
 
     /// Records a report: updates the node's inventory and enqueues it for
-    /// forwarding (if `forward`), atomically; durable on `Ok`.
-    fn report_record(&self, report: &StoredReport, forward: bool) -> Result<(), StoreError>;
+    /// forwarding (if `forward`), atomically; durable on `Ok`. Answers the
+    /// forward queue's depth once the report is in it (for `/metrics`):
+    /// exact when `forward`, else the depth this server last saw.
+    fn report_record(&self, report: &StoredReport, forward: bool) -> Result<u64, StoreError>;
+    /// [`Store::report_record`] for an async caller, answered through a
+    /// future. The default runs `report_record` on the blocking pool; a
+    /// backend whose writes wait on a runtime of its own (etcd) answers
+    /// without holding a blocking thread while etcd commits.
+    fn report_record_later(self: Arc<Self>, report: StoredReport, forward: bool) -> Later<u64> {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || self.report_record(&report, forward))
+                .await
+                .map_err(|e| StoreError::Backend(format!("the report's task failed: {e}")))?
+        })
+    }
     /// The inventory.
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
     /// Up to `max` queued forwards, oldest first.
     fn forward_peek(&self, max: usize) -> Result<Vec<ForwardItem>, StoreError>;
-    /// Removes a forwarded item; durable on `Ok`.
-    fn forward_ack(&self, seq: u64) -> Result<(), StoreError>;
+    /// Removes a forwarded item; durable on `Ok`. Answers the queue's
+    /// depth after it (for `/metrics`, without a request of its own).
+    fn forward_ack(&self, seq: u64) -> Result<u64, StoreError>;
     /// Queued forwards.
     fn forward_depth(&self) -> Result<u64, StoreError>;
+    /// A signal the backend raises when another server may have queued a
+    /// forward (so the forwarder looks at once, whichever server stored
+    /// the report); `None` when only this process queues them.
+    fn forward_signal(&self) -> Option<Arc<Notify>> {
+        None
+    }
 
     /// Appends an audit line (assigns `seq`) to its log (`entry.log`),
     /// dropping that log's oldest lines beyond `max_entries`; the other log

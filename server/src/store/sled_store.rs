@@ -538,7 +538,7 @@ impl Store for SledStore {
         Ok((metas.len() as u64, metas.iter().map(|u| u.size).sum()))
     }
 
-    fn report_record(&self, report: &StoredReport, forward: bool) -> Result<(), StoreError> {
+    fn report_record(&self, report: &StoredReport, forward: bool) -> Result<u64, StoreError> {
         let key = report.mac.to_string();
         let body = to_json(report)?;
         let seq = self.db.generate_id().map_err(backend)?;
@@ -574,7 +574,8 @@ impl Store for SledStore {
         if let Some(e) = failed {
             return Err(e);
         }
-        self.durable()
+        self.durable()?;
+        self.forward_depth()
     }
 
     fn nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
@@ -599,7 +600,7 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn forward_ack(&self, seq: u64) -> Result<(), StoreError> {
+    fn forward_ack(&self, seq: u64) -> Result<u64, StoreError> {
         if self
             .forward
             .remove(seq.to_be_bytes())
@@ -608,7 +609,8 @@ impl Store for SledStore {
         {
             self.forward_len.fetch_sub(1, Ordering::Relaxed);
         }
-        self.durable()
+        self.durable()?;
+        self.forward_depth()
     }
 
     fn forward_depth(&self) -> Result<u64, StoreError> {

@@ -420,3 +420,111 @@ async fn concurrent_reports_of_many_nodes_are_all_recorded() {
         }
     }
 }
+
+/// An engine that sends the `report_id` of every POST, with the instant it
+/// arrived, to the test (so the test waits on the delivery itself).
+fn timed_receiver(
+    addr: std::net::SocketAddr,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
+) {
+    use http_body_util::{BodyExt, Full};
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_reuseport(true).expect("SO_REUSEPORT");
+    socket.bind(addr).expect("bind the reserved engine port");
+    let listener = socket.listen(128).expect("listen");
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|c| c.to_bytes())
+                                .unwrap_or_default();
+                            let at = Instant::now();
+                            let v: serde_json::Value =
+                                serde_json::from_slice(&body).unwrap_or_default();
+                            if let Some(id) = v["report_id"].as_str() {
+                                let _ = tx.send((id.to_string(), at));
+                            }
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from_static(b"ok"),
+                            )))
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (task, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_to_a_replica_that_does_not_forward_reaches_the_engine_without_a_poll() {
+    let w = World::new();
+    let cluster = EtcdCluster::start(3);
+    let (_engine_port, engine) = reserve_engine_port();
+    let (receiver, mut arrived) = timed_receiver(engine);
+    // The safety-net poll is an hour: only the forwarder's watch on the
+    // queue can bring a report stored by another replica to it in time.
+    let srv = replicas(
+        &w,
+        &cluster,
+        3,
+        &format!("engine_webhook = \"http://{engine}/hook\"\nforward_poll_secs = 3600\n"),
+    );
+    eventually("exactly one forwarder", Duration::from_secs(20), || async {
+        forwarders(&srv).await.len() == 1
+    })
+    .await;
+    let leader = forwarders(&srv).await[0];
+    let others: Vec<usize> = (0..srv.len()).filter(|i| *i != leader).collect();
+    let mut lags = Vec::new();
+    for k in 0..10u8 {
+        let s = &srv[others[usize::from(k) % others.len()]];
+        let n = 20 + k;
+        let c = Client::new(&w, s.addr, Some(&w.host(n, None)));
+        let id = format!("elsewhere-{k}");
+        let body = format!(r#"{{"report_id":"{id}","status":"ok"}}"#);
+        let st = c
+            .request("POST", &format!("/v1/reports/{}", mac(n)), body)
+            .await
+            .0;
+        assert_eq!(st, 202);
+        let acked = Instant::now();
+        let at = loop {
+            let got = tokio::time::timeout(Duration::from_secs(20), arrived.recv()).await;
+            match got {
+                Ok(Some((got, at))) if got == id => break at,
+                Ok(Some(_)) => continue,
+                _ => panic!(
+                    "{id}, stored by a replica that does not forward, never reached the engine"
+                ),
+            }
+        };
+        lags.push(at.saturating_duration_since(acked));
+    }
+    lags.sort();
+    eprintln!(
+        "report on a non-forwarding replica -> at the engine, after its 202, over {} reports: \
+         min {:?}, median {:?}, max {:?}",
+        lags.len(),
+        lags[0],
+        lags[lags.len() / 2],
+        lags[lags.len() - 1]
+    );
+    receiver.abort();
+}
