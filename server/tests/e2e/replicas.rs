@@ -441,45 +441,9 @@ fn timed_receiver(
     tokio::task::JoinHandle<()>,
     tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
 ) {
-    use http_body_util::{BodyExt, Full};
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_reuseport(true).expect("SO_REUSEPORT");
-    socket.bind(addr).expect("bind the reserved engine port");
-    let listener = socket.listen(128).expect("listen");
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let tx = tx.clone();
-                        async move {
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|c| c.to_bytes())
-                                .unwrap_or_default();
-                            let at = Instant::now();
-                            let v: serde_json::Value =
-                                serde_json::from_slice(&body).unwrap_or_default();
-                            if let Some(id) = v["report_id"].as_str() {
-                                let _ = tx.send((id.to_string(), at));
-                            }
-                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                                Bytes::from_static(b"ok"),
-                            )))
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
+    let task = satchel_test_support::engine::start_receiver_with(addr, move |id| {
+        let _ = tx.send((id, Instant::now()));
     });
     (task, rx)
 }

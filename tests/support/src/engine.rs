@@ -20,18 +20,30 @@ pub type Seen = Arc<Mutex<Vec<String>>>;
 /// holds) in the current tokio runtime, recording into `seen`, until the
 /// returned task is aborted.
 pub fn start_receiver(addr: SocketAddr, seen: Seen) -> tokio::task::JoinHandle<()> {
+    start_receiver_with(addr, move |id| {
+        seen.lock().unwrap_or_else(|p| p.into_inner()).push(id);
+    })
+}
+
+/// Like [`start_receiver`], handing each report id to `on_report` as it
+/// arrives (for a test that waits on, or times, the delivery itself).
+pub fn start_receiver_with<F>(addr: SocketAddr, on_report: F) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(String) + Send + Sync + 'static,
+{
     let listener = crate::net::listen_reuseport(addr);
+    let on_report = Arc::new(on_report);
     tokio::spawn(async move {
         let mut conns = JoinSet::new();
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let seen = seen.clone();
+            let on_report = on_report.clone();
             conns.spawn(async move {
                 let svc =
                     hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
+                        let on_report = on_report.clone();
                         async move {
                             let body = req
                                 .into_body()
@@ -42,9 +54,7 @@ pub fn start_receiver(addr: SocketAddr, seen: Seen) -> tokio::task::JoinHandle<(
                             let v: serde_json::Value =
                                 serde_json::from_slice(&body).unwrap_or_default();
                             if let Some(id) = v["report_id"].as_str() {
-                                seen.lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .push(id.to_string());
+                                on_report(id.to_string());
                             }
                             Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(
                                 b"ok",
