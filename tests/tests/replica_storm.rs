@@ -341,6 +341,10 @@ fn a_boot_storm_survives_a_replica_and_an_etcd_member_killed() {
     // were answered 503 while etcd lost a member.
     let mut failovers = 0;
     let mut told_to_retry = 0;
+    // The fetchers' own boot times (their "applied in N ms"), of those that
+    // met the dead replica and of the others: what failing over cost them.
+    let mut failover_ms = Vec::new();
+    let mut direct_ms = Vec::new();
     let via_dead = format!("via {}:{} ", replica_name(0), addrs[0].port());
     for (i, f) in finished.iter().enumerate() {
         let f = f.as_ref().expect("every node finished");
@@ -353,8 +357,12 @@ fn a_boot_storm_survives_a_replica_and_an_etcd_member_killed() {
         let id = report_sent(&f.stderr)
             .unwrap_or_else(|| panic!("node {i} delivered no report:\n{}", f.stderr));
         let warnings = || f.stderr.lines().filter(|l| l.contains("warning:"));
+        let boot_ms = applied_ms(&f.stderr);
         if warnings().any(|l| l.contains(&via_dead)) {
             failovers += 1;
+            failover_ms.extend(boot_ms);
+        } else {
+            direct_ms.extend(boot_ms);
         }
         if warnings().any(|l| l.contains("503")) {
             told_to_retry += 1;
@@ -432,6 +440,26 @@ fn a_boot_storm_survives_a_replica_and_an_etcd_member_killed() {
         duplicated[1],
         duplicated[2],
     );
+    eprintln!(
+        "boot time of a fetcher that met the dead replica: {}; of the others: {}",
+        spread(&mut failover_ms),
+        spread(&mut direct_ms)
+    );
     receiver.abort();
     drop(replicas);
+}
+
+/// The fetcher's own "applied in N ms" figure, if it printed one.
+fn applied_ms(stderr: &str) -> Option<u64> {
+    let rest = stderr.split("applied in ").nth(1)?;
+    rest.split(" ms").next()?.trim().parse().ok()
+}
+
+/// "median M ms, max X ms (n)" of `ms`.
+fn spread(ms: &mut [u64]) -> String {
+    ms.sort_unstable();
+    match (ms.get(ms.len() / 2), ms.last()) {
+        (Some(m), Some(x)) => format!("median {m} ms, max {x} ms ({})", ms.len()),
+        _ => "none".into(),
+    }
 }
