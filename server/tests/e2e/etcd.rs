@@ -14,8 +14,13 @@ pub fn etcd_mode() -> bool {
 }
 
 /// The cluster shared by the tests of this process in etcd mode. Never
-/// dropped: its members die with the process (their guards' pipe closes).
+/// dropped: its members die with the process (their guards' pipe closes),
+/// and so does its data ([`EtcdCluster::remove_data_at_exit`]).
 pub fn shared() -> &'static EtcdCluster {
     static SHARED: OnceLock<EtcdCluster> = OnceLock::new();
-    SHARED.get_or_init(|| EtcdCluster::start(3))
+    SHARED.get_or_init(|| {
+        let c = EtcdCluster::start(3);
+        c.remove_data_at_exit();
+        c
+    })
 }

@@ -127,6 +127,33 @@ impl EtcdCluster {
         panic!("etcd cluster did not start: every port range tried was in use");
     }
 
+    /// Makes the cluster's folder go when this process does, even when the
+    /// cluster is never dropped (one kept in a `static` for a whole test
+    /// binary) or the process is killed: a `sh` blocks on a pipe only this
+    /// process holds, and removes the folder once the pipe closes. Without
+    /// it every such run left its members' data (about 430 MB: three WAL
+    /// preallocations) in the temporary directory.
+    pub fn remove_data_at_exit(&self) {
+        let spawned = Command::new("sh")
+            .arg("-c")
+            .arg(r#"read _; rm -rf -- "$1""#)
+            .arg("sh")
+            .arg(self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match spawned {
+            // The pipe's end is kept open for the rest of the process on
+            // purpose: its closing, at exit, is the signal.
+            Ok(mut child) => std::mem::forget(child.stdin.take()),
+            Err(e) => eprintln!(
+                "etcd harness: cannot arrange the removal of {} at exit: {e}",
+                self.dir.path().display()
+            ),
+        }
+    }
+
     fn initial_cluster(&self) -> String {
         self.members
             .iter()
