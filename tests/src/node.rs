@@ -427,6 +427,39 @@ pub fn ustar(entries: &[RawEntry]) -> Vec<u8> {
     out
 }
 
+/// Seals the folder `src` as serial 1 for `target` (valid from five minutes
+/// ago for a day), signed by `key`, encrypted to `recipients`, into `out`;
+/// returns the bundle's bytes.
+pub fn seal_dir(
+    target: &Target,
+    src: &Path,
+    recipients: Vec<Recipient>,
+    key: &SigningKey,
+    out: &Path,
+) -> Vec<u8> {
+    let now = OffsetDateTime::now_utc();
+    seal_to_file(
+        &SealParams {
+            target: target.clone(),
+            site: None,
+            serial: 1,
+            created: now - Duration::minutes(5),
+            expires: now + Duration::days(1),
+            policy: Policy::default(),
+            recipients,
+        },
+        Source::Dir {
+            path: src,
+            keep_owners: false,
+        },
+        key,
+        out,
+        &AtomicU64::new(0),
+    )
+    .expect("seal");
+    std::fs::read(out).expect("read bundle")
+}
+
 /// Seals the [`ustar`] of `entries` (unchecked: a hostile payload under a
 /// valid signature) as a bundle for `target` with `serial`, naming `site`,
 /// signed by `key`, encrypted to `recipients`; returns the bundle's bytes.

@@ -7,18 +7,15 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use satchel_format::manifest::Policy;
-use satchel_format::seal::{seal_to_file, SealParams, Source};
 use satchel_format::{Identities, Mac, Recipient, SigningKey, Target};
 use satchel_pki::enroll::EnrollOptions;
 use satchel_tests::client;
 use satchel_tests::dns::DnsServer;
 use satchel_tests::harness;
+use satchel_tests::node;
 use satchel_tests::node::tree;
-use time::OffsetDateTime;
 
 const SERVER_NAME: &str = "cfg.boot.test";
 const DOMAIN: &str = "boot.test";
@@ -103,7 +100,6 @@ fn real_fetchers_boot_while_one_address_holds_every_connection_slot() {
     let (dns, _dns) = DnsServer::for_server(DOMAIN, SERVER_NAME, addr.port()).expect("dns");
 
     // Each node: its image from `enroll`, its bundle, published, its root.
-    let now = OffsetDateTime::now_utc();
     let macs: Vec<Mac> = (1..=NODES)
         .map(|i| Mac::parse(&format!("52-54-00-f1-00-{i:02x}")).expect("mac"))
         .collect();
@@ -130,25 +126,13 @@ fn real_fetchers_boot_while_one_address_holds_every_connection_slot() {
             .collect();
         recipients.push(Recipient::parse(&admin_rcpt).expect("admin recipient"));
         let bundle = n.join("host.bundle");
-        seal_to_file(
-            &SealParams {
-                target: Target::Host(*mac),
-                site: None,
-                serial: 1,
-                created: now - time::Duration::minutes(5),
-                expires: now + time::Duration::days(1),
-                policy: Policy::default(),
-                recipients,
-            },
-            Source::Dir {
-                path: &n.join("src"),
-                keep_owners: false,
-            },
+        node::seal_dir(
+            &Target::Host(*mac),
+            &n.join("src"),
+            recipients,
             &signer,
             &bundle,
-            &AtomicU64::new(0),
-        )
-        .expect("seal");
+        );
         admin.publish(
             &format!("/v1/bundles/host/{mac}"),
             std::fs::read(&bundle).expect("bundle"),

@@ -10,12 +10,9 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use satchel_format::manifest::Policy;
-use satchel_format::seal::{seal_to_file, SealParams, Source};
 use satchel_format::{Identities, Mac, Recipient, SigningKey, Target};
 use satchel_pki::ca::Ca;
 use satchel_pki::enroll::EnrollOptions;
@@ -25,8 +22,7 @@ use satchel_test_support::{wait_until, EtcdCluster};
 use satchel_tests::client;
 use satchel_tests::dns::{DnsRecord, DnsServer};
 use satchel_tests::harness::{self, Proc};
-use satchel_tests::node::tree;
-use time::OffsetDateTime;
+use satchel_tests::node::{self, tree};
 
 const DOMAIN: &str = "boot.test";
 /// Replicas, each its own SRV target (same priority and weight).
@@ -120,27 +116,14 @@ fn node(
         .map(|(_, r)| Recipient::parse(r).expect("recipient"))
         .collect();
     recipients.push(Recipient::parse(admin_rcpt).expect("admin recipient"));
-    let now = OffsetDateTime::now_utc();
     let bundle = dir.join("host.bundle");
-    seal_to_file(
-        &SealParams {
-            target: Target::Host(mac),
-            site: None,
-            serial: 1,
-            created: now - time::Duration::minutes(5),
-            expires: now + time::Duration::days(1),
-            policy: Policy::default(),
-            recipients,
-        },
-        Source::Dir {
-            path: &dir.join("src"),
-            keep_owners: false,
-        },
+    node::seal_dir(
+        &Target::Host(mac),
+        &dir.join("src"),
+        recipients,
         signer,
         &bundle,
-        &AtomicU64::new(0),
-    )
-    .expect("seal");
+    );
     let root = dir.join("root");
     std::fs::create_dir_all(root.join("etc")).expect("root");
     write(&root, "etc/hostname", b"image-default\n");
